@@ -1,0 +1,78 @@
+"""The unit of work every adapter shares: writes buffered in a transaction, committed at once.
+
+A transaction belongs to one instance of one backend (its ``owner``); it is found
+through a context variable, so the storage and the scheduler of one runtime join
+the same unit of work without being passed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Final
+
+import attrs
+
+from durably.domain.errors import StorageError
+
+__all__ = ["UNCHANGED", "Unchanged", "UnitOfWork", "active_unit", "open_unit"]
+
+
+class Unchanged:
+    """The alarm was not touched in this unit of work."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged()
+
+
+@attrs.define
+class UnitOfWork:
+    """Writes waiting for one commit: key -> JSON text (``None`` deletes), a clear, an alarm."""
+
+    owner: object
+    writes: dict[str, str | None] = attrs.field(factory=dict)
+    cleared: bool = False
+    alarm: int | Unchanged | None = UNCHANGED
+
+    def is_empty(self) -> bool:
+        """Whether committing would change nothing."""
+        return not self.writes and not self.cleared and self.alarm is UNCHANGED
+
+
+_ACTIVE: ContextVar[tuple[UnitOfWork, ...]] = ContextVar("durably_units_of_work", default=())
+
+
+def active_unit(owner: object) -> UnitOfWork | None:
+    """The open unit of work of ``owner`` in this context, if any."""
+    for unit in _ACTIVE.get():
+        if unit.owner == owner:
+            return unit
+    return None
+
+
+@asynccontextmanager
+async def open_unit(
+    owner: object, commit: Callable[[UnitOfWork], Awaitable[None]]
+) -> AsyncIterator[None]:
+    """Open (or join) the unit of work of ``owner``; ``commit`` it when the outermost block ends."""
+    if active_unit(owner) is not None:
+        yield
+        return
+    unit = UnitOfWork(owner)
+    token = _ACTIVE.set((*_ACTIVE.get(), unit))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+    # Only reached when the block did not raise: the writes are committed, else dropped.
+    if not unit.is_empty():
+        try:
+            await commit(unit)
+        except StorageError:
+            raise
+        except Exception as e:
+            raise StorageError("commit", None, e) from e

@@ -1,0 +1,1 @@
+"""The domain: pure code with no IO (statuses, transitions, durations, back-off, errors, events)."""

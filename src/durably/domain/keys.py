@@ -1,0 +1,93 @@
+"""The storage layout: the key of every stored value of an instance.
+
+Step and sleep names are escaped (``%`` and ``:``), so no two names map to one key
+and a key can always be split back into its parts.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "STATUS",
+    "NAME",
+    "INPUT",
+    "OUTPUT",
+    "EXECUTION_ID",
+    "STARTED_AT",
+    "CANCELLED",
+    "CANCEL_REASON",
+    "RECOVERY_ATTEMPTS",
+    "LAST_RECOVERY_AT",
+    "PENDING_RESUME_AT",
+    "COMPLETED_COUNT",
+    "COMPLETED_PREFIX",
+    "PURGE_AT",
+    "TOMBSTONE",
+    "STEP_PREFIX",
+    "SLEEP_PREFIX",
+    "escape",
+    "unescape",
+    "meta",
+    "step",
+    "completed",
+    "sleep",
+]
+
+STATUS = "workflow:status"
+NAME = "workflow:name"
+INPUT = "workflow:input"
+OUTPUT = "workflow:output"
+EXECUTION_ID = "workflow:executionId"
+STARTED_AT = "workflow:startedAt"
+CANCELLED = "workflow:cancelled"
+CANCEL_REASON = "workflow:cancelReason"
+RECOVERY_ATTEMPTS = "workflow:recoveryAttempts"
+LAST_RECOVERY_AT = "workflow:lastRecoveryAt"
+PENDING_RESUME_AT = "workflow:pendingResumeAt"
+COMPLETED_COUNT = "workflow:completedCount"
+PURGE_AT = "workflow:purgeAt"
+TOMBSTONE = "workflow:tombstone"
+COMPLETED_PREFIX = "completed:"
+STEP_PREFIX = "step:"
+SLEEP_PREFIX = "sleep:"
+
+
+def escape(name: str) -> str:
+    """Escape a user-chosen name for use inside a key.
+
+    >>> escape("a:b%c")
+    'a%3Ab%25c'
+    """
+    if "%" not in name and ":" not in name:
+        return name
+    return name.replace("%", "%25").replace(":", "%3A")
+
+
+def unescape(part: str) -> str:
+    """Undo ``escape``.
+
+    >>> unescape(escape("x:%3A"))
+    'x:%3A'
+    """
+    if "%" not in part:
+        return part
+    return part.replace("%3A", ":").replace("%25", "%")
+
+
+def meta(key: str) -> str:
+    """The key of workflow metadata ``key``."""
+    return f"workflow:meta:{escape(key)}"
+
+
+def step(name: str, suffix: str) -> str:
+    """The key of one record (``result``, ``attempt``, ``startedAt``, ``meta:<k>``) of a step."""
+    return f"{STEP_PREFIX}{escape(name)}:{suffix}"
+
+
+def completed(name: str) -> str:
+    """The completion marker of a step (its value is the completion order)."""
+    return f"{COMPLETED_PREFIX}{escape(name)}"
+
+
+def sleep(name: str) -> str:
+    """The record of a sleep."""
+    return f"{SLEEP_PREFIX}{escape(name)}"

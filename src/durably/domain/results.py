@@ -1,0 +1,46 @@
+"""Small bridges between ``returns`` containers and the exceptions they carry.
+
+Service methods return ``Result``; inside them, ``ok(result)`` takes the value or
+raises the carried error, and ``as_result`` turns the raised error back into a
+``Failure`` at the method's boundary. Every durably error is an exception, so the
+two forms carry the same object.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+from returns.result import Failure, Result, Success
+
+__all__ = ["ok", "as_result"]
+
+T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
+P = ParamSpec("P")
+
+
+def ok(result: Result[T, E]) -> T:
+    """The value of a ``Success``; raises the error of a ``Failure``."""
+    if isinstance(result, Success):
+        return result.unwrap()  # type: ignore[no-any-return]
+    raise result.failure()
+
+
+def as_result(
+    error_type: type[E],
+) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[Result[T, E]]]]:
+    """Decorate an async function so that a raised ``error_type`` is returned as ``Failure``."""
+
+    def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[Result[T, E]]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Result[T, E]:
+            try:
+                return Success(await fn(*args, **kwargs))
+            except error_type as e:
+                return Failure(e)
+
+        return wrapper
+
+    return decorate

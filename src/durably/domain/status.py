@@ -1,0 +1,108 @@
+"""Workflow statuses: a closed union of frozen attrs classes, each with a stable ``tag``."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, TypeAlias
+
+import attrs
+
+__all__ = [
+    "WorkflowError",
+    "Pending",
+    "Queued",
+    "Running",
+    "Paused",
+    "Completed",
+    "Failed",
+    "Cancelled",
+    "WorkflowStatus",
+    "PauseReason",
+    "StatusTag",
+    "TERMINAL_TAGS",
+    "is_terminal",
+]
+
+PauseReason: TypeAlias = Literal["sleep", "retry"]
+StatusTag: TypeAlias = Literal[
+    "Pending", "Queued", "Running", "Paused", "Completed", "Failed", "Cancelled"
+]
+
+
+@attrs.frozen
+class WorkflowError:
+    """The stored description of why a workflow failed."""
+
+    message: str
+    type: str | None = None
+    traceback: str | None = None
+    step_name: str | None = None
+    attempt: int | None = None
+
+
+@attrs.frozen
+class Pending:
+    """Initialized, not started yet."""
+
+    tag: ClassVar[Literal["Pending"]] = "Pending"
+
+
+@attrs.frozen
+class Queued:
+    """Waiting for its first alarm to start."""
+
+    queued_at: int
+    tag: ClassVar[Literal["Queued"]] = "Queued"
+
+
+@attrs.frozen
+class Running:
+    """Being executed by an owner."""
+
+    running_at: int
+    tag: ClassVar[Literal["Running"]] = "Running"
+
+
+@attrs.frozen
+class Paused:
+    """Waiting for a sleep to end or a retry's back-off to pass."""
+
+    reason: PauseReason
+    resume_at: int
+    step_name: str | None = None
+    tag: ClassVar[Literal["Paused"]] = "Paused"
+
+
+@attrs.frozen
+class Completed:
+    """Finished with an output (terminal)."""
+
+    completed_at: int
+    tag: ClassVar[Literal["Completed"]] = "Completed"
+
+
+@attrs.frozen
+class Failed:
+    """Finished with an error (terminal)."""
+
+    failed_at: int
+    error: WorkflowError
+    tag: ClassVar[Literal["Failed"]] = "Failed"
+
+
+@attrs.frozen
+class Cancelled:
+    """Stopped by a cancel request (terminal)."""
+
+    cancelled_at: int
+    reason: str | None = None
+    tag: ClassVar[Literal["Cancelled"]] = "Cancelled"
+
+
+WorkflowStatus: TypeAlias = Pending | Queued | Running | Paused | Completed | Failed | Cancelled
+
+TERMINAL_TAGS: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
+
+
+def is_terminal(status: WorkflowStatus | None) -> bool:
+    """Whether the status is Completed, Failed or Cancelled."""
+    return status is not None and status.tag in TERMINAL_TAGS

@@ -1,0 +1,7 @@
+"""Ports: the protocols that adapters implement and services depend on."""
+
+from durably.ports.runtime import InstanceRuntime, RuntimeAdapter
+from durably.ports.scheduler import SchedulerAdapter
+from durably.ports.storage import StorageAdapter
+
+__all__ = ["StorageAdapter", "SchedulerAdapter", "RuntimeAdapter", "InstanceRuntime"]

@@ -1,0 +1,5 @@
+"""Test support shipped with durably: the in-memory runtime, a virtual clock, fault injection."""
+
+from durably.testing.runtime import FailingStorage, TestRuntimeHandle, create_in_memory_runtime
+
+__all__ = ["create_in_memory_runtime", "TestRuntimeHandle", "FailingStorage"]

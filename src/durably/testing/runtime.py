@@ -1,0 +1,153 @@
+"""The in-memory runtime for tests: a virtual clock, the alarm slot and the stored keys in reach."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import attrs
+from returns.result import Failure, Result
+
+from durably.adapters.memory import (
+    ManualClock,
+    MemoryBackend,
+    MemoryRuntime,
+    MemoryScheduler,
+    MemoryStorage,
+)
+from durably.domain.errors import StorageError
+from durably.domain.records import JsonValue
+from durably.domain.serialization import loads
+from durably.ports import InstanceRuntime, StorageAdapter
+
+__all__ = ["TestRuntimeHandle", "FailingStorage", "create_in_memory_runtime"]
+
+
+@attrs.define(eq=False)
+class TestRuntimeHandle:
+    """The test's grip on an in-memory runtime: move its clock, look at its alarm and keys."""
+
+    __test__ = False  # not a pytest test class
+
+    clock: ManualClock
+    backend: MemoryBackend
+    instance_id: str
+
+    def now(self) -> int:
+        """The virtual clock's time (ms)."""
+        return self.clock.time_ms
+
+    def advance_time(self, ms: int) -> int:
+        """Move the clock forward by ``ms``; returns the new time."""
+        if ms < 0:
+            raise ValueError(f"advance_time takes a non-negative number of ms, got {ms}")
+        self.clock.time_ms += ms
+        return self.clock.time_ms
+
+    def set_time(self, ms: int) -> None:
+        """Set the clock to ``ms``."""
+        self.clock.time_ms = ms
+
+    def scheduled_time(self) -> int | None:
+        """When the instance's alarm is set for, or ``None``."""
+        return self.backend.alarms.get(self.instance_id)
+
+    def should_alarm_fire(self) -> bool:
+        """Whether an alarm is set and due at the clock's time."""
+        at = self.scheduled_time()
+        return at is not None and at <= self.clock.time_ms
+
+    def clear_alarm(self) -> None:
+        """Clear the alarm (as the host does before it fires one)."""
+        self.backend.alarms.pop(self.instance_id, None)
+
+    def storage_snapshot(self) -> dict[str, JsonValue]:
+        """A copy of every stored key and value of the instance."""
+        keys = self.backend.data.get(self.instance_id, {})
+        return {k: loads(v) for k, v in sorted(keys.items())}
+
+    @property
+    def commits(self) -> int:
+        """How many commits the backend has applied (to count durability points)."""
+        return self.backend.commits
+
+
+def create_in_memory_runtime(
+    instance_id: str | None = None,
+    initial_time: int | None = None,
+    *,
+    backend: MemoryBackend | None = None,
+) -> tuple[InstanceRuntime, TestRuntimeHandle]:
+    """A runtime layer in memory with a virtual clock, and the handle that drives it.
+
+    Args:
+        instance_id: the instance's id (a new UUID when omitted).
+        initial_time: the clock's start, in epoch ms (0 when omitted).
+        backend: share one ``MemoryBackend`` between several runtimes.
+    """
+    iid = instance_id if instance_id is not None else str(uuid.uuid4())
+    clock = ManualClock(initial_time if initial_time is not None else 0)
+    store = backend if backend is not None else MemoryBackend()
+    runtime = InstanceRuntime(
+        storage=MemoryStorage(store, iid),
+        scheduler=MemoryScheduler(store, iid),
+        runtime=MemoryRuntime(iid, clock),
+    )
+    return runtime, TestRuntimeHandle(clock=clock, backend=store, instance_id=iid)
+
+
+@attrs.define(eq=False)
+class FailingStorage:
+    """A storage that fails the chosen operations with ``StorageError`` (fault tests).
+
+    ``fail_on`` names operations (``get``, ``put``, ``put_batch``, ``delete``,
+    ``delete_all``, ``list``, ``commit``); change it at any time. A failed commit
+    discards the whole unit of work, as a real backend's rollback does.
+    """
+
+    inner: StorageAdapter
+    fail_on: set[str] = attrs.field(factory=set)
+    failures: int = 0
+
+    def _fails(self, operation: str, key: str | None) -> Failure[StorageError] | None:
+        if operation in self.fail_on:
+            self.failures += 1
+            return Failure(StorageError(operation, key, "injected fault"))
+        return None
+
+    async def get(self, key: str) -> Result[JsonValue | None, StorageError]:
+        """Read, unless ``get`` fails."""
+        return self._fails("get", key) or await self.inner.get(key)
+
+    async def put(self, key: str, value: JsonValue) -> Result[None, StorageError]:
+        """Write, unless ``put`` fails."""
+        return self._fails("put", key) or await self.inner.put(key, value)
+
+    async def put_batch(self, entries: Mapping[str, JsonValue]) -> Result[None, StorageError]:
+        """Write many, unless ``put_batch`` fails."""
+        return self._fails("put_batch", None) or await self.inner.put_batch(entries)
+
+    async def delete(self, key: str) -> Result[bool, StorageError]:
+        """Delete, unless ``delete`` fails."""
+        return self._fails("delete", key) or await self.inner.delete(key)
+
+    async def delete_all(self) -> Result[None, StorageError]:
+        """Delete all, unless ``delete_all`` fails."""
+        return self._fails("delete_all", None) or await self.inner.delete_all()
+
+    async def list(self, prefix: str) -> Result[dict[str, JsonValue], StorageError]:
+        """List, unless ``list`` fails."""
+        return self._fails("list", prefix) or await self.inner.list(prefix)
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """The inner transaction, whose commit fails when ``commit`` does."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        async with self.inner.transaction():
+            yield
+            failure = self._fails("commit", None)
+            if failure is not None:
+                raise failure.failure()
