@@ -22,6 +22,8 @@ They are frozen attrs exceptions: usable as ``Failure`` values and raised alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 __all__ = [
@@ -40,6 +42,10 @@ __all__ = [
     "InvalidDurationError",
     "SerializationError",
 ]
+
+
+def _names(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 def _describe(cause: object) -> str:
@@ -141,7 +147,7 @@ class WorkflowNotFoundError(DurablyError):
     """No workflow is registered under the name."""
 
     workflow_name: str
-    available_workflows: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    available_workflows: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
     @property
     def message(self) -> str:

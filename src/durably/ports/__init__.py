@@ -3,5 +3,6 @@
 from durably.ports.runtime import InstanceRuntime, RuntimeAdapter
 from durably.ports.scheduler import SchedulerAdapter
 from durably.ports.storage import StorageAdapter
+from durably.ports.tracker import Tracker
 
-__all__ = ["StorageAdapter", "SchedulerAdapter", "RuntimeAdapter", "InstanceRuntime"]
+__all__ = ["StorageAdapter", "SchedulerAdapter", "RuntimeAdapter", "InstanceRuntime", "Tracker"]

@@ -11,7 +11,7 @@ from durably.domain.errors import DurablyError
 from durably.domain.records import JsonValue
 from durably.domain.results import as_result, ok
 from durably.domain.serialization import decode, encode
-from durably.domain.status import Paused, Pending, Running, WorkflowStatus, is_terminal
+from durably.domain.status import Paused, Pending, Queued, Running, WorkflowStatus, is_terminal
 from durably.domain.transitions import Transition, apply_transition
 from durably.ports import RuntimeAdapter, StorageAdapter
 
@@ -118,6 +118,8 @@ class WorkflowStateMachine:
                 return RecoverabilityInfo(False, "running_not_stale", stale, "Running")
             case Paused():
                 return RecoverabilityInfo(True, "paused", None, "Paused")
+            case Queued():
+                return RecoverabilityInfo(True, "queued", None, "Queued")
             case _ if is_terminal(status):
                 return RecoverabilityInfo(False, "terminal", None, status.tag)
             case _:

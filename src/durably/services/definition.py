@@ -1,0 +1,85 @@
+"""Workflow definitions: a name and an ``async def`` body, typed by input and output."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+__all__ = ["WorkflowDefinition", "DirectRunner", "set_direct_runner"]
+
+I = TypeVar("I")  # noqa: E741 - the conventional name of an input type variable
+O = TypeVar("O")  # noqa: E741 - the conventional name of an output type variable
+
+DirectRunner = Callable[["WorkflowDefinition[Any, Any]", Any], Awaitable[Any]]
+_direct_runner: list[DirectRunner] = []
+
+
+def set_direct_runner(runner: DirectRunner) -> None:
+    """Install how ``WorkflowDefinition.execute`` runs a body without durability (primitives)."""
+    _direct_runner[:] = [runner]
+
+
+def _input_type(fn: Callable[..., Any]) -> tuple[bool, Any]:
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(params) > 1:
+        raise TypeError(
+            f"workflow {fn.__name__!r} must take at most one required argument (its input), "
+            f"takes {len(params)}"
+        )
+    if not params:
+        return False, Any
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: keep the input as stored JSON
+        hints = {}
+    return True, hints.get(params[0].name, Any)
+
+
+def _output_type(fn: Callable[..., Any]) -> Any:
+    try:
+        return typing.get_type_hints(fn).get("return", Any)
+    except Exception:  # unresolvable annotations: keep the output as stored JSON
+        return Any
+
+
+@attrs.frozen
+class WorkflowDefinition(Generic[I, O]):
+    """A named workflow body: ``async def body(input) -> output``."""
+
+    name: str
+    fn: Callable[[I], Awaitable[O]]
+    takes_input: bool = attrs.field(init=False)
+    input_type: Any = attrs.field(init=False, eq=False, repr=False)
+    output_type: Any = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"a workflow name must be a non-empty string, got {self.name!r}")
+        if not inspect.iscoroutinefunction(self.fn):
+            raise TypeError(f"workflow {self.name!r}: the body must be an `async def` function")
+        takes_input, input_type = _input_type(self.fn)
+        object.__setattr__(self, "takes_input", takes_input)
+        object.__setattr__(self, "input_type", input_type)
+        object.__setattr__(self, "output_type", _output_type(self.fn))
+
+    def call(self, input: I) -> Awaitable[O]:
+        """Call the body with ``input`` (or with nothing, when it takes no input)."""
+        if self.takes_input:
+            return self.fn(input)
+        no_input = typing.cast(Callable[[], Awaitable[O]], self.fn)
+        return no_input()
+
+    async def execute(self, input: I) -> O:
+        """Run the body directly, with no durability: steps run once, sleeps return at once."""
+        if not _direct_runner:
+            return await self.call(input)
+        result: O = await _direct_runner[0](self, input)
+        return result

@@ -1,0 +1,170 @@
+"""Recovery: taking over an instance whose execution was interrupted, with a bounded retry count."""
+
+from __future__ import annotations
+
+import attrs
+
+from durably.domain.errors import DurablyError, RecoveryError
+from durably.domain.events import WorkflowFailed, WorkflowRecovered
+from durably.domain.results import as_result, ok
+from durably.domain.status import Paused, Queued, WorkflowError, WorkflowStatus
+from durably.domain.transitions import Fail, Recover, RecoverReason
+from durably.ports import RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.services.state_machine import WorkflowStateMachine
+from durably.services.trackers import BoundEmitter, EventEmitter
+
+__all__ = [
+    "RecoveryConfig",
+    "RecoveryCheckResult",
+    "RecoveryExecuteResult",
+    "RecoveryStats",
+    "RecoveryManager",
+]
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be a non-negative int, got {value!r}")
+
+
+@attrs.frozen
+class RecoveryConfig:
+    """How recovery decides and how often it may try."""
+
+    stale_threshold_ms: int = attrs.field(default=30_000, validator=_non_negative)
+    max_recovery_attempts: int = attrs.field(default=3, validator=_non_negative)
+    recovery_delay_ms: int = attrs.field(default=100, validator=_non_negative)
+
+
+@attrs.frozen
+class RecoveryCheckResult:
+    """What ``check_and_schedule_recovery`` did."""
+
+    scheduled: bool
+    reason: str
+    stale_duration_ms: int | None = None
+    current_status: str | None = None
+    attempt: int | None = None
+
+
+@attrs.frozen
+class RecoveryExecuteResult:
+    """What ``execute_recovery`` did."""
+
+    success: bool
+    attempt: int
+    reason: str
+    new_status: str | None = None
+
+
+@attrs.frozen
+class RecoveryStats:
+    """The recovery counters of an instance."""
+
+    attempts: int
+    max_attempts: int
+    last_attempt_at: int | None
+    max_exceeded: bool
+
+
+class RecoveryManager:
+    """Detects interrupted instances, schedules their recovery and applies ``Recover``.
+
+    The attempt counter is reset only when an execution segment ends (by the
+    orchestrator, in the commit of the pause or the terminal status), so an instance
+    that kills its process on every replay fails after ``max_recovery_attempts``.
+    """
+
+    def __init__(
+        self,
+        state_machine: WorkflowStateMachine,
+        storage: StorageAdapter,
+        scheduler: SchedulerAdapter,
+        runtime: RuntimeAdapter,
+        config: RecoveryConfig,
+        events: EventEmitter,
+    ) -> None:
+        self._sm = state_machine
+        self._storage = storage
+        self._scheduler = scheduler
+        self._runtime = runtime
+        self.config = config
+        self._events = events
+
+    @as_result(DurablyError)
+    async def check_and_schedule_recovery(self) -> RecoveryCheckResult:
+        """Look at the instance after a restart and set its alarm so that it finishes."""
+        info = ok(await self._sm.check_recoverability(self.config.stale_threshold_ms))
+        if not info.can_recover:
+            return RecoveryCheckResult(
+                False, info.reason, info.stale_duration_ms, info.current_status
+            )
+        now = self._runtime.now()
+        status = ok(await self._sm.get_status())
+        attempts = ok(await self._sm.get_recovery_attempts())
+        at = now + self.config.recovery_delay_ms
+        attempt: int | None = None
+        match status:
+            case Paused(resume_at=resume_at):
+                # Fix: never resume a pause early; at worst a little late.
+                at = max(resume_at, at)
+            case Queued():
+                pass
+            case _:
+                attempt = attempts + 1
+                if attempts >= self.config.max_recovery_attempts:
+                    await self._give_up(status, attempts)
+                    return RecoveryCheckResult(
+                        False, "max_attempts_exceeded", info.stale_duration_ms, "Failed", attempts
+                    )
+        ok(await self._scheduler.schedule(at))
+        return RecoveryCheckResult(
+            True, info.reason, info.stale_duration_ms, info.current_status, attempt
+        )
+
+    @as_result(DurablyError)
+    async def execute_recovery(
+        self, reason: RecoverReason = "infrastructure_restart"
+    ) -> RecoveryExecuteResult:
+        """Count a recovery and apply ``Recover``; past the limit, fail the instance instead."""
+        status = ok(await self._sm.get_status())
+        if status is None or status.tag != "Running":
+            current = None if status is None else status.tag
+            return RecoveryExecuteResult(False, 0, "not_running", current)
+        attempts = ok(await self._sm.get_recovery_attempts())
+        if attempts >= self.config.max_recovery_attempts:
+            await self._give_up(status, attempts)
+            return RecoveryExecuteResult(False, attempts, "max_attempts_exceeded", "Failed")
+        async with self._storage.transaction():
+            attempt = ok(await self._sm.increment_recovery_attempts())
+            new = ok(await self._sm.apply_transition(Recover(reason=reason, attempt=attempt)))
+        (await self._bound()).emit(WorkflowRecovered, attempt=attempt, reason=reason)
+        return RecoveryExecuteResult(True, attempt, "recovered", new.tag)
+
+    async def _give_up(self, status: WorkflowStatus | None, attempts: int) -> None:
+        cause = RecoveryError("max_attempts_exceeded", attempts, self.config.max_recovery_attempts)
+        error = WorkflowError(message=str(cause), type="RecoveryError")
+        async with self._storage.transaction():
+            steps = ok(await self._sm.get_completed_steps())
+            ok(await self._sm.apply_transition(Fail(error=error, completed_steps=steps)))
+            ok(await self._scheduler.cancel())
+        (await self._bound()).emit(WorkflowFailed, error=error, completed_steps=steps)
+
+    async def _bound(self) -> BoundEmitter:
+        if not self._events.enabled:
+            return self._events.bound("unknown")
+        state = ok(await self._sm.get_state())
+        if state is None:
+            return self._events.bound("unknown")
+        return self._events.bound(state.workflow_name, state.execution_id)
+
+    @as_result(DurablyError)
+    async def get_stats(self) -> RecoveryStats:
+        """The counters: attempts so far, the limit, the last attempt's time."""
+        attempts = ok(await self._sm.get_recovery_attempts())
+        return RecoveryStats(
+            attempts=attempts,
+            max_attempts=self.config.max_recovery_attempts,
+            last_attempt_at=ok(await self._sm.get_last_recovery_at()),
+            max_exceeded=attempts >= self.config.max_recovery_attempts,
+        )

@@ -1,0 +1,51 @@
+"""The workflow registry: names to definitions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from returns.result import Failure, Result, Success
+
+from durably.domain.errors import WorkflowNotFoundError
+from durably.services.definition import WorkflowDefinition
+
+__all__ = ["WorkflowRegistry", "Workflows"]
+
+Workflows = Mapping[str, WorkflowDefinition[Any, Any]] | Iterable[WorkflowDefinition[Any, Any]]
+
+
+class WorkflowRegistry:
+    """Looks up workflow definitions by name; two definitions under one name are refused."""
+
+    def __init__(self, workflows: Workflows) -> None:
+        self._by_name: dict[str, WorkflowDefinition[Any, Any]] = {}
+        if isinstance(workflows, Mapping):
+            items = list(workflows.items())
+        else:
+            items = [(d.name, d) for d in workflows]
+        for name, definition in items:
+            if not isinstance(definition, WorkflowDefinition):
+                raise TypeError(
+                    f"workflow {name!r} is a {type(definition).__name__}, not a "
+                    "WorkflowDefinition (decorate it with @durably.workflow)"
+                )
+            existing = self._by_name.get(name)
+            if existing is not None and existing is not definition:
+                raise ValueError(f"two workflows are registered under the name {name!r}")
+            self._by_name[name] = definition
+
+    def get(self, name: str) -> Result[WorkflowDefinition[Any, Any], WorkflowNotFoundError]:
+        """The definition registered under ``name``."""
+        definition = self._by_name.get(name)
+        if definition is None:
+            return Failure(WorkflowNotFoundError(name, tuple(self._by_name.keys())))
+        return Success(definition)
+
+    def list(self) -> list[str]:
+        """Every registered name, in registration order."""
+        return list(self._by_name)
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is registered."""
+        return name in self._by_name
