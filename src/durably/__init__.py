@@ -1,0 +1,90 @@
+"""durably: durable workflows for Python.
+
+A workflow is an ``async def``; its steps are persisted, so a crash, a deploy or a
+month-long sleep never loses progress and never runs a completed step again.
+"""
+
+from durably.domain.backoff import Backoff, add_jitter, calculate_backoff_delay
+from durably.domain.durations import parse_duration
+from durably.domain.errors import (
+    DurablyError,
+    InvalidDurationError,
+    InvalidTransitionError,
+    OrchestratorError,
+    RecoveryError,
+    RetryExhaustedError,
+    SchedulerError,
+    SerializationError,
+    StepCancelledError,
+    StepScopeError,
+    StepTimeoutError,
+    StorageError,
+    WorkflowNotFoundError,
+    WorkflowScopeError,
+)
+from durably.domain.retry import Retry
+from durably.primitives import (
+    StepInfo,
+    WorkflowContext,
+    WorkflowDefinition,
+    context,
+    make,
+    sleep,
+    sleep_until,
+    step,
+    step_info,
+    workflow,
+)
+from durably.services.purge import PurgeConfig
+from durably.services.recovery import RecoveryConfig
+from durably.services.types import (
+    CancelResult,
+    InstanceSummary,
+    StartResult,
+    WorkflowCall,
+    WorkflowStatusResult,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # writing workflows
+    "workflow",
+    "make",
+    "WorkflowDefinition",
+    "step",
+    "sleep",
+    "sleep_until",
+    "context",
+    "step_info",
+    "WorkflowContext",
+    "StepInfo",
+    "Retry",
+    "Backoff",
+    "parse_duration",
+    "calculate_backoff_delay",
+    "add_jitter",
+    # configuration and results
+    "RecoveryConfig",
+    "PurgeConfig",
+    "WorkflowCall",
+    "StartResult",
+    "CancelResult",
+    "WorkflowStatusResult",
+    "InstanceSummary",
+    # errors
+    "DurablyError",
+    "StorageError",
+    "SchedulerError",
+    "InvalidTransitionError",
+    "RecoveryError",
+    "OrchestratorError",
+    "WorkflowNotFoundError",
+    "StepCancelledError",
+    "RetryExhaustedError",
+    "StepTimeoutError",
+    "WorkflowScopeError",
+    "StepScopeError",
+    "InvalidDurationError",
+    "SerializationError",
+]

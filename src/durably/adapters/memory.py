@@ -67,6 +67,8 @@ class MemoryBackend:
 
     def apply(self, instance_id: str, unit: UnitOfWork) -> None:
         """Apply a unit of work (atomically: nothing here can fail half-way)."""
+        if unit.is_empty():
+            return
         keys = self.data.setdefault(instance_id, {})
         if unit.cleared:
             keys.clear()

@@ -37,6 +37,7 @@ class UnitOfWork:
     writes: dict[str, str | None] = attrs.field(factory=dict)
     cleared: bool = False
     alarm: int | Unchanged | None = UNCHANGED
+    closed: bool = False
 
     def is_empty(self) -> bool:
         """Whether committing would change nothing."""
@@ -49,7 +50,9 @@ _ACTIVE: ContextVar[tuple[UnitOfWork, ...]] = ContextVar("durably_units_of_work"
 def active_unit(owner: object) -> UnitOfWork | None:
     """The open unit of work of ``owner`` in this context, if any."""
     for unit in _ACTIVE.get():
-        if unit.owner == owner:
+        # A task started inside a transaction inherits the context; once the block has
+        # ended, its writes must not land in a unit that is committed or dropped already.
+        if unit.owner == owner and not unit.closed:
             return unit
     return None
 
@@ -67,6 +70,7 @@ async def open_unit(
     try:
         yield
     finally:
+        unit.closed = True
         _ACTIVE.reset(token)
     # Only reached when the block did not raise: the writes are committed, else dropped.
     if not unit.is_empty():

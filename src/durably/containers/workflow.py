@@ -8,6 +8,10 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from durably.ports import InstanceRuntime
+from durably.services.context import ActiveExecutions
+from durably.services.executor import WorkflowExecutor
+from durably.services.orchestrator import WorkflowOrchestrator
+from durably.services.purge import PurgeConfig, PurgeManager
 from durably.services.recovery import RecoveryConfig, RecoveryManager
 from durably.services.registry import WorkflowRegistry
 from durably.services.state_machine import WorkflowStateMachine
@@ -28,7 +32,9 @@ class WorkflowLayer(containers.DeclarativeContainer):
     workflows: providers.Dependency[Any] = providers.Dependency()
 
     recovery = providers.Object(RecoveryConfig())
+    purge = providers.Object(PurgeConfig())
     tracker = providers.Singleton(NoopTracker)
+    executions = providers.Singleton(ActiveExecutions)
 
     storage = providers.Callable(attrgetter("storage"), runtime)
     scheduler = providers.Callable(attrgetter("scheduler"), runtime)
@@ -39,6 +45,23 @@ class WorkflowLayer(containers.DeclarativeContainer):
     state_machine = providers.Factory(WorkflowStateMachine, storage, clock)
     recovery_manager = providers.Factory(
         RecoveryManager, state_machine, storage, scheduler, clock, recovery, events
+    )
+    executor = providers.Factory(
+        WorkflowExecutor, storage, scheduler, clock, state_machine, events, executions
+    )
+    purge_manager = providers.Factory(PurgeManager, storage, scheduler, clock, purge, events)
+    orchestrator = providers.Factory(
+        WorkflowOrchestrator,
+        storage,
+        scheduler,
+        clock,
+        state_machine,
+        recovery_manager,
+        executor,
+        registry,
+        purge_manager,
+        events,
+        executions,
     )
 
     def __new__(cls, **overriding: Any) -> Any:

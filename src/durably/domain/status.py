@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import ClassVar, Literal, TypeAlias
 
 import attrs
@@ -37,6 +38,20 @@ class WorkflowError:
     traceback: str | None = None
     step_name: str | None = None
     attempt: int | None = None
+
+    @classmethod
+    def from_exception(
+        cls, error: BaseException, step_name: str | None = None, attempt: int | None = None
+    ) -> WorkflowError:
+        """Describe ``error``: its type, message and traceback, and the step that raised it."""
+        tb = "".join(traceback.format_exception(error)) if error.__traceback__ else None
+        return cls(
+            message=str(error) or type(error).__name__,
+            type=type(error).__name__,
+            traceback=tb,
+            step_name=step_name,
+            attempt=attempt,
+        )
 
 
 @attrs.frozen

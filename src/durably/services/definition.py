@@ -24,23 +24,30 @@ def set_direct_runner(runner: DirectRunner) -> None:
 
 
 def _input_type(fn: Callable[..., Any]) -> tuple[bool, Any]:
-    params = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    if len(params) > 1:
+    parameters = list(inspect.signature(fn).parameters.values())
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) > 1:
         raise TypeError(
             f"workflow {fn.__name__!r} must take at most one required argument (its input), "
-            f"takes {len(params)}"
+            f"takes {len(required)}"
         )
-    if not params:
-        return False, Any
+    keyword_only = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if keyword_only:
+        raise TypeError(
+            f"workflow {fn.__name__!r} has required keyword-only arguments {keyword_only}: "
+            "a workflow body takes only its input"
+        )
+    # One positional parameter, required or not, receives the input (an optional one too:
+    # dropping the caller's input because the parameter has a default would lose it).
+    if not positional:
+        takes_varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+        return takes_varargs, Any
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable annotations: keep the input as stored JSON
         hints = {}
-    return True, hints.get(params[0].name, Any)
+    return True, hints.get(positional[0].name, Any)
 
 
 def _output_type(fn: Callable[..., Any]) -> Any:

@@ -23,7 +23,9 @@ class WorkflowRegistry:
         if isinstance(workflows, Mapping):
             items = list(workflows.items())
         else:
-            items = [(d.name, d) for d in workflows]
+            # A non-definition has no ``name``: name it by its repr, so the check below
+            # raises the TypeError that says what it is, not an AttributeError.
+            items = [(getattr(d, "name", None) or repr(d), d) for d in workflows]
         for name, definition in items:
             if not isinstance(definition, WorkflowDefinition):
                 raise TypeError(

@@ -1,0 +1,24 @@
+"""The primitives a workflow body uses: ``workflow``, ``step``, ``sleep``, ``context``."""
+
+from durably.domain.backoff import Backoff
+from durably.domain.retry import Retry
+from durably.primitives.context import WorkflowContext, context, step_info
+from durably.primitives.sleep import sleep, sleep_until
+from durably.primitives.step import step
+from durably.primitives.workflow import WorkflowDefinition, make, workflow
+from durably.services.context import StepInfo
+
+__all__ = [
+    "workflow",
+    "make",
+    "WorkflowDefinition",
+    "step",
+    "sleep",
+    "sleep_until",
+    "context",
+    "step_info",
+    "WorkflowContext",
+    "StepInfo",
+    "Retry",
+    "Backoff",
+]

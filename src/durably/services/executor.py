@@ -1,0 +1,238 @@
+"""The executor: runs a workflow body in a scope and maps how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar, Literal, TypeAlias, assert_never
+
+import attrs
+from returns.result import Failure, Result, Success
+
+from durably.domain import keys
+from durably.domain.errors import DurablyError, OrchestratorError
+from durably.domain.events import EventBase
+from durably.domain.records import JsonValue
+from durably.domain.results import ok
+from durably.domain.serialization import decode
+from durably.domain.status import PauseReason, WorkflowError
+from durably.domain.transitions import Cancel, Complete, Fail, Pause, Transition
+from durably.ports import RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.services.context import (
+    SCOPE,
+    ActiveExecutions,
+    CancelSignal,
+    ExecutionMode,
+    ExecutionScope,
+    InfrastructureFailure,
+    PauseSignal,
+)
+from durably.services.definition import WorkflowDefinition
+from durably.services.state_machine import WorkflowStateMachine
+from durably.services.trackers import EventEmitter
+
+__all__ = [
+    "ExecutionContext",
+    "ExecutionCompleted",
+    "ExecutionPaused",
+    "ExecutionFailed",
+    "ExecutionCancelled",
+    "ExecutionResult",
+    "PendingEvents",
+    "WorkflowExecutor",
+    "result_to_transition",
+]
+
+PendingEvents: TypeAlias = list[tuple[type[EventBase], dict[str, Any]]]
+
+
+@attrs.frozen
+class ExecutionContext:
+    """What the executor needs to run one segment of an instance."""
+
+    workflow_id: str
+    workflow_name: str
+    input: JsonValue
+    execution_id: str | None = None
+    mode: ExecutionMode = "fresh"
+
+
+@attrs.frozen
+class ExecutionCompleted:
+    """The body returned ``output``."""
+
+    output: Any
+    duration_ms: int
+    completed_steps: tuple[str, ...] = ()
+    writes: dict[str, JsonValue] = attrs.field(factory=dict)
+    tag: ClassVar[Literal["Completed"]] = "Completed"
+
+
+@attrs.frozen
+class ExecutionPaused:
+    """The body paused at a sleep or a retry back-off; its records wait for the pause commit."""
+
+    reason: PauseReason
+    resume_at: int
+    step_name: str | None = None
+    attempt: int | None = None
+    writes: dict[str, JsonValue] = attrs.field(factory=dict)
+    events: PendingEvents = attrs.field(factory=list)
+    tag: ClassVar[Literal["Paused"]] = "Paused"
+
+
+@attrs.frozen
+class ExecutionFailed:
+    """The body raised (or returned a ``Failure``)."""
+
+    error: WorkflowError
+    duration_ms: int
+    completed_steps: tuple[str, ...] = ()
+    writes: dict[str, JsonValue] = attrs.field(factory=dict)
+    tag: ClassVar[Literal["Failed"]] = "Failed"
+
+
+@attrs.frozen
+class ExecutionCancelled:
+    """The workflow was cancelled while it ran; ``reason`` is the user's."""
+
+    reason: str | None
+    completed_steps: tuple[str, ...] = ()
+    writes: dict[str, JsonValue] = attrs.field(factory=dict)
+    tag: ClassVar[Literal["Cancelled"]] = "Cancelled"
+
+
+ExecutionResult: TypeAlias = (
+    ExecutionCompleted | ExecutionPaused | ExecutionFailed | ExecutionCancelled
+)
+
+
+def result_to_transition(result: ExecutionResult) -> Transition:
+    """The transition that records ``result`` (pure)."""
+    match result:
+        case ExecutionCompleted(duration_ms=duration_ms, completed_steps=steps):
+            return Complete(completed_steps=steps, duration_ms=duration_ms)
+        case ExecutionPaused(reason=reason, resume_at=resume_at, step_name=step_name):
+            return Pause(reason=reason, resume_at=resume_at, step_name=step_name)
+        case ExecutionFailed(error=error, completed_steps=steps):
+            return Fail(error=error, completed_steps=steps)
+        case ExecutionCancelled(reason=reason, completed_steps=steps):
+            return Cancel(reason=reason, completed_steps=steps)
+        case _:
+            assert_never(result)
+
+
+class WorkflowExecutor:
+    """Runs a body as its own task (so a cancel can interrupt it) and maps its end."""
+
+    def __init__(
+        self,
+        storage: StorageAdapter,
+        scheduler: SchedulerAdapter,
+        runtime: RuntimeAdapter,
+        state_machine: WorkflowStateMachine,
+        events: EventEmitter,
+        executions: ActiveExecutions,
+    ) -> None:
+        self._storage = storage
+        self._scheduler = scheduler
+        self._runtime = runtime
+        self._sm = state_machine
+        self._events = events
+        self._executions = executions
+
+    async def execute(
+        self, definition: WorkflowDefinition[Any, Any], ctx: ExecutionContext
+    ) -> Result[ExecutionResult, OrchestratorError]:
+        """Run ``definition`` for ``ctx`` until it returns, fails, pauses or is cancelled."""
+        try:
+            return Success(await self._execute(definition, ctx))
+        except InfrastructureFailure as f:
+            return Failure(OrchestratorError("execute", f.error))
+        except DurablyError as e:
+            return Failure(OrchestratorError("execute", e))
+
+    async def _execute(
+        self, definition: WorkflowDefinition[Any, Any], ctx: ExecutionContext
+    ) -> ExecutionResult:
+        scope = ExecutionScope(
+            workflow_id=ctx.workflow_id,
+            workflow_name=ctx.workflow_name,
+            execution_id=ctx.execution_id,
+            input=ctx.input,
+            mode=ctx.mode,
+            storage=self._storage,
+            scheduler=self._scheduler,
+            runtime=self._runtime,
+            state_machine=self._sm,
+            events=self._events.bound(ctx.workflow_name, ctx.execution_id),
+        )
+        try:
+            body_input = decode(ctx.input, definition.input_type, key=keys.INPUT)
+        except DurablyError as e:
+            return await self._failed(scope, WorkflowError.from_exception(e))
+        task = asyncio.get_running_loop().create_task(_run_body(definition, body_input, scope))
+        unregister = self._executions.add(ctx.workflow_id, task)
+        try:
+            output = await task
+        except PauseSignal as p:
+            return ExecutionPaused(
+                reason=p.reason,
+                resume_at=p.resume_at,
+                step_name=p.step_name,
+                attempt=p.attempt,
+                writes={**scope.take_pending(), **p.writes},
+                events=p.events,
+            )
+        except CancelSignal:
+            return await self._cancelled(scope)
+        except asyncio.CancelledError:
+            if not self._executions.was_interrupted(task):
+                raise  # the host is shutting down: leave the instance to recovery
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            return await self._cancelled(scope)
+        except Exception as e:
+            where = scope.failures.get(id(e), (None, None))
+            return await self._failed(scope, WorkflowError.from_exception(e, *where))
+        finally:
+            unregister()
+        if isinstance(output, Failure):
+            error = output.failure()
+            if not isinstance(error, BaseException):
+                error = RuntimeError(str(error))
+            return await self._failed(scope, WorkflowError.from_exception(error))
+        if isinstance(output, Success):
+            output = output.unwrap()
+        if ok(await self._sm.is_cancelled()):
+            return await self._cancelled(scope)
+        return ExecutionCompleted(
+            output=output,
+            duration_ms=await self._duration(),
+            completed_steps=ok(await self._sm.get_completed_steps()),
+            writes=scope.take_pending(),
+        )
+
+    async def _duration(self) -> int:
+        started = ok(await self._storage.get(keys.STARTED_AT))
+        return max(0, self._runtime.now() - int(started)) if started is not None else 0
+
+    async def _failed(self, scope: ExecutionScope, error: WorkflowError) -> ExecutionFailed:
+        return ExecutionFailed(
+            error=error,
+            duration_ms=await self._duration(),
+            completed_steps=ok(await self._sm.get_completed_steps()),
+            writes=scope.take_pending(),
+        )
+
+    async def _cancelled(self, scope: ExecutionScope) -> ExecutionCancelled:
+        return ExecutionCancelled(
+            reason=ok(await self._sm.get_cancel_reason()),
+            completed_steps=ok(await self._sm.get_completed_steps()),
+            writes=scope.take_pending(),
+        )
+
+
+async def _run_body(definition: WorkflowDefinition[Any, Any], input: Any, scope: Any) -> Any:
+    SCOPE.set(scope)  # this task's own context copy: invisible to every other workflow
+    return await definition.call(input)

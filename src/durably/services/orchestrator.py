@@ -1,0 +1,329 @@
+"""The orchestrator: start, queue, handle alarms, cancel and report one instance."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from returns.result import Failure, Result, Success
+
+from durably.domain import keys
+from durably.domain.errors import DurablyError, OrchestratorError, SerializationError
+from durably.domain.events import (
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowPaused,
+    WorkflowQueued,
+    WorkflowResumed,
+    WorkflowStarted,
+)
+from durably.domain.results import ok
+from durably.domain.serialization import decode, encode
+from durably.domain.status import (
+    Cancelled,
+    Completed,
+    Paused,
+    Pending,
+    Queued,
+    Running,
+    WorkflowError,
+    WorkflowStatus,
+    is_terminal,
+)
+from durably.domain.transitions import Cancel, Queue, Resume, Start
+from durably.ports import RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.services.context import ActiveExecutions, ExecutionMode
+from durably.services.definition import WorkflowDefinition
+from durably.services.executor import (
+    ExecutionCompleted,
+    ExecutionContext,
+    ExecutionFailed,
+    ExecutionPaused,
+    ExecutionResult,
+    WorkflowExecutor,
+    result_to_transition,
+)
+from durably.services.purge import PurgeManager
+from durably.services.recovery import RecoveryManager
+from durably.services.registry import WorkflowRegistry
+from durably.services.state_machine import WorkflowState, WorkflowStateMachine
+from durably.services.trackers import BoundEmitter, EventEmitter
+from durably.services.types import CancelResult, StartResult, WorkflowCall, WorkflowStatusResult
+
+__all__ = ["WorkflowOrchestrator"]
+
+T = TypeVar("T")
+
+
+class _Exists(Exception):
+    """The instance was created by someone else between our check and our commit."""
+
+    def __init__(self, status: WorkflowStatus) -> None:
+        self.status = status
+
+
+class WorkflowOrchestrator:
+    """The one entry point for an instance; every failure is an ``OrchestratorError``."""
+
+    def __init__(
+        self,
+        storage: StorageAdapter,
+        scheduler: SchedulerAdapter,
+        runtime: RuntimeAdapter,
+        state_machine: WorkflowStateMachine,
+        recovery: RecoveryManager,
+        executor: WorkflowExecutor,
+        registry: WorkflowRegistry,
+        purge: PurgeManager,
+        events: EventEmitter,
+        executions: ActiveExecutions,
+    ) -> None:
+        self._storage = storage
+        self._scheduler = scheduler
+        self._runtime = runtime
+        self._sm = state_machine
+        self._recovery = recovery
+        self._executor = executor
+        self._registry = registry
+        self._purge = purge
+        self._events = events
+        self._executions = executions
+
+    @property
+    def instance_id(self) -> str:
+        """The id of the instance served."""
+        return self._runtime.instance_id
+
+    # -- start and queue ---------------------------------------------------------------
+
+    async def start(self, call: WorkflowCall) -> Result[StartResult, OrchestratorError]:
+        """Create the instance and run it until it completes, fails or pauses (idempotent)."""
+        return await self._guard("start", self._start(call, queue=False))
+
+    async def queue(self, call: WorkflowCall) -> Result[StartResult, OrchestratorError]:
+        """Create the instance and set its alarm to now; it runs when the alarm fires."""
+        return await self._guard("queue", self._start(call, queue=True))
+
+    async def _start(self, call: WorkflowCall, *, queue: bool) -> StartResult:
+        definition = ok(self._registry.get(call.workflow))
+        existing = ok(await self._sm.get_status())
+        if existing is not None:
+            return await self._existing(call, existing)
+        data = encode(call.input, key=keys.INPUT)
+        now = self._runtime.now()
+        try:
+            async with self._storage.transaction():
+                raced = ok(await self._sm.get_status())
+                if raced is not None:
+                    raise _Exists(raced)
+                ok(await self._sm.initialize(call.workflow, data, call.execution_id))
+                ok(await self._storage.put(keys.STARTED_AT, now))
+                if queue:
+                    ok(await self._sm.apply_transition(Queue(input=data)))
+                    ok(await self._scheduler.schedule(now))
+                else:
+                    ok(await self._sm.apply_transition(Start(input=data)))
+        except _Exists as e:
+            return await self._existing(call, e.status)
+        emitter = self._events.bound(call.workflow, call.execution_id)
+        if queue:
+            emitter.emit(WorkflowQueued, input=data)
+            return StartResult(self.instance_id, False, None, Queued(now))
+        emitter.emit(WorkflowStarted, input=data)
+        ctx = ExecutionContext(self.instance_id, call.workflow, data, call.execution_id, "fresh")
+        return await self._run(definition, ctx, emitter)
+
+    async def _existing(self, call: WorkflowCall, status: WorkflowStatus) -> StartResult:
+        name = ok(await self._storage.get(keys.NAME))
+        if name is not None and name != call.workflow:
+            raise OrchestratorError(
+                "start",
+                ValueError(
+                    f"instance {self.instance_id!r} already exists as workflow {name!r}, "
+                    f"not {call.workflow!r}; it was not touched"
+                ),
+            )
+        output = None
+        if isinstance(status, Completed):
+            output = await self._stored_output(call.workflow)
+        return StartResult(self.instance_id, isinstance(status, Completed), output, status)
+
+    async def _stored_output(self, workflow: str) -> Any:
+        raw = ok(await self._storage.get(keys.OUTPUT))
+        found = self._registry.get(workflow)
+        output_type = found.unwrap().output_type if isinstance(found, Success) else Any
+        return None if raw is None else decode(raw, output_type, key=keys.OUTPUT)
+
+    # -- alarms ------------------------------------------------------------------------
+
+    async def handle_alarm(self) -> Result[None, OrchestratorError]:
+        """Do what the alarm is for: start, resume, recover, purge, or re-arm if early."""
+        return await self._guard("alarm", self._handle_alarm())
+
+    async def _handle_alarm(self) -> None:
+        status = ok(await self._sm.get_status())
+        now = self._runtime.now()
+        match status:
+            case None | Pending():
+                return
+            case Queued():
+                state = await self._state()
+                definition = ok(self._registry.get(state.workflow_name))
+                ok(await self._sm.apply_transition(Start(input=state.input)))
+                emitter = self._events.bound(state.workflow_name, state.execution_id)
+                emitter.emit(WorkflowStarted, input=state.input)
+                await self._run(definition, self._context(state, "fresh"), emitter)
+            case Paused(resume_at=resume_at) if now < resume_at:
+                ok(await self._scheduler.schedule(resume_at))  # fix: never resume early
+            case Paused():
+                state = await self._state()
+                definition = ok(self._registry.get(state.workflow_name))
+                ok(await self._sm.apply_transition(Resume()))
+                emitter = self._events.bound(state.workflow_name, state.execution_id)
+                emitter.emit(WorkflowResumed)
+                await self._run(definition, self._context(state, "resume"), emitter)
+            case Running():
+                state = await self._state()
+                definition = ok(self._registry.get(state.workflow_name))
+                recovered = ok(await self._recovery.execute_recovery())
+                if recovered.success:
+                    emitter = self._events.bound(state.workflow_name, state.execution_id)
+                    await self._run(definition, self._context(state, "recover"), emitter)
+            case _ if is_terminal(status):
+                ok(await self._purge.execute_purge_if_due())
+
+    async def _state(self) -> WorkflowState:
+        state = ok(await self._sm.get_state())
+        if state is None:  # pragma: no cover - the status was read just before
+            raise OrchestratorError("alarm", "the instance vanished")
+        return state
+
+    def _context(self, state: WorkflowState, mode: ExecutionMode) -> ExecutionContext:
+        return ExecutionContext(
+            self.instance_id, state.workflow_name, state.input, state.execution_id, mode
+        )
+
+    # -- execution and its final commit ------------------------------------------------
+
+    async def _run(
+        self,
+        definition: WorkflowDefinition[Any, Any],
+        ctx: ExecutionContext,
+        emitter: BoundEmitter,
+    ) -> StartResult:
+        result = ok(await self._executor.execute(definition, ctx))
+        result = await self._settle(result, emitter)
+        output = result.output if isinstance(result, ExecutionCompleted) else None
+        status = ok(await self._sm.get_status())
+        return StartResult(self.instance_id, isinstance(result, ExecutionCompleted), output, status)
+
+    async def _settle(self, result: ExecutionResult, emitter: BoundEmitter) -> ExecutionResult:
+        """Commit how the segment ended: records, transition, alarm, purge: one commit."""
+        writes = dict(result.writes)
+        if isinstance(result, ExecutionCompleted):
+            try:
+                writes[keys.OUTPUT] = encode(result.output, key=keys.OUTPUT)
+            except SerializationError as e:
+                error = WorkflowError.from_exception(e)
+                result = ExecutionFailed(error, result.duration_ms, result.completed_steps, writes)
+        async with self._storage.transaction():
+            if writes:
+                ok(await self._storage.put_batch(writes))
+            ok(await self._sm.apply_transition(result_to_transition(result)))
+            ok(await self._sm.reset_recovery_attempts())
+            if isinstance(result, ExecutionPaused):
+                ok(await self._scheduler.schedule(result.resume_at))
+                ok(await self._sm.set_pending_resume_at(result.resume_at))
+            else:
+                ok(await self._sm.clear_pending_resume_at())
+                ok(await self._scheduler.cancel())
+                ok(await self._purge.schedule_purge())
+        self._emit_end(result, emitter)
+        return result
+
+    def _emit_end(self, result: ExecutionResult, emitter: BoundEmitter) -> None:
+        match result:
+            case ExecutionCompleted(duration_ms=duration_ms, completed_steps=steps):
+                emitter.emit(WorkflowCompleted, completed_steps=steps, duration_ms=duration_ms)
+            case ExecutionPaused():
+                for event_type, fields in result.events:
+                    emitter.emit(event_type, **fields)
+                emitter.emit(
+                    WorkflowPaused,
+                    reason=result.reason,
+                    resume_at=result.resume_at,
+                    step_name=result.step_name,
+                )
+            case ExecutionFailed(error=error, completed_steps=steps):
+                emitter.emit(WorkflowFailed, error=error, completed_steps=steps)
+            case _:
+                emitter.emit(
+                    WorkflowCancelled, reason=result.reason, completed_steps=result.completed_steps
+                )
+
+    # -- cancel and status -------------------------------------------------------------
+
+    async def cancel(self, reason: str | None = None) -> Result[CancelResult, OrchestratorError]:
+        """Cancel the instance now (queued, paused) or at its next await/step (running)."""
+        return await self._guard("cancel", self._cancel(reason))
+
+    async def _cancel(self, reason: str | None) -> CancelResult:
+        status = ok(await self._sm.get_status())
+        if status is None:
+            return CancelResult(False, "not_found", None)
+        if is_terminal(status):
+            return CancelResult(False, "already_terminal", status.tag)
+        if isinstance(status, Running):
+            ok(await self._sm.set_cancelled(reason))
+            self._executions.interrupt(self.instance_id)
+            return CancelResult(True, None, status.tag)
+        async with self._storage.transaction():
+            ok(await self._sm.set_cancelled(reason))
+            steps = ok(await self._sm.get_completed_steps())
+            if isinstance(status, Pending):
+                # Pending has no Cancel transition (the table); it never ran, so record it directly.
+                ok(
+                    await self._storage.put(
+                        keys.STATUS, encode(Cancelled(self._runtime.now(), reason))
+                    )
+                )
+            else:
+                ok(await self._sm.apply_transition(Cancel(reason=reason, completed_steps=steps)))
+            ok(await self._sm.clear_pending_resume_at())
+            ok(await self._scheduler.cancel())
+            ok(await self._purge.schedule_purge())
+        state = ok(await self._sm.get_state())
+        name = state.workflow_name if state is not None else "unknown"
+        execution_id = state.execution_id if state is not None else None
+        self._events.bound(name, execution_id).emit(
+            WorkflowCancelled, reason=reason, completed_steps=steps
+        )
+        return CancelResult(True, None, status.tag)
+
+    async def get_status(self) -> Result[WorkflowStatusResult, OrchestratorError]:
+        """The status and the completed steps."""
+        return await self._guard("status", self._get_status())
+
+    async def _get_status(self) -> WorkflowStatusResult:
+        status = ok(await self._sm.get_status())
+        if status is None:
+            return WorkflowStatusResult(None, (), False)
+        return WorkflowStatusResult(status, ok(await self._sm.get_completed_steps()), True)
+
+    async def exists(self) -> Result[bool, OrchestratorError]:
+        """Whether the instance exists."""
+        return await self._guard("exists", self._exists())
+
+    async def _exists(self) -> bool:
+        return ok(await self._sm.get_status()) is not None
+
+    @staticmethod
+    async def _guard(operation: str, work: Awaitable[T]) -> Result[T, OrchestratorError]:
+        """Run ``work``; any durably error comes back as ``OrchestratorError(operation, ...)``."""
+        try:
+            return Success(await work)
+        except OrchestratorError as e:
+            return Failure(e)  # already names its operation (e.g. "execute")
+        except DurablyError as e:
+            return Failure(OrchestratorError(operation, e))

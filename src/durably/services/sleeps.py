@@ -1,0 +1,60 @@
+"""Durable sleeps: a resume time fixed once, never moved by early or repeated alarms."""
+
+from __future__ import annotations
+
+import attrs
+
+from durably.domain import keys
+from durably.domain.errors import StepCancelledError, StepScopeError
+from durably.domain.events import SleepCompleted, SleepStarted
+from durably.domain.records import SleepRecord
+from durably.domain.serialization import decode, encode
+from durably.services.context import STEP, CancelSignal, ExecutionScope, PauseSignal
+from durably.services.steps import read_or_fail
+
+__all__ = ["run_sleep"]
+
+
+async def run_sleep(
+    scope: ExecutionScope, *, duration_ms: int | None, until_ms: int | None, name: str | None
+) -> None:
+    """Sleep ``duration_ms`` from the first arrival, or until ``until_ms`` (section 4)."""
+    step = STEP.get()
+    if step is not None:
+        raise StepScopeError("sleep", step.step_name)
+    key = scope.next_sleep_key(name)
+    if not scope.durable:
+        return
+    if await read_or_fail(scope, keys.CANCELLED):
+        raise CancelSignal(StepCancelledError(key))
+    record_key = keys.sleep(key)
+    now = scope.runtime.now()
+    stored = scope.pending.get(record_key)
+    if stored is None:
+        stored = await read_or_fail(scope, record_key)
+    if stored is None:
+        resume_at = until_ms if until_ms is not None else now + (duration_ms or 0)
+        duration = duration_ms if duration_ms is not None else max(0, resume_at - now)
+        if resume_at <= now:
+            # Not in the future: done at once, but recorded, so replays agree on it.
+            done = SleepRecord(resume_at=resume_at, duration_ms=duration, completed=True)
+            scope.pending[record_key] = encode(done, key=record_key)
+            scope.events.emit(SleepCompleted, duration_ms=duration)
+            return
+        record = SleepRecord(resume_at=resume_at, duration_ms=duration)
+        raise PauseSignal(
+            "sleep",
+            resume_at,
+            writes={record_key: encode(record, key=record_key)},
+            events=[(SleepStarted, {"duration_ms": duration, "resume_at": resume_at})],
+        )
+    existing: SleepRecord = decode(stored, SleepRecord, key=record_key)
+    if existing.completed:
+        return
+    if now >= existing.resume_at:
+        done = attrs.evolve(existing, completed=True)
+        scope.pending[record_key] = encode(done, key=record_key)
+        scope.events.emit(SleepCompleted, duration_ms=existing.duration_ms)
+        return
+    # Fix: an early or repeated alarm pauses again until the same resume time.
+    raise PauseSignal("sleep", existing.resume_at)

@@ -1,0 +1,264 @@
+"""Running one step: replay its stored result, or run it, retry it, time it out, and commit it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import typing
+from collections.abc import Callable
+from types import CodeType
+from typing import Any
+
+from returns.result import Failure, Result, Success
+
+from durably.domain import keys
+from durably.domain.errors import (
+    DurablyError,
+    RetryExhaustedError,
+    SerializationError,
+    StepCancelledError,
+    StepScopeError,
+    StepTimeoutError,
+)
+from durably.domain.events import (
+    RetryExhausted,
+    RetryScheduled,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+    TimeoutExceeded,
+)
+from durably.domain.records import StepAttempt, StepResult
+from durably.domain.results import ok
+from durably.domain.retry import Retry
+from durably.domain.serialization import decode, encode
+from durably.domain.status import WorkflowError
+from durably.services.context import (
+    STEP,
+    CancelSignal,
+    ExecutionScope,
+    InfrastructureFailure,
+    PauseSignal,
+    StepInfo,
+)
+
+__all__ = ["run_step", "return_type_of", "read_or_fail"]
+
+_RETURN_TYPES: dict[CodeType, Any] = {}
+
+
+def return_type_of(fn: Callable[..., Any]) -> Any:
+    """The declared return type of ``fn`` (``Any`` when none), cached per code object."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and code in _RETURN_TYPES:
+        return _RETURN_TYPES[code]
+    annotations = getattr(fn, "__annotations__", None)
+    if not annotations or "return" not in annotations:
+        result: Any = Any
+    else:
+        try:
+            result = typing.get_type_hints(fn).get("return", Any)
+        except Exception:  # unresolvable annotation: keep the stored JSON as it is
+            result = Any
+        if typing.get_origin(result) in (typing.Awaitable, typing.Coroutine):
+            result = typing.get_args(result)[-1]
+        if typing.get_origin(result) is Result or result is Result:
+            args = typing.get_args(result)
+            result = args[0] if args else Any
+    if code is not None:
+        _RETURN_TYPES[code] = result
+    return result
+
+
+async def _invoke(fn: Callable[[], Any], key: str, timeout_ms: int | None) -> Any:
+    """Call ``fn`` (sync or async) within the attempt's timeout."""
+    started = time.monotonic()
+    if timeout_ms is None:
+        value = fn()
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+    try:
+        async with asyncio.timeout(timeout_ms / 1000) as deadline:
+            value = fn()
+            if inspect.isawaitable(value):
+                value = await value
+    except TimeoutError:
+        if deadline.expired():
+            elapsed = round((time.monotonic() - started) * 1000)
+            raise StepTimeoutError(key, timeout_ms, elapsed) from None
+        raise
+    elapsed = round((time.monotonic() - started) * 1000)
+    if elapsed > timeout_ms:  # a synchronous function cannot be interrupted: judged afterwards
+        raise StepTimeoutError(key, timeout_ms, elapsed)
+    return value
+
+
+def _as_exception(value: object) -> BaseException:
+    if isinstance(value, BaseException):
+        return value
+    return RuntimeError(str(value))
+
+
+async def read_or_fail(scope: ExecutionScope, key: str) -> Any:
+    """Read ``key``; a storage failure stops the execution (``InfrastructureFailure``)."""
+    try:
+        return ok(await scope.storage.get(key))
+    except DurablyError as e:
+        raise InfrastructureFailure(e) from e
+
+
+async def run_step(
+    scope: ExecutionScope,
+    name: str,
+    fn: Callable[[], Any],
+    retry: Retry | None,
+    timeout_ms: int | None,
+    return_type: Any,
+) -> Any:
+    """Run the step ``name`` of the execution ``scope`` (semantics.md section 3)."""
+    outer = STEP.get()
+    if outer is not None:
+        raise StepScopeError("step", outer.step_name)
+    key = scope.next_key(name)
+    if not scope.durable:
+        return await _invoke(fn, key, timeout_ms)
+    if await read_or_fail(scope, keys.CANCELLED):
+        raise CancelSignal(StepCancelledError(key))
+    result_key = keys.step(key, "result")
+    stored = await read_or_fail(scope, result_key)
+    if stored is not None:
+        record: StepResult = decode(stored, StepResult, key=result_key)
+        scope.events.emit(
+            StepCompleted,
+            step_name=key,
+            attempt=record.meta.attempt,
+            duration_ms=record.meta.duration_ms,
+            cached=True,
+        )
+        return decode(record.value, return_type, key=result_key)
+
+    attempt_key = keys.step(key, "attempt")
+    stored_attempt = await read_or_fail(scope, attempt_key)
+    now = scope.runtime.now()
+    previous = (
+        None if stored_attempt is None else decode(stored_attempt, StepAttempt, key=attempt_key)
+    )
+    attempt = 1 if previous is None else previous.attempt
+    first_started_at = now if previous is None else previous.first_started_at
+
+    scope.events.emit(StepStarted, step_name=key, attempt=attempt)
+    token = STEP.set(StepInfo(scope.workflow_id, key, attempt, f"{scope.workflow_id}/{key}"))
+    started = time.monotonic()
+    error: BaseException | None = None
+    value: Any = None
+    try:
+        value = await _invoke(fn, key, timeout_ms)
+        if isinstance(value, Success):
+            value = value.unwrap()
+        elif isinstance(value, Failure):
+            error = _as_exception(value.failure())
+    except Exception as e:
+        error = e
+    finally:
+        STEP.reset(token)
+    duration_ms = round((time.monotonic() - started) * 1000)
+
+    if error is not None:
+        _fail(scope, key, attempt, first_started_at, error, retry)
+
+    try:
+        data = encode(value, key=result_key, step_name=key)
+    except SerializationError as e:
+        scope.failures[id(e)] = (key, attempt)
+        scope.events.emit(
+            StepFailed,
+            step_name=key,
+            attempt=attempt,
+            error=WorkflowError.from_exception(e, key, attempt),
+            will_retry=False,
+        )
+        raise
+    completed_at = scope.runtime.now()
+    writes = scope.take_pending()
+    writes[result_key] = {
+        "value": data,
+        "meta": {
+            "completed_at": completed_at,
+            "attempt": attempt,
+            "duration_ms": duration_ms,
+            "started_at": now,
+        },
+    }
+    try:
+        async with scope.storage.transaction():
+            index = await scope.completed_count()
+            writes[keys.completed(key)] = index
+            writes[keys.COMPLETED_COUNT] = index + 1
+            ok(await scope.storage.put_batch(writes))
+            if previous is not None:
+                ok(await scope.storage.delete(attempt_key))
+    except DurablyError as e:
+        scope.completed = None
+        raise InfrastructureFailure(e) from e
+    scope.completed = index + 1
+    scope.events.emit(
+        StepCompleted, step_name=key, attempt=attempt, duration_ms=duration_ms, cached=False
+    )
+    return value
+
+
+def _fail(
+    scope: ExecutionScope,
+    key: str,
+    attempt: int,
+    first_started_at: int,
+    error: BaseException,
+    retry: Retry | None,
+) -> typing.NoReturn:
+    """Raise what a failed attempt leads to: the error, exhaustion, or a retry pause."""
+    events = scope.events
+    if isinstance(error, StepTimeoutError):
+        events.emit(TimeoutExceeded, step_name=key, timeout_ms=error.timeout_ms)
+    description = WorkflowError.from_exception(error, key, attempt)
+    if retry is None or not retry.should_retry(error):
+        events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False)
+        scope.failures[id(error)] = (key, attempt)
+        raise error
+    resume_at: int | None = None
+    if attempt <= retry.max_attempts:
+        now = scope.runtime.now()
+        delay = retry.delay_for(attempt)
+        resume_at = now + delay
+        if retry.max_duration is not None and resume_at > first_started_at + retry.max_duration:
+            resume_at = None  # fix: a retry that would pass the budget is not scheduled
+    if resume_at is None:
+        events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False)
+        events.emit(RetryExhausted, step_name=key, attempts=attempt)
+        exhausted = RetryExhaustedError(key, attempt, error)
+        scope.failures[id(exhausted)] = (key, attempt)
+        raise exhausted from error
+    events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=True)
+    record = StepAttempt(
+        attempt=attempt + 1, first_started_at=first_started_at, last_error=description
+    )
+    attempt_key = keys.step(key, "attempt")
+    raise PauseSignal(
+        "retry",
+        resume_at,
+        step_name=key,
+        attempt=attempt + 1,
+        writes={attempt_key: encode(record, key=attempt_key)},
+        events=[
+            (
+                RetryScheduled,
+                {
+                    "step_name": key,
+                    "attempt": attempt + 1,
+                    "next_attempt_at": resume_at,
+                    "delay_ms": resume_at - scope.runtime.now(),
+                },
+            )
+        ],
+    )

@@ -1,0 +1,65 @@
+"""The records the orchestrator takes and returns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from durably.domain.status import WorkflowStatus
+
+__all__ = [
+    "WorkflowCall",
+    "StartResult",
+    "CancelResult",
+    "WorkflowStatusResult",
+    "InstanceSummary",
+]
+
+
+@attrs.frozen
+class WorkflowCall:
+    """Which workflow to run, with what input."""
+
+    workflow: str
+    input: Any = None
+    execution_id: str | None = None
+
+
+@attrs.frozen
+class StartResult:
+    """The answer to ``start``/``queue``: done yet, and the output when it is."""
+
+    id: str
+    completed: bool
+    output: Any = None
+    status: WorkflowStatus | None = None
+
+
+@attrs.frozen
+class CancelResult:
+    """The answer to ``cancel``."""
+
+    cancelled: bool
+    reason: Literal["not_found", "already_terminal"] | None = None
+    previous_status: str | None = None
+
+
+@attrs.frozen
+class WorkflowStatusResult:
+    """An instance's status and completed steps."""
+
+    status: WorkflowStatus | None
+    completed_steps: tuple[str, ...] = ()
+    exists: bool = False
+
+
+@attrs.frozen
+class InstanceSummary:
+    """One line of ``Engine.list``."""
+
+    id: str
+    workflow: str
+    status: str
+    created_at: int
+    updated_at: int

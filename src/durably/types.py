@@ -1,0 +1,11 @@
+"""The records that operations take and return."""
+
+from durably.services.types import (
+    CancelResult,
+    InstanceSummary,
+    StartResult,
+    WorkflowCall,
+    WorkflowStatusResult,
+)
+
+__all__ = ["WorkflowCall", "StartResult", "CancelResult", "WorkflowStatusResult", "InstanceSummary"]

@@ -1,0 +1,123 @@
+"""The backends every contract test runs against.
+
+A backend plugs in with one ``BackendHarness`` class and one entry in
+``HARNESS_FACTORIES``; the contract tests themselves never change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import pytest
+
+from durably.adapters.memory import MemoryBackend
+from durably.ports import InstanceRuntime
+from durably.testing import TestRuntimeHandle, create_in_memory_runtime
+
+INSTANCE_A = "instance-a"
+INSTANCE_B = "instance-b"
+START_TIME = 1_700_000_000_000
+
+
+class BackendHarness(Protocol):
+    """One backend under test: runtimes of any instance over one shared store."""
+
+    @property
+    def controls_clock(self) -> bool:
+        """Whether ``set_time``/``advance_time`` work (a virtual clock)."""
+        ...
+
+    def runtime(self, instance_id: str) -> InstanceRuntime:
+        """The runtime of ``instance_id`` over the harness's shared backend."""
+        ...
+
+    def set_time(self, ms: int) -> None:
+        """Set every runtime's clock to ``ms`` (only when ``controls_clock``)."""
+        ...
+
+    def advance_time(self, ms: int) -> None:
+        """Move every runtime's clock forward by ``ms`` (only when ``controls_clock``)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the backend's resources."""
+        ...
+
+
+class MemoryHarness:
+    """The in-memory backend, with a virtual clock shared by its runtimes."""
+
+    def __init__(self) -> None:
+        self.backend = MemoryBackend()
+        self._time = START_TIME
+        self._handles: list[TestRuntimeHandle] = []
+
+    @property
+    def controls_clock(self) -> bool:
+        """The memory backend runs on a virtual clock."""
+        return True
+
+    def runtime(self, instance_id: str) -> InstanceRuntime:
+        """A new runtime of ``instance_id`` over the shared ``MemoryBackend``."""
+        runtime, handle = create_in_memory_runtime(instance_id, self._time, backend=self.backend)
+        self._handles.append(handle)
+        return runtime
+
+    def set_time(self, ms: int) -> None:
+        """Set every runtime's virtual clock."""
+        self._time = ms
+        for handle in self._handles:
+            handle.set_time(ms)
+
+    def advance_time(self, ms: int) -> None:
+        """Advance every runtime's virtual clock."""
+        self.set_time(self._time + ms)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+HARNESS_FACTORIES: dict[str, Callable[[], BackendHarness]] = {
+    "memory": MemoryHarness,
+}
+
+
+@pytest.fixture(params=list(HARNESS_FACTORIES), ids=list(HARNESS_FACTORIES))
+async def backend_factory(request: pytest.FixtureRequest) -> AsyncIterator[BackendHarness]:
+    """A fresh backend of each kind under test."""
+    harness = HARNESS_FACTORIES[request.param]()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+# Tests take these fixtures rather than the harness, so that they need no import of
+# this module (two conftest modules cannot both be imported as ``conftest``).
+
+
+@pytest.fixture
+def make_runtime(backend_factory: BackendHarness) -> Callable[[str], InstanceRuntime]:
+    """Make the runtime of any instance over the backend under test."""
+    return backend_factory.runtime
+
+
+@pytest.fixture
+def runtime_a(backend_factory: BackendHarness) -> InstanceRuntime:
+    """The runtime of one instance."""
+    return backend_factory.runtime(INSTANCE_A)
+
+
+@pytest.fixture
+def runtime_b(backend_factory: BackendHarness) -> InstanceRuntime:
+    """The runtime of another instance on the same backend."""
+    return backend_factory.runtime(INSTANCE_B)
+
+
+@pytest.fixture
+def advance_clock(backend_factory: BackendHarness) -> Callable[[int], None]:
+    """Advance the backend's clock (skips the test on a backend with a real clock)."""
+    if not backend_factory.controls_clock:
+        pytest.skip("this backend's clock cannot be moved")
+    return backend_factory.advance_time

@@ -1,0 +1,283 @@
+"""The error hierarchy of api.md, and the bridges between raised errors and ``Result``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import attrs
+import pytest
+from returns.result import Failure, Result, Success
+
+import durably.domain.errors as errors_module
+from durably.domain.errors import (
+    DurablyError,
+    InvalidDurationError,
+    InvalidTransitionError,
+    OrchestratorError,
+    RecoveryError,
+    RetryExhaustedError,
+    SchedulerError,
+    SerializationError,
+    StepCancelledError,
+    StepScopeError,
+    StepTimeoutError,
+    StorageError,
+    WorkflowNotFoundError,
+    WorkflowScopeError,
+)
+from durably.domain.results import as_result, ok
+
+# api.md "Errors", written out literally.
+API_ERRORS = {
+    "DurablyError",
+    "StorageError",
+    "SchedulerError",
+    "InvalidTransitionError",
+    "RecoveryError",
+    "OrchestratorError",
+    "WorkflowNotFoundError",
+    "StepCancelledError",
+    "RetryExhaustedError",
+    "StepTimeoutError",
+    "WorkflowScopeError",
+    "StepScopeError",
+    "InvalidDurationError",
+    "SerializationError",
+}
+
+# (an instance, the field to try to overwrite, what its message must contain)
+CASES: list[tuple[DurablyError, str, tuple[str, ...]]] = [
+    (DurablyError(), "message", ("DurablyError",)),
+    (
+        StorageError("put", key="workflow:status", cause=OSError("disk full")),
+        "operation",
+        ("put", "'workflow:status'", "OSError", "disk full"),
+    ),
+    (StorageError("get"), "key", ("storage get failed",)),
+    (
+        SchedulerError("set_alarm", cause=TimeoutError()),
+        "operation",
+        ("set_alarm", "TimeoutError"),
+    ),
+    (
+        InvalidTransitionError("Completed", "Resume", ()),
+        "from_status",
+        ("Completed", "Resume", "none"),
+    ),
+    (
+        InvalidTransitionError("Paused", "Complete", ("Resume", "Cancel", "Recover")),
+        "transition",
+        ("Paused", "Complete", "Resume, Cancel, Recover"),
+    ),
+    (RecoveryError("too many attempts", 3, 3), "reason", ("too many attempts", "3 of at most 3")),
+    (
+        OrchestratorError("start", cause=ValueError("id taken by 'refunds'")),
+        "operation",
+        ("start", "ValueError", "id taken by 'refunds'"),
+    ),
+    (
+        WorkflowNotFoundError("shipping", ["orders", "refunds"]),
+        "workflow_name",
+        ("'shipping'", "orders, refunds"),
+    ),
+    (WorkflowNotFoundError("shipping"), "available_workflows", ("'shipping'", "none registered")),
+    (StepCancelledError("charge"), "step_name", ("'charge'", "cancelled")),
+    (
+        RetryExhaustedError("charge", 5, last_error=RuntimeError("declined")),
+        "attempts",
+        ("'charge'", "5 attempts", "RuntimeError: declined"),
+    ),
+    (StepTimeoutError("charge", 1_000, 1_250), "timeout_ms", ("'charge'", "1000 ms", "1250 ms")),
+    (WorkflowScopeError(), "operation", ("step()", "inside a workflow")),
+    (WorkflowScopeError("sleep"), "operation", ("sleep()",)),
+    (StepScopeError("sleep", "charge"), "step_name", ("sleep()", "'charge'")),
+    (InvalidDurationError("5 parsecs", field="timeout"), "value", ("timeout", "'5 parsecs'")),
+    (
+        SerializationError("cannot serialize", key="k:1", type_name="set", step_name="charge"),
+        "reason",
+        ("cannot serialize", "set", "'charge'", "'k:1'"),
+    ),
+]
+IDS = [type(error).__name__ for error, _, _ in CASES]
+
+
+def test_all_api_errors_are_exported() -> None:
+    assert set(errors_module.__all__) == API_ERRORS
+    assert len(errors_module.__all__) == len(API_ERRORS)
+    for name in API_ERRORS:
+        assert isinstance(getattr(errors_module, name), type)
+
+
+def test_every_exported_error_is_covered_here() -> None:
+    assert {type(error).__name__ for error, _, _ in CASES} == API_ERRORS
+
+
+@pytest.mark.parametrize("name", sorted(API_ERRORS))
+def test_hierarchy(name: str) -> None:
+    cls = getattr(errors_module, name)
+    assert issubclass(cls, DurablyError)
+    assert issubclass(cls, Exception)
+    assert attrs.has(cls)
+
+
+def test_invalid_duration_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="parsecs"):
+        raise InvalidDurationError("5 parsecs")
+
+
+@pytest.mark.parametrize(("error", "field", "parts"), CASES, ids=IDS)
+def test_message_names_key_fields(error: DurablyError, field: str, parts: tuple[str, ...]) -> None:
+    text = str(error)
+    assert text == error.message
+    assert "\n" not in text
+    for part in parts:
+        assert part in text
+
+
+@pytest.mark.parametrize(("error", "field", "parts"), CASES, ids=IDS)
+def test_frozen(error: DurablyError, field: str, parts: tuple[str, ...]) -> None:
+    before = str(error)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        setattr(error, field, "changed")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        error.new_attribute = 1  # type: ignore[attr-defined]
+    assert str(error) == before
+
+
+@pytest.mark.parametrize(("error", "field", "parts"), CASES, ids=IDS)
+def test_raise_and_catch(error: DurablyError, field: str, parts: tuple[str, ...]) -> None:
+    with pytest.raises(type(error)) as info:
+        raise error
+    assert info.value is error
+    assert info.value.__traceback__ is not None
+    with pytest.raises(DurablyError) as base:
+        raise error
+    assert base.value is error
+
+
+@pytest.mark.parametrize(("error", "field", "parts"), CASES, ids=IDS)
+def test_raise_through_context_manager(
+    error: DurablyError, field: str, parts: tuple[str, ...]
+) -> None:
+    seen: list[BaseException] = []
+
+    @contextlib.contextmanager
+    def watching() -> Iterator[None]:
+        try:
+            yield
+        except DurablyError as e:
+            seen.append(e)
+            raise
+
+    with pytest.raises(type(error)) as info, watching():
+        raise error
+    assert info.value is error
+    assert seen == [error]
+
+
+@pytest.mark.parametrize(("error", "field", "parts"), CASES, ids=IDS)
+def test_suppressed_by_context_manager(
+    error: DurablyError, field: str, parts: tuple[str, ...]
+) -> None:
+    with contextlib.suppress(DurablyError):
+        raise error
+    with pytest.raises(type(error)), contextlib.suppress(KeyError):
+        raise error
+
+
+def test_raise_from_keeps_cause() -> None:
+    cause = ConnectionError("db down")
+
+    def start() -> None:
+        try:
+            raise StorageError("put", key="k", cause=cause) from cause
+        except StorageError as e:
+            raise OrchestratorError("start", cause=e) from e
+
+    with pytest.raises(OrchestratorError) as info:
+        start()
+    error = info.value
+    assert isinstance(error.__cause__, StorageError)
+    assert error.__cause__.__cause__ is cause
+    assert error.cause is error.__cause__
+    assert "start failed" in str(error)
+    assert "StorageError" in str(error)
+    assert "db down" in str(error)
+
+
+def test_errors_compare_by_identity() -> None:
+    a, b = StepCancelledError("s"), StepCancelledError("s")
+    assert a != b
+    assert a == a
+    assert len({a, b}) == 2
+
+
+def test_errors_work_as_failure_values() -> None:
+    error = StepCancelledError("s")
+    result: Result[int, StepCancelledError] = Failure(error)
+    assert result.failure() is error
+    assert result.lash(lambda e: Success(len(e.step_name))) == Success(1)
+
+
+# --- results.py -----------------------------------------------------------------------
+
+
+def test_ok_returns_the_value() -> None:
+    assert ok(Success(1)) == 1
+    assert ok(Success(None)) is None
+
+
+def test_ok_raises_the_error_itself() -> None:
+    error = StorageError("get", key="k")
+    with pytest.raises(StorageError) as info:
+        ok(Failure(error))
+    assert info.value is error
+
+
+async def test_as_result_returns_success() -> None:
+    @as_result(StorageError)
+    async def fine(x: int, *, y: int) -> int:
+        return x + y
+
+    assert await fine(1, y=2) == Success(3)
+    assert fine.__name__ == "fine"
+
+
+async def test_as_result_converts_the_error_type() -> None:
+    error = StorageError("put", key="k")
+
+    @as_result(StorageError)
+    async def broken() -> int:
+        raise error
+
+    result = await broken()
+    assert isinstance(result, Failure)
+    assert result.failure() is error
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [SchedulerError("set"), ValueError("v"), KeyError("k")],
+    ids=lambda e: type(e).__name__,
+)
+async def test_as_result_lets_other_errors_propagate(raised: Exception) -> None:
+    @as_result(StorageError)
+    async def broken() -> int:
+        raise raised
+
+    with pytest.raises(type(raised)) as info:
+        await broken()
+    assert info.value is raised
+
+
+async def test_ok_and_as_result_carry_the_same_object() -> None:
+    error = StorageError("get")
+
+    @as_result(StorageError)
+    async def inner() -> int:
+        failure: Result[int, StorageError] = Failure(error)
+        return ok(failure)
+
+    result = await inner()
+    assert result.failure() is error
