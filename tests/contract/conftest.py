@@ -6,12 +6,17 @@ A backend plugs in with one ``BackendHarness`` class and one entry in
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import pytest
 
+from durably.adapters.clock import ManualClock
 from durably.adapters.memory import MemoryBackend
+from durably.adapters.sqlite import SqliteBackend, sqlite_runtime
 from durably.ports import InstanceRuntime
 from durably.testing import TestRuntimeHandle, create_in_memory_runtime
 
@@ -78,8 +83,44 @@ class MemoryHarness:
         """Nothing to release."""
 
 
+class SqliteHarness:
+    """A SQLite database file in a temporary folder, with a virtual clock."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="durably-contract-")
+        self.backend = SqliteBackend(
+            os.path.join(self._dir, "contract.db"), clock=ManualClock(START_TIME)
+        )
+        self.backend.open()
+
+    @property
+    def controls_clock(self) -> bool:
+        """The backend's clock is a ``ManualClock``."""
+        return True
+
+    def runtime(self, instance_id: str) -> InstanceRuntime:
+        """The runtime of ``instance_id`` over the shared database."""
+        return sqlite_runtime(self.backend, instance_id)
+
+    def set_time(self, ms: int) -> None:
+        """Set the backend's clock."""
+        assert isinstance(self.backend.clock, ManualClock)
+        self.backend.clock.time_ms = ms
+
+    def advance_time(self, ms: int) -> None:
+        """Advance the backend's clock."""
+        assert isinstance(self.backend.clock, ManualClock)
+        self.backend.clock.time_ms += ms
+
+    async def close(self) -> None:
+        """Close the database and remove its folder."""
+        self.backend.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
 HARNESS_FACTORIES: dict[str, Callable[[], BackendHarness]] = {
     "memory": MemoryHarness,
+    "sqlite": SqliteHarness,
 }
 
 

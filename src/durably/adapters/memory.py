@@ -7,17 +7,11 @@ here too.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager
-
 import attrs
-from returns.result import Failure, Result, Success
 
-from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork, active_unit, open_unit
-from durably.domain.errors import SchedulerError, StorageError
-from durably.domain.records import JsonValue
-from durably.domain.serialization import dumps, loads
+from durably.adapters.buffered import BufferedScheduler, BufferedStorage
+from durably.adapters.clock import Clock, ClockRuntime, ManualClock, SystemClock
+from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
 
 __all__ = [
     "MemoryBackend",
@@ -28,33 +22,6 @@ __all__ = [
     "SystemClock",
     "Clock",
 ]
-
-
-class Clock:
-    """Anything with ``now() -> int`` (epoch ms)."""
-
-    def now(self) -> int:  # pragma: no cover - interface
-        """The current time in epoch milliseconds."""
-        raise NotImplementedError
-
-
-@attrs.define
-class ManualClock(Clock):
-    """A clock that moves only when told to (tests)."""
-
-    time_ms: int = 0
-
-    def now(self) -> int:
-        """The clock's current time."""
-        return self.time_ms
-
-
-class SystemClock(Clock):
-    """The machine's wall clock."""
-
-    def now(self) -> int:
-        """The current wall-clock time in epoch ms."""
-        return time.time_ns() // 1_000_000
 
 
 @attrs.define
@@ -86,148 +53,39 @@ class MemoryBackend:
         self.commits += 1
 
 
-@attrs.define(eq=False)
-class MemoryStorage:
+class MemoryStorage(BufferedStorage):
     """``StorageAdapter`` over a ``MemoryBackend``."""
 
-    backend: MemoryBackend
-    instance_id: str
+    def __init__(self, backend: MemoryBackend, instance_id: str) -> None:
+        self.backend = backend
+        self.instance_id = instance_id
+        self.owner = (id(backend), instance_id)
 
-    @property
-    def _owner(self) -> tuple[int, str]:
-        return (id(self.backend), self.instance_id)
+    def _load(self, key: str) -> str | None:
+        return self.backend.data.get(self.instance_id, {}).get(key)
 
-    def _keys(self) -> dict[str, str]:
-        return self.backend.data.get(self.instance_id, {})
-
-    def _read(self, key: str) -> str | None:
-        unit = active_unit(self._owner)
-        if unit is not None:
-            if key in unit.writes:
-                return unit.writes[key]
-            if unit.cleared:
-                return None
-        return self._keys().get(key)
-
-    def _write(self, key: str, text: str | None) -> None:
-        unit = active_unit(self._owner)
-        if unit is not None:
-            unit.writes[key] = text
-        else:
-            single = UnitOfWork(self._owner, writes={key: text})
-            self.backend.apply(self.instance_id, single)
-
-    async def get(self, key: str) -> Result[JsonValue | None, StorageError]:
-        """The value under ``key``, or ``None``."""
-        text = self._read(key)
-        return Success(None if text is None else loads(text))
-
-    async def put(self, key: str, value: JsonValue) -> Result[None, StorageError]:
-        """Store a copy of ``value``."""
-        try:
-            text = dumps(value)
-        except (TypeError, ValueError) as e:
-            return Failure(StorageError("put", key, e))
-        self._write(key, text)
-        return Success(None)
-
-    async def put_batch(self, entries: Mapping[str, JsonValue]) -> Result[None, StorageError]:
-        """Store every entry, or none when one cannot be stored."""
-        texts: dict[str, str | None] = {}
-        for key, value in entries.items():
-            try:
-                texts[key] = dumps(value)
-            except (TypeError, ValueError) as e:
-                return Failure(StorageError("put_batch", key, e))
-        unit = active_unit(self._owner)
-        if unit is not None:
-            unit.writes.update(texts)
-        else:
-            self.backend.apply(self.instance_id, UnitOfWork(self._owner, writes=texts))
-        return Success(None)
-
-    async def delete(self, key: str) -> Result[bool, StorageError]:
-        """Remove ``key``."""
-        existed = self._read(key) is not None
-        if existed:
-            self._write(key, None)
-        return Success(existed)
-
-    async def delete_all(self) -> Result[None, StorageError]:
-        """Remove every key of the instance."""
-        unit = active_unit(self._owner)
-        if unit is not None:
-            unit.writes.clear()
-            unit.cleared = True
-        else:
-            self.backend.apply(self.instance_id, UnitOfWork(self._owner, cleared=True))
-        return Success(None)
-
-    async def list(self, prefix: str) -> Result[dict[str, JsonValue], StorageError]:
-        """Entries under ``prefix``, in key order."""
-        unit = active_unit(self._owner)
-        texts = {} if unit is not None and unit.cleared else dict(self._keys())
-        if unit is not None:
-            for key, text in unit.writes.items():
-                if text is None:
-                    texts.pop(key, None)
-                else:
-                    texts[key] = text
-        return Success({k: loads(texts[k]) for k in sorted(texts) if k.startswith(prefix)})
-
-    def transaction(self) -> AbstractAsyncContextManager[None]:
-        """An atomic unit of work over this instance (joined by its scheduler)."""
-        return open_unit(self._owner, self._commit)
+    def _load_prefix(self, prefix: str) -> dict[str, str]:
+        keys = self.backend.data.get(self.instance_id, {})
+        return {k: v for k, v in keys.items() if k.startswith(prefix)}
 
     async def _commit(self, unit: UnitOfWork) -> None:
         self.backend.apply(self.instance_id, unit)
 
 
-@attrs.define(eq=False)
-class MemoryScheduler:
+class MemoryScheduler(BufferedScheduler):
     """``SchedulerAdapter`` over a ``MemoryBackend``."""
 
-    backend: MemoryBackend
-    instance_id: str
+    def __init__(self, backend: MemoryBackend, instance_id: str) -> None:
+        self.backend = backend
+        self.instance_id = instance_id
+        self.owner = (id(backend), instance_id)
 
-    @property
-    def _owner(self) -> tuple[int, str]:
-        return (id(self.backend), self.instance_id)
+    def _load_alarm(self) -> int | None:
+        return self.backend.alarms.get(self.instance_id)
 
-    def _set(self, at: int | None) -> None:
-        unit = active_unit(self._owner)
-        if unit is not None:
-            unit.alarm = at
-        else:
-            self.backend.apply(self.instance_id, UnitOfWork(self._owner, alarm=at))
-
-    async def schedule(self, at: int) -> Result[None, SchedulerError]:
-        """Set the alarm."""
-        if isinstance(at, bool) or not isinstance(at, int):
-            return Failure(SchedulerError("schedule", TypeError(f"alarm time {at!r} is not int")))
-        self._set(at)
-        return Success(None)
-
-    async def cancel(self) -> Result[None, SchedulerError]:
-        """Clear the alarm."""
-        self._set(None)
-        return Success(None)
-
-    async def get_scheduled(self) -> Result[int | None, SchedulerError]:
-        """The alarm time, or ``None``."""
-        unit = active_unit(self._owner)
-        if unit is not None and unit.alarm is not UNCHANGED:
-            return Success(unit.alarm)  # type: ignore[arg-type]
-        return Success(self.backend.alarms.get(self.instance_id))
+    async def _commit(self, unit: UnitOfWork) -> None:
+        self.backend.apply(self.instance_id, unit)
 
 
-@attrs.frozen
-class MemoryRuntime:
-    """``RuntimeAdapter``: an instance id and a clock."""
-
-    instance_id: str
-    clock: Clock
-
-    def now(self) -> int:
-        """The clock's time."""
-        return self.clock.now()
+MemoryRuntime = ClockRuntime
+"""The in-memory runtime adapter is the shared one: an instance id and a clock."""

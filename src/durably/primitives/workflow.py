@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 
 from durably.services.context import SCOPE, ExecutionScope
 from durably.services.definition import WorkflowDefinition, set_direct_runner
@@ -18,9 +18,33 @@ I = TypeVar("I")  # noqa: E741 - the conventional name of an input type variable
 O = TypeVar("O")  # noqa: E741 - the conventional name of an output type variable
 
 
-def make(fn: Callable[[I], Awaitable[O]], *, name: str | None = None) -> WorkflowDefinition[I, O]:
+@overload
+def make(
+    fn: Callable[[], Awaitable[O]], *, name: str | None = None
+) -> WorkflowDefinition[None, O]: ...
+
+
+@overload
+def make(
+    fn: Callable[[I], Awaitable[O]], *, name: str | None = None
+) -> WorkflowDefinition[I, O]: ...
+
+
+def make(fn: Callable[..., Awaitable[Any]], *, name: str | None = None) -> Any:
     """A workflow definition of ``fn`` (named ``name``, or ``fn.__name__``)."""
     return WorkflowDefinition(name if name is not None else fn.__name__, fn)
+
+
+class _Decorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[[], Awaitable[O]], /) -> WorkflowDefinition[None, O]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[I], Awaitable[O]], /) -> WorkflowDefinition[I, O]: ...
+
+
+@overload
+def workflow(fn: Callable[[], Awaitable[O]], /) -> WorkflowDefinition[None, O]: ...
 
 
 @overload
@@ -28,19 +52,15 @@ def workflow(fn: Callable[[I], Awaitable[O]], /) -> WorkflowDefinition[I, O]: ..
 
 
 @overload
-def workflow(
-    *, name: str | None = None
-) -> Callable[[Callable[[I], Awaitable[O]]], WorkflowDefinition[I, O]]: ...
+def workflow(*, name: str | None = None) -> _Decorator: ...
 
 
-def workflow(
-    fn: Callable[[I], Awaitable[O]] | None = None, /, *, name: str | None = None
-) -> WorkflowDefinition[I, O] | Callable[[Callable[[I], Awaitable[O]]], WorkflowDefinition[I, O]]:
+def workflow(fn: Callable[..., Awaitable[Any]] | None = None, /, *, name: str | None = None) -> Any:
     """Declare an ``async def`` as a workflow: ``@workflow`` or ``@workflow(name="...")``."""
     if fn is not None:
         return make(fn, name=name)
 
-    def decorate(body: Callable[[I], Awaitable[O]]) -> WorkflowDefinition[I, O]:
+    def decorate(body: Callable[..., Awaitable[Any]]) -> Any:
         return make(body, name=name)
 
     return decorate

@@ -123,7 +123,7 @@ async def run_step(
         raise StepScopeError("step", outer.step_name)
     key = scope.next_key(name)
     if not scope.durable:
-        return await _invoke(fn, key, timeout_ms)
+        return await _run_direct(scope, key, fn, timeout_ms)
     if await read_or_fail(scope, keys.CANCELLED):
         raise CancelSignal(StepCancelledError(key))
     result_key = keys.step(key, "result")
@@ -206,6 +206,22 @@ async def run_step(
     scope.events.emit(
         StepCompleted, step_name=key, attempt=attempt, duration_ms=duration_ms, cached=False
     )
+    return value
+
+
+async def _run_direct(
+    scope: ExecutionScope, key: str, fn: Callable[[], Any], timeout_ms: int | None
+) -> Any:
+    """Run a step of a direct (non-durable) run once: same scope rules and values, no storage."""
+    token = STEP.set(StepInfo(scope.workflow_id, key, 1, f"{scope.workflow_id}/{key}"))
+    try:
+        value = await _invoke(fn, key, timeout_ms)
+    finally:
+        STEP.reset(token)
+    if isinstance(value, Success):
+        return value.unwrap()
+    if isinstance(value, Failure):
+        raise _as_exception(value.failure())
     return value
 
 

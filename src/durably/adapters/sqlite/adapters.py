@@ -1,0 +1,59 @@
+"""The SQLite storage and scheduler of one instance, and the runtime bundle."""
+
+from __future__ import annotations
+
+from durably.adapters.buffered import BufferedScheduler, BufferedStorage
+from durably.adapters.clock import ClockRuntime
+from durably.adapters.sqlite.backend import SqliteBackend
+from durably.adapters.unit_of_work import UnitOfWork
+from durably.ports import InstanceRuntime
+
+__all__ = ["SqliteStorage", "SqliteScheduler", "sqlite_runtime"]
+
+
+class SqliteStorage(BufferedStorage):
+    """``StorageAdapter`` over a ``SqliteBackend``; with an ``owner``, every commit is fenced."""
+
+    def __init__(
+        self, backend: SqliteBackend, instance_id: str, owner: str | None = None, lease_ms: int = 0
+    ) -> None:
+        self.backend = backend
+        self.instance_id = instance_id
+        self.lease_owner = owner
+        self.lease_ms = lease_ms
+        self.owner = (id(backend), instance_id)
+
+    def _load(self, key: str) -> str | None:
+        return self.backend.read(self.instance_id, key)
+
+    def _load_prefix(self, prefix: str) -> dict[str, str]:
+        return self.backend.read_prefix(self.instance_id, prefix)
+
+    async def _commit(self, unit: UnitOfWork) -> None:
+        await self.backend.commit(self.instance_id, unit, self.lease_owner, self.lease_ms)
+
+
+class SqliteScheduler(BufferedScheduler):
+    """``SchedulerAdapter`` over a ``SqliteBackend`` (commits through the instance's storage)."""
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self.storage = storage
+        self.owner = storage.owner
+
+    def _load_alarm(self) -> int | None:
+        return self.storage.backend.read_alarm(self.storage.instance_id)
+
+    async def _commit(self, unit: UnitOfWork) -> None:
+        await self.storage._commit(unit)
+
+
+def sqlite_runtime(
+    backend: SqliteBackend, instance_id: str, owner: str | None = None, lease_ms: int = 30_000
+) -> InstanceRuntime:
+    """The runtime layer of one instance over ``backend`` (fenced by ``owner`` when given)."""
+    storage = SqliteStorage(backend, instance_id, owner, lease_ms)
+    return InstanceRuntime(
+        storage=storage,
+        scheduler=SqliteScheduler(storage),
+        runtime=ClockRuntime(instance_id, backend.clock),
+    )

@@ -1,0 +1,468 @@
+"""The SQLite backend: one WAL database file, commits grouped across instances, leases.
+
+Commits of concurrent instances are grouped: each waits for the flush that the event
+loop runs once it has nothing else ready, and one transaction (one fsync) serves every
+unit of work that was waiting. Each unit is applied under a savepoint, so one unit
+that loses its lease (fencing) or races a creation fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+from durably.adapters.clock import Clock, SystemClock
+from durably.adapters.sqlite.schema import migrate
+from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
+from durably.domain import keys
+from durably.domain.errors import StorageError
+
+__all__ = ["SqliteBackend", "LeaseLost", "InstanceExists", "Synchronous", "InstanceRow"]
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+class LeaseLost(Exception):
+    """The commit's owner no longer holds the instance's lease (fencing)."""
+
+
+class InstanceExists(Exception):
+    """An instance with this id was created by someone else first."""
+
+
+@attrs.frozen
+class InstanceRow:
+    """A row of the instances table."""
+
+    id: str
+    workflow: str
+    status: str
+    created_at: int
+    updated_at: int
+    lease_owner: str | None = None
+    lease_expires_at: int | None = None
+
+
+@attrs.define(eq=False)
+class _Waiting:
+    instance_id: str
+    unit: UnitOfWork
+    owner: str | None
+    lease_ms: int
+    future: asyncio.Future[None]
+
+
+def _status_tag(text: str | None) -> str | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    tag = data.get("tag") if isinstance(data, dict) else None
+    return tag if isinstance(tag, str) else None
+
+
+def _prefix_end(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def owner_token() -> str:
+    """A lease owner id for this process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+class SqliteBackend:
+    """Every instance of one database file: reads, grouped commits, alarms and leases."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: Synchronous = "FULL",
+        clock: Clock | None = None,
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        self.path = path
+        self.synchronous = synchronous
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+        self._waiting: list[_Waiting] = []
+        self._flush_scheduled = False
+        self.commits = 0
+        self.schema_version_found: int | None = None
+
+    # -- connection -----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, set WAL and the durability level, and run the migrations."""
+        if self._conn is not None:
+            return
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            self.schema_version_found = migrate(conn)
+        except sqlite3.Error as e:
+            raise StorageError("open", None, f"{self.path}: {e}") from e
+        self._conn = conn
+
+    def close(self) -> None:
+        """Close the connection (waiting commits are flushed first)."""
+        if self._waiting:
+            self._flush()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The open connection."""
+        if self._conn is None:
+            raise StorageError("connect", None, "the SQLite backend is not open")
+        return self._conn
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise StorageError("read", None, e) from e
+
+    # -- reads --------------------------------------------------------------------------
+
+    def read(self, instance_id: str, key: str) -> str | None:
+        """The JSON text under ``key``."""
+        rows = self._query(
+            "SELECT value FROM kv WHERE instance_id = ? AND key = ?", (instance_id, key)
+        )
+        return str(rows[0][0]) if rows else None
+
+    def read_prefix(self, instance_id: str, prefix: str) -> dict[str, str]:
+        """Every key under ``prefix`` with its JSON text."""
+        if not prefix:
+            rows = self._query("SELECT key, value FROM kv WHERE instance_id = ?", (instance_id,))
+        else:
+            rows = self._query(
+                "SELECT key, value FROM kv WHERE instance_id = ? AND key >= ? AND key < ?",
+                (instance_id, prefix, _prefix_end(prefix)),
+            )
+        return {str(k): str(v) for k, v in rows}
+
+    def read_alarm(self, instance_id: str) -> int | None:
+        """The instance's alarm time."""
+        rows = self._query("SELECT due_at FROM alarms WHERE instance_id = ?", (instance_id,))
+        return int(rows[0][0]) if rows else None  # type: ignore[call-overload]
+
+    def instance(self, instance_id: str) -> InstanceRow | None:
+        """The instance's row."""
+        rows = self._query(
+            "SELECT id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
+            " FROM instances WHERE id = ?",
+            (instance_id,),
+        )
+        return InstanceRow(*rows[0]) if rows else None  # type: ignore[arg-type]
+
+    def list_instances(
+        self, status: str | None, workflow: str | None, limit: int
+    ) -> list[InstanceRow]:
+        """Instances by status and/or workflow, most recently updated first (indexed)."""
+        sql = (
+            "SELECT id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
+            " FROM instances"
+        )
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated_at DESC, id LIMIT ?"
+        rows = self._query(sql, [*params, limit])
+        return [InstanceRow(*row) for row in rows]  # type: ignore[arg-type]
+
+    def next_due(self) -> int | None:
+        """The earliest alarm time of any instance."""
+        rows = self._query("SELECT MIN(due_at) FROM alarms")
+        return None if not rows or rows[0][0] is None else int(rows[0][0])  # type: ignore[call-overload]
+
+    # -- grouped commits ----------------------------------------------------------------
+
+    async def commit(
+        self, instance_id: str, unit: UnitOfWork, owner: str | None, lease_ms: int
+    ) -> None:
+        """Commit ``unit`` durably, grouped with whatever else is waiting."""
+        if unit.is_empty():
+            return
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(instance_id, unit, owner, lease_ms, loop.create_future())
+        self._waiting.append(waiting)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        await waiting.future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._waiting = self._waiting, []
+        if not batch:
+            return
+        errors: list[BaseException | None] = [None] * len(batch)
+        try:
+            self._transaction(batch, errors)
+        except StorageError as e:
+            errors = [e] * len(batch)
+        for waiting, error in zip(batch, errors, strict=True):
+            if waiting.future.done():
+                continue
+            if error is None:
+                waiting.future.set_result(None)
+            else:
+                waiting.future.set_exception(error)
+
+    def _transaction(self, batch: list[_Waiting], errors: list[BaseException | None]) -> None:
+        conn = self.conn
+        now = self.clock.now()
+        single = len(batch) == 1
+        for attempt in range(5):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as e:
+                if attempt == 4:
+                    raise StorageError("commit", None, e) from e
+                time.sleep(0.01 * 2**attempt)
+        try:
+            for i, waiting in enumerate(batch):
+                if not single:
+                    conn.execute("SAVEPOINT unit")
+                try:
+                    self._apply(conn, waiting, now)
+                except (LeaseLost, InstanceExists) as e:
+                    if single:
+                        raise
+                    conn.execute("ROLLBACK TO unit")
+                    errors[i] = StorageError("commit", keys.STATUS, e)
+                if not single:
+                    conn.execute("RELEASE unit")
+            conn.execute("COMMIT")
+            self.commits += 1
+        except (LeaseLost, InstanceExists) as e:
+            conn.execute("ROLLBACK")
+            raise StorageError("commit", keys.STATUS, e) from e
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError("commit", None, e) from e
+
+    def _apply(self, conn: sqlite3.Connection, waiting: _Waiting, now: int) -> None:
+        iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
+        expires = now + waiting.lease_ms
+        if unit.cleared:
+            conn.execute("DELETE FROM kv WHERE instance_id = ?", (iid,))
+        puts = [(iid, k, v) for k, v in unit.writes.items() if v is not None]
+        if puts:
+            conn.executemany(
+                "INSERT INTO kv (instance_id, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value",
+                puts,
+            )
+        deletes = [(iid, k) for k, v in unit.writes.items() if v is None]
+        if deletes:
+            conn.executemany("DELETE FROM kv WHERE instance_id = ? AND key = ?", deletes)
+        tag = _status_tag(unit.writes.get(keys.STATUS))
+        name_text = unit.writes.get(keys.NAME)
+        if name_text is not None and not unit.cleared:
+            holder = owner if tag == "Running" else None
+            try:
+                conn.execute(
+                    "INSERT INTO instances (id, workflow, status, created_at, updated_at,"
+                    " lease_owner, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        iid,
+                        json.loads(name_text),
+                        tag or "Pending",
+                        now,
+                        now,
+                        holder,
+                        expires if holder else None,
+                    ),
+                )
+            except sqlite3.IntegrityError as e:
+                raise InstanceExists(f"instance {iid!r} already exists") from e
+        elif owner is not None:
+            release = tag is not None and tag != "Running"
+            cursor = conn.execute(
+                "UPDATE instances SET"
+                " lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,"
+                " lease_expires_at = CASE WHEN ? THEN NULL ELSE ? END,"
+                " status = COALESCE(?, status),"
+                " updated_at = CASE WHEN ? IS NULL THEN updated_at ELSE ? END"
+                " WHERE id = ? AND lease_owner = ?",
+                (release, release, expires, tag, tag, now, iid, owner),
+            )
+            if cursor.rowcount == 0:
+                raise LeaseLost(f"lease of instance {iid!r} is no longer held by {owner}")
+        elif tag is not None:
+            conn.execute(
+                "UPDATE instances SET status = ?, updated_at = ? WHERE id = ?", (tag, now, iid)
+            )
+        if unit.alarm is None:
+            conn.execute("DELETE FROM alarms WHERE instance_id = ?", (iid,))
+        elif unit.alarm is not UNCHANGED:
+            conn.execute(
+                "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?)"
+                " ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at",
+                (iid, unit.alarm),
+            )
+        elif tag == "Running":
+            # Running is never without an alarm: if the owner dies, it comes due when the
+            # lease expires, and the next claim recovers the instance.
+            conn.execute(
+                "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?)"
+                " ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at",
+                (iid, expires),
+            )
+
+    # -- leases -------------------------------------------------------------------------
+
+    def _write(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute(sql, params).fetchall()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise StorageError("write", None, e) from e
+        self.commits += 1
+        return rows
+
+    def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
+        """Take the lease of up to ``limit`` due instances whose lease is free or expired.
+
+        Their alarms move to the lease's expiry: should this owner die, they come due then.
+        """
+        if limit <= 0:
+            return []
+        expires = now + lease_ms
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute(
+                    "UPDATE instances SET lease_owner = ?, lease_expires_at = ?"
+                    " WHERE id IN (SELECT a.instance_id FROM alarms a"
+                    "   JOIN instances i ON i.id = a.instance_id"
+                    "   WHERE a.due_at <= ? AND (i.lease_owner IS NULL OR i.lease_expires_at <= ?)"
+                    "   ORDER BY a.due_at LIMIT ?)"
+                    " RETURNING id",
+                    (owner, expires, now, now, limit),
+                ).fetchall()
+                ids = [str(r[0]) for r in rows]
+                conn.executemany(
+                    "UPDATE alarms SET due_at = ? WHERE instance_id = ?",
+                    [(expires, i) for i in ids],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise StorageError("claim", None, e) from e
+        self.commits += 1
+        return ids
+
+    def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
+        """Take the lease of one instance if it is free, expired or already ours."""
+        rows = self._write(
+            "UPDATE instances SET lease_owner = ?, lease_expires_at = ? WHERE id = ?"
+            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at <= ?) RETURNING id",
+            (owner, now + lease_ms, instance_id, owner, now),
+        )
+        return bool(rows)
+
+    def release(self, instance_id: str, owner: str) -> None:
+        """Give the lease back (a no-op when it is not ours)."""
+        self._write(
+            "UPDATE instances SET lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE id = ? AND lease_owner = ?",
+            (instance_id, owner),
+        )
+
+    def renew(self, owner: str, now: int, lease_ms: int) -> None:
+        """Extend every lease of ``owner`` (its heartbeat), and the alarms behind them."""
+        expires = now + lease_ms
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "UPDATE instances SET lease_expires_at = ? WHERE lease_owner = ?",
+                    (expires, owner),
+                )
+                conn.execute(
+                    "UPDATE alarms SET due_at = ? WHERE due_at < ? AND instance_id IN"
+                    " (SELECT id FROM instances WHERE lease_owner = ? AND status = 'Running')",
+                    (expires, expires, owner),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise StorageError("renew", None, e) from e
+        self.commits += 1
+
+    def expire_dead_local_owners(self, now: int) -> int:
+        """Expire at once the leases held by dead processes of this host; returns how many."""
+        host = socket.gethostname()
+        owners = [
+            str(r[0])
+            for r in self._query(
+                "SELECT DISTINCT lease_owner FROM instances WHERE lease_owner LIKE ?",
+                (f"{host}:%",),
+            )
+        ]
+        dead = [o for o in owners if not _pid_alive(int(o.split(":")[-2]))]
+        for owner in dead:
+            self._write(
+                "UPDATE alarms SET due_at = ? WHERE instance_id IN"
+                " (SELECT id FROM instances WHERE lease_owner = ?)",
+                (now, owner),
+            )
+            self._write(
+                "UPDATE instances SET lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE lease_owner = ?",
+                (owner,),
+            )
+        return len(dead)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,63 @@
+"""The SQLite schema, created and upgraded by versioned migrations (``PRAGMA user_version``)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from durably.domain.errors import StorageError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the key-value namespace, the alarms and the instances of architecture.md.
+    (
+        """CREATE TABLE kv (
+            instance_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (instance_id, key)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE alarms (
+            instance_id TEXT PRIMARY KEY,
+            due_at INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX alarms_due ON alarms (due_at)",
+        """CREATE TABLE instances (
+            id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            lease_owner TEXT,
+            lease_expires_at INTEGER
+        ) WITHOUT ROWID""",
+        "CREATE INDEX instances_status ON instances (status, updated_at)",
+        "CREATE INDEX instances_workflow ON instances (workflow, updated_at)",
+        "CREATE INDEX instances_lease ON instances (lease_owner)",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise StorageError(
+                "migrate",
+                None,
+                f"the database has schema version {found}, newer than this durably "
+                f"({SCHEMA_VERSION}); upgrade durably to open it",
+            )
+        for version in range(found, SCHEMA_VERSION):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found

@@ -1,0 +1,84 @@
+"""The SQLite runtime for tests: the same handle as the in-memory one, over a real database file."""
+
+from __future__ import annotations
+
+import uuid
+
+import attrs
+
+from durably.adapters.clock import ManualClock
+from durably.adapters.sqlite import SqliteBackend, sqlite_runtime
+from durably.domain.records import JsonValue
+from durably.domain.serialization import loads
+from durably.ports import InstanceRuntime
+
+__all__ = ["SqliteRuntimeHandle", "create_sqlite_runtime"]
+
+
+@attrs.define(eq=False)
+class SqliteRuntimeHandle:
+    """Drives a SQLite-backed runtime like ``TestRuntimeHandle`` drives the in-memory one."""
+
+    __test__ = False
+
+    clock: ManualClock
+    backend: SqliteBackend
+    instance_id: str
+
+    def now(self) -> int:
+        """The virtual clock's time (ms)."""
+        return self.clock.time_ms
+
+    def advance_time(self, ms: int) -> int:
+        """Move the clock forward by ``ms``; returns the new time."""
+        if ms < 0:
+            raise ValueError(f"advance_time takes a non-negative number of ms, got {ms}")
+        self.clock.time_ms += ms
+        return self.clock.time_ms
+
+    def set_time(self, ms: int) -> None:
+        """Set the clock to ``ms``."""
+        self.clock.time_ms = ms
+
+    def scheduled_time(self) -> int | None:
+        """When the instance's alarm is set for, or ``None``."""
+        return self.backend.read_alarm(self.instance_id)
+
+    def should_alarm_fire(self) -> bool:
+        """Whether an alarm is set and due at the clock's time."""
+        at = self.scheduled_time()
+        return at is not None and at <= self.clock.time_ms
+
+    def clear_alarm(self) -> None:
+        """Clear the alarm."""
+        self.backend._write("DELETE FROM alarms WHERE instance_id = ?", (self.instance_id,))
+
+    def storage_snapshot(self) -> dict[str, JsonValue]:
+        """A copy of every stored key and value of the instance."""
+        rows = self.backend.read_prefix(self.instance_id, "")
+        return {k: loads(v) for k, v in sorted(rows.items())}
+
+    @property
+    def commits(self) -> int:
+        """How many transactions the backend has committed."""
+        return self.backend.commits
+
+
+def create_sqlite_runtime(
+    path: str,
+    instance_id: str | None = None,
+    initial_time: int | None = None,
+    *,
+    backend: SqliteBackend | None = None,
+) -> tuple[InstanceRuntime, SqliteRuntimeHandle]:
+    """A SQLite-backed runtime with a virtual clock (database at ``path``) and its handle."""
+    iid = instance_id if instance_id is not None else str(uuid.uuid4())
+    if backend is None:
+        backend = SqliteBackend(path, clock=ManualClock(initial_time or 0))
+        backend.open()
+    clock = backend.clock
+    if not isinstance(clock, ManualClock):
+        raise TypeError("create_sqlite_runtime needs a backend with a ManualClock")
+    if initial_time is not None:
+        clock.time_ms = initial_time
+    return sqlite_runtime(backend, iid), SqliteRuntimeHandle(clock, backend, iid)
