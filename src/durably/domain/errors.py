@@ -15,7 +15,11 @@ The hierarchy::
     ├── WorkflowScopeError      a primitive was used outside a workflow
     ├── StepScopeError          a primitive was used inside a step
     ├── InvalidDurationError    a duration (or a delay, a timeout) is malformed (also a ValueError)
-    └── SerializationError      a value cannot be stored, or a stored value cannot be read back
+    ├── SerializationError      a value cannot be stored, or a stored value cannot be read back
+    ├── WorkflowFailedError     ``Engine.result``: the workflow ended Failed
+    ├── WorkflowCancelledError  ``Engine.result``: the workflow was cancelled
+    ├── ResultTimeoutError      ``Engine.result``: the workflow did not end in time
+    └── InstanceNotFoundError   no instance has this id
 
 They are frozen attrs exceptions: usable as ``Failure`` values and raised alike.
 """
@@ -41,6 +45,10 @@ __all__ = [
     "StepScopeError",
     "InvalidDurationError",
     "SerializationError",
+    "WorkflowFailedError",
+    "WorkflowCancelledError",
+    "ResultTimeoutError",
+    "InstanceNotFoundError",
 ]
 
 
@@ -252,3 +260,59 @@ class SerializationError(DurablyError):
         if self.key:
             parts.append(f"key {self.key!r}")
         return "; ".join(parts)
+
+
+@attrs.frozen(eq=False)
+class WorkflowFailedError(DurablyError):
+    """The workflow ended ``Failed``; ``error`` is its stored ``WorkflowError``."""
+
+    workflow_id: str
+    error: object
+
+    @property
+    def message(self) -> str:
+        detail = getattr(self.error, "message", self.error)
+        kind = getattr(self.error, "type", None)
+        where = getattr(self.error, "step_name", None)
+        at = f" in step {where!r}" if where else ""
+        return f"workflow {self.workflow_id!r} failed{at}: {kind + ': ' if kind else ''}{detail}"
+
+
+@attrs.frozen(eq=False)
+class WorkflowCancelledError(DurablyError):
+    """The workflow was cancelled."""
+
+    workflow_id: str
+    reason: str | None = None
+
+    @property
+    def message(self) -> str:
+        because = f": {self.reason}" if self.reason else ""
+        return f"workflow {self.workflow_id!r} was cancelled{because}"
+
+
+@attrs.frozen(eq=False)
+class ResultTimeoutError(DurablyError):
+    """The workflow did not reach a terminal status within the wait."""
+
+    workflow_id: str
+    timeout_ms: int
+    status: str | None = None
+
+    @property
+    def message(self) -> str:
+        return (
+            f"workflow {self.workflow_id!r} did not finish within {self.timeout_ms} ms "
+            f"(status {self.status})"
+        )
+
+
+@attrs.frozen(eq=False)
+class InstanceNotFoundError(DurablyError):
+    """No instance has this id."""
+
+    workflow_id: str
+
+    @property
+    def message(self) -> str:
+        return f"no workflow instance with id {self.workflow_id!r}"

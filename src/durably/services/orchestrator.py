@@ -190,6 +190,9 @@ class WorkflowOrchestrator:
                 if recovered.success:
                     emitter = self._events.bound(state.workflow_name, state.execution_id)
                     await self._run(definition, self._context(state, "recover"), emitter)
+                elif recovered.new_status == "Failed":
+                    # Recovery gave up (terminal): the cleanup includes scheduling the purge.
+                    ok(await self._purge.schedule_purge())
             case _ if is_terminal(status):
                 ok(await self._purge.execute_purge_if_due())
 

@@ -84,6 +84,7 @@ class PurgeManager:
                 return False
             name = ok(await self._storage.get(keys.NAME))
             workflow_name = name if isinstance(name, str) else "unknown"
+            execution_id = ok(await self._storage.get(keys.EXECUTION_ID))  # for the event
             tombstone = Tombstone(workflow_name=workflow_name, status=status, purged_at=now)
             ok(await self._storage.delete_all())
             ok(
@@ -96,7 +97,9 @@ class PurgeManager:
                 )
             )
             ok(await self._scheduler.cancel())
-        self._events.emit(WorkflowPurged, workflow_name, None)
+        self._events.emit(
+            WorkflowPurged, workflow_name, execution_id if isinstance(execution_id, str) else None
+        )
         return True
 
     @as_result(DurablyError)

@@ -66,9 +66,18 @@ def return_type_of(fn: Callable[..., Any]) -> Any:
         if typing.get_origin(result) is Result or result is Result:
             args = typing.get_args(result)
             result = args[0] if args else Any
+        if result is type(None) or not _is_concrete(result):
+            result = Any  # ``-> None`` or a generic ``-> T``: the stored JSON is the value
     if code is not None:
         _RETURN_TYPES[code] = result
     return result
+
+
+def _is_concrete(tp: Any) -> bool:
+    """Whether ``tp`` names no type variable (``T``, ``list[T]``, ``P``) anywhere."""
+    if isinstance(tp, typing.TypeVar | typing.ParamSpec):
+        return False
+    return all(_is_concrete(arg) for arg in typing.get_args(tp))
 
 
 async def _invoke(fn: Callable[[], Any], key: str, timeout_ms: int | None) -> Any:

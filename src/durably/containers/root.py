@@ -1,0 +1,93 @@
+"""The root container ``Durably``: configuration, the backend, the tracker, and the workflow layer.
+
+One container is built per ``Engine``; the instance served varies per call through
+``current_runtime`` (a context variable), so building the services of one alarm is a
+few factory calls, not a new container.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from durably.adapters.clock import SystemClock
+from durably.adapters.sqlite import SqliteBackend
+from durably.containers.workflow import WorkflowLayer
+from durably.ports import InstanceRuntime
+from durably.services.purge import PurgeConfig
+from durably.services.recovery import RecoveryConfig
+from durably.services.trackers import InMemoryTracker, LoggingTracker, NoopTracker
+
+__all__ = ["Durably", "CURRENT_RUNTIME", "current_runtime", "build_root"]
+
+CURRENT_RUNTIME: ContextVar[InstanceRuntime] = ContextVar("durably_current_runtime")
+
+
+def current_runtime() -> InstanceRuntime:
+    """The runtime of the instance being served in this context."""
+    try:
+        return CURRENT_RUNTIME.get()
+    except LookupError:  # pragma: no cover - a programming error in the engine
+        raise RuntimeError("no instance is being served in this context") from None
+
+
+class Durably(containers.DeclarativeContainer):
+    """Root container: ``config`` (a profile) picks the backend and the tracker."""
+
+    config = providers.Configuration(strict=False)
+    workflows: providers.Dependency[Any] = providers.Dependency()
+
+    clock = providers.Singleton(SystemClock)
+    backend = providers.Selector(
+        config.backend.kind,
+        memory=providers.Singleton(
+            SqliteBackend, ":memory:", synchronous=config.backend.synchronous, clock=clock
+        ),
+        sqlite=providers.Singleton(
+            SqliteBackend, config.backend.path, synchronous=config.backend.synchronous, clock=clock
+        ),
+    )
+    tracker = providers.Selector(
+        config.tracker.kind,
+        noop=providers.Singleton(NoopTracker),
+        logging=providers.Singleton(LoggingTracker),
+        memory=providers.Singleton(InMemoryTracker),
+    )
+    recovery = providers.Object(RecoveryConfig())
+    purge = providers.Object(PurgeConfig())
+
+    runtime = providers.Callable(current_runtime)
+    layer = providers.Singleton(
+        WorkflowLayer,
+        runtime=runtime.provider,
+        workflows=workflows.provider,
+        tracker=tracker.provider,
+        recovery=recovery.provider,
+        purge=purge.provider,
+    )
+
+
+def build_root(
+    workflows: Any,
+    config: dict[str, Any],
+    *,
+    tracker: object | None = None,
+    clock: object | None = None,
+    recovery: RecoveryConfig | None = None,
+    purge: PurgeConfig | None = None,
+) -> Any:
+    """A ``Durably`` container over ``config``, with the given objects in place of defaults."""
+    container = Durably(workflows=workflows)
+    container.config.from_dict(config)
+    if tracker is not None:
+        container.tracker.override(providers.Object(tracker))
+    if clock is not None:
+        container.clock.override(providers.Object(clock))
+    if recovery is not None:
+        container.recovery.override(providers.Object(recovery))
+    if purge is not None:
+        container.purge.override(providers.Object(purge))
+    container.check_dependencies()
+    return container

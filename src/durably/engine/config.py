@@ -1,0 +1,85 @@
+"""Engine settings: leases, purge, backend URLs and profiles."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import attrs
+
+from durably.domain.durations import Duration, parse_duration
+from durably.services.purge import PurgeConfig
+
+__all__ = ["Lease", "Purge", "BackendUrl", "parse_backend_url"]
+
+
+@attrs.frozen
+class Lease:
+    """How long a worker holds an instance without renewing (the crash-recovery delay)."""
+
+    duration: Duration = "30s"
+    renew_every: Duration = "10s"
+    duration_ms: int = attrs.field(init=False)
+    renew_every_ms: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        duration = parse_duration(self.duration, field="Lease.duration")
+        renew = parse_duration(self.renew_every, field="Lease.renew_every")
+        if duration <= 0 or renew <= 0:
+            raise ValueError("Lease.duration and Lease.renew_every must be greater than 0")
+        if renew >= duration:
+            raise ValueError(
+                f"Lease.renew_every ({renew} ms) must be shorter than "
+                f"Lease.duration ({duration} ms)"
+            )
+        object.__setattr__(self, "duration_ms", duration)
+        object.__setattr__(self, "renew_every_ms", renew)
+
+
+@attrs.frozen
+class Purge:
+    """Purge finished instances ``delay`` after they finish (a tombstone remains)."""
+
+    delay: Duration = "1 day"
+
+    def to_config(self) -> PurgeConfig:
+        """The service-level configuration."""
+        return PurgeConfig(enabled=True, delay_ms=parse_duration(self.delay, field="Purge.delay"))
+
+
+@attrs.frozen
+class BackendUrl:
+    """A parsed backend URL."""
+
+    kind: str
+    path: str | None = None
+    options: dict[str, str] = attrs.field(factory=dict)
+
+    def as_config(self) -> dict[str, Any]:
+        """The ``backend`` section of a profile."""
+        return {"kind": self.kind, "path": self.path, **self.options}
+
+
+def parse_backend_url(url: str) -> BackendUrl:
+    """``memory://``, ``sqlite:///path.db`` (``?synchronous=NORMAL``), ``postgresql://...``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(
+            f"backend URL {url!r} is not one of memory://, sqlite:///path.db, postgresql://..."
+        )
+    parts = urllib.parse.urlsplit(url)
+    options = dict(urllib.parse.parse_qsl(parts.query))
+    if parts.scheme == "memory":
+        return BackendUrl("memory", None, options)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them.
+        rest = url[len("sqlite://") :].split("?", 1)[0]
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path:
+            raise ValueError(f"backend URL {url!r} names no database file (sqlite:///path.db)")
+        return BackendUrl("sqlite", path, options)
+    if parts.scheme in ("postgresql", "postgres"):
+        return BackendUrl("postgres", url.split("?")[0], options)
+    raise ValueError(
+        f"unknown backend scheme {parts.scheme!r} in {url!r} (use memory://, sqlite:///path.db "
+        "or postgresql://...)"
+    )

@@ -1,0 +1,459 @@
+"""``Engine``: hosts many instances over one backend, fires their alarms, answers queries."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import yaml
+from returns.result import Failure, Result, Success
+
+from durably.adapters.sqlite import SqliteBackend, owner_token, sqlite_runtime
+from durably.containers import CURRENT_RUNTIME, build_root
+from durably.domain import keys
+from durably.domain.durations import parse_duration
+from durably.domain.errors import (
+    DurablyError,
+    InstanceNotFoundError,
+    OrchestratorError,
+    ResultTimeoutError,
+    StorageError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+)
+from durably.domain.serialization import decode, loads
+from durably.domain.status import Cancelled, Completed, Failed, is_terminal
+from durably.engine.config import Lease, Purge, parse_backend_url
+from durably.engine.records import StepRecord, step_records
+from durably.services import RecoveryConfig, WorkflowDefinition, WorkflowOrchestrator
+from durably.services.types import (
+    CancelResult,
+    InstanceSummary,
+    StartResult,
+    WorkflowCall,
+    WorkflowStatusResult,
+)
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("durably.engine")
+
+Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
+
+
+class Engine:
+    """Runs workflows durably over a backend (``memory://``, ``sqlite:///path.db``).
+
+    Use it as ``async with Engine([...], backend=...) as engine``: entering opens the
+    backend, migrates it and makes instances left by dead processes due again.
+    """
+
+    def __init__(
+        self,
+        workflows: Workflows,
+        *,
+        backend: str = "sqlite:///durably.db",
+        recovery: RecoveryConfig | None = None,
+        purge: Purge | None = None,
+        tracker: Any = None,
+        clock: Any = None,
+        lease: Lease | None = None,
+        synchronous: str | None = None,
+        poll_interval: Any = "1s",
+        tracker_kind: str = "noop",
+    ) -> None:
+        url = parse_backend_url(backend)
+        if url.kind == "postgres":
+            raise ValueError(
+                "the PostgreSQL backend is not part of this build yet; use sqlite:///path.db"
+            )
+        sync = (synchronous or url.options.get("synchronous", "FULL")).upper()
+        if sync not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, got {sync!r}")
+        self.backend_url = backend
+        self.lease = lease if lease is not None else Lease()
+        self.poll_interval_ms = parse_duration(poll_interval, field="poll_interval")
+        self._container = build_root(
+            workflows,
+            {
+                "backend": {"kind": url.kind, "path": url.path, "synchronous": sync},
+                "tracker": {"kind": tracker_kind},
+            },
+            tracker=tracker,
+            clock=clock,
+            recovery=recovery,
+            purge=purge.to_config() if purge is not None else None,
+        )
+        self._backend: SqliteBackend = self._container.backend()
+        self._layer = self._container.layer()
+        self.registry = self._layer.registry()
+        self.tracker = self._layer.tracker()
+        self._executions = self._layer.executions()
+        self.owner = owner_token()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._active = 0
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._opened = False
+
+    # -- construction from a profile --------------------------------------------------
+
+    @classmethod
+    def from_profile(cls, path: str | Path, workflows: Workflows, **overrides: Any) -> Engine:
+        """An engine configured by a profile of ``containers/`` (YAML)."""
+        text = Path(path).read_text(encoding="utf-8")
+        profile = yaml.safe_load(text) or {}
+        if not isinstance(profile, dict):
+            raise ValueError(f"profile {path} must be a YAML mapping")
+        options: dict[str, Any] = {}
+        backend = profile.get("backend", {})
+        options["backend"] = backend.get("url", "sqlite:///durably.db")
+        if "synchronous" in backend:
+            options["synchronous"] = backend["synchronous"]
+        lease = profile.get("lease")
+        if lease:
+            options["lease"] = Lease(
+                duration=lease.get("duration", "30s"), renew_every=lease.get("renew_every", "10s")
+            )
+        purge = profile.get("purge")
+        if purge and purge.get("enabled", True):
+            options["purge"] = Purge(delay=purge.get("delay", "1 day"))
+        recovery = profile.get("recovery")
+        if recovery:
+            options["recovery"] = RecoveryConfig(**recovery)
+        worker = profile.get("worker", {})
+        if "poll_interval" in worker:
+            options["poll_interval"] = worker["poll_interval"]
+        tracker = profile.get("tracker", {})
+        options["tracker_kind"] = tracker.get("kind", "noop")
+        options.update(overrides)
+        return cls(workflows, **options)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> Engine:
+        """Open and migrate the backend; make instances of dead local processes due now."""
+        if self._opened:
+            return self
+        self._backend.open()
+        self._backend.expire_dead_local_owners(self.now())
+        self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
+        self._opened = True
+        return self
+
+    async def close(self) -> None:
+        """Stop renewing leases, flush the tracker, close the backend."""
+        if not self._opened:
+            return
+        self._opened = False
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._heartbeat
+        try:
+            await self.tracker.close()
+        except Exception:  # a tracker never fails the engine
+            log.exception("tracker failed to close")
+        self._backend.close()
+
+    async def __aenter__(self) -> Engine:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def now(self) -> int:
+        """The engine's clock (epoch ms)."""
+        return self._backend.clock.now()
+
+    @property
+    def backend(self) -> SqliteBackend:
+        """The storage backend."""
+        return self._backend
+
+    # -- services of one instance ------------------------------------------------------
+
+    def _orchestrator(self, instance_id: str, *, fenced: bool = True) -> WorkflowOrchestrator:
+        owner = self.owner if fenced else None
+        token = CURRENT_RUNTIME.set(
+            sqlite_runtime(self._backend, instance_id, owner, self.lease.duration_ms)
+        )
+        try:
+            orchestrator: WorkflowOrchestrator = self._layer.orchestrator()
+            return orchestrator
+        finally:
+            CURRENT_RUNTIME.reset(token)
+
+    @asynccontextmanager
+    async def _serving(self, instance_id: str) -> AsyncIterator[WorkflowOrchestrator]:
+        """Serve one instance: one execution at a time here, the lease released after."""
+        self._require_open()
+        lock = self._locks.get(instance_id)
+        if lock is None:
+            lock = self._locks[instance_id] = asyncio.Lock()
+        try:
+            async with lock:
+                self._active += 1
+                try:
+                    yield self._orchestrator(instance_id)
+                finally:
+                    self._active -= 1
+                    self._release(instance_id)
+        finally:
+            if not lock.locked() and self._locks.get(instance_id) is lock:
+                del self._locks[instance_id]
+            self._changed.set()
+
+    def _release(self, instance_id: str) -> None:
+        try:
+            row = self._backend.instance(instance_id)
+            if row is not None and row.lease_owner == self.owner:
+                self._backend.release(instance_id, self.owner)
+        except StorageError:
+            log.exception("could not release the lease of %s (it will expire)", instance_id)
+
+    def _require_open(self) -> None:
+        if not self._opened:
+            raise RuntimeError(
+                "the engine is not open: use `async with engine:` or `await engine.open()`"
+            )
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.renew_every_ms / 1000)
+            if self._active:
+                try:
+                    self._backend.renew(self.owner, self.now(), self.lease.duration_ms)
+                except StorageError:
+                    log.exception("lease renewal failed; it is retried at the next beat")
+
+    # -- starting and stopping workflows --------------------------------------------------
+
+    def _name_of(self, workflow: str | WorkflowDefinition[Any, Any]) -> str:
+        if isinstance(workflow, WorkflowDefinition):
+            return workflow.name
+        if isinstance(workflow, str):
+            return workflow
+        raise TypeError(f"workflow must be a WorkflowDefinition or its name, got {workflow!r}")
+
+    @staticmethod
+    def _check_id(instance_id: str | None) -> str:
+        if instance_id is None:
+            return str(uuid.uuid4())
+        if not isinstance(instance_id, str) or not instance_id.strip():
+            raise ValueError(f"an instance id must be a non-empty string, got {instance_id!r}")
+        return instance_id
+
+    async def start(
+        self,
+        workflow: str | WorkflowDefinition[Any, Any],
+        input: Any = None,
+        *,
+        id: str | None = None,
+        execution_id: str | None = None,
+    ) -> Result[StartResult, OrchestratorError]:
+        """Start (or find) instance ``id`` and run it here until it completes or pauses."""
+        call = WorkflowCall(self._name_of(workflow), input, execution_id)
+        instance_id = self._check_id(id)
+        async with self._serving(instance_id) as orchestrator:
+            return await orchestrator.start(call)
+
+    async def queue(
+        self,
+        workflow: str | WorkflowDefinition[Any, Any],
+        input: Any = None,
+        *,
+        id: str | None = None,
+        execution_id: str | None = None,
+    ) -> Result[StartResult, OrchestratorError]:
+        """Create instance ``id`` to be run by a worker; returns at once."""
+        call = WorkflowCall(self._name_of(workflow), input, execution_id)
+        instance_id = self._check_id(id)
+        async with self._serving(instance_id) as orchestrator:
+            return await orchestrator.queue(call)
+
+    async def cancel(
+        self, id: str, *, reason: str | None = None
+    ) -> Result[CancelResult, OrchestratorError]:
+        """Cancel instance ``id``: at once when it waits, at its next await or step when it runs."""
+        self._require_open()
+        if self._executions.running(id):
+            # Running here: raise the flag and interrupt it (its own commit records Cancelled).
+            return await self._orchestrator(id, fenced=False).cancel(reason)
+        try:
+            acquired = self._backend.acquire(id, self.owner, self.now(), self.lease.duration_ms)
+        except StorageError as e:
+            return Failure(OrchestratorError("cancel", e))
+        if not acquired:
+            # Another live worker holds it: raise the flag; it stops at its next step or sleep.
+            return await self._orchestrator(id, fenced=False).cancel(reason)
+        async with self._serving(id) as orchestrator:
+            return await orchestrator.cancel(reason)
+
+    # -- queries --------------------------------------------------------------------------
+
+    async def status(self, id: str) -> Result[WorkflowStatusResult, StorageError]:
+        """The status and completed steps of instance ``id``."""
+        self._require_open()
+        result = await self._orchestrator(id, fenced=False).get_status()
+        if isinstance(result, Success):
+            return Success(result.unwrap())
+        error = result.failure()
+        cause = error.cause
+        return Failure(
+            cause if isinstance(cause, StorageError) else StorageError("status", None, error)
+        )
+
+    async def result(self, id: str, *, timeout: Any = None) -> Result[Any, DurablyError]:
+        """Wait until instance ``id`` ends: its output, or why it did not complete."""
+        self._require_open()
+        limit_ms = None if timeout is None else parse_duration(timeout, field="timeout")
+        deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
+        pause = 0.005
+        while True:
+            status_result = await self.status(id)
+            if isinstance(status_result, Failure):
+                return Failure(status_result.failure())
+            status = status_result.unwrap().status
+            if status is None:
+                return Failure(InstanceNotFoundError(id))
+            if is_terminal(status):
+                return await self._outcome(id, status)
+            if deadline is not None and time.monotonic() >= deadline:
+                return Failure(ResultTimeoutError(id, limit_ms or 0, status.tag))
+            wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
+            self._changed.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), wait)
+            pause = min(pause * 2, 0.25)
+
+    async def _outcome(self, id: str, status: Any) -> Result[Any, DurablyError]:
+        if isinstance(status, Completed):
+            raw = self._backend.read(id, keys.OUTPUT)
+            name = self._backend.read(id, keys.NAME)
+            output_type: Any = Any
+            if name is not None:
+                found = self.registry.get(decode(loads(name), str))
+                if isinstance(found, Success):
+                    output_type = found.unwrap().output_type
+            if raw is None:
+                return Success(None)
+            try:
+                return Success(decode(loads(raw), output_type, key=keys.OUTPUT))
+            except DurablyError as e:
+                return Failure(e)
+        if isinstance(status, Failed):
+            return Failure(WorkflowFailedError(id, status.error))
+        if isinstance(status, Cancelled):
+            return Failure(WorkflowCancelledError(id, status.reason))
+        return Failure(InstanceNotFoundError(id))  # pragma: no cover - not terminal
+
+    async def list(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
+    ) -> Result[builtins.list[InstanceSummary], StorageError]:
+        """Instances by status tag and/or workflow name, most recently updated first."""
+        self._require_open()
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        try:
+            rows = self._backend.list_instances(status, workflow, limit)
+        except StorageError as e:
+            return Failure(e)
+        return Success(
+            [InstanceSummary(r.id, r.workflow, r.status, r.created_at, r.updated_at) for r in rows]
+        )
+
+    async def steps(self, id: str) -> Result[builtins.list[StepRecord], StorageError]:
+        """The step timeline of instance ``id`` (completed steps in order, then pending retries)."""
+        self._require_open()
+        try:
+            entries = {
+                **self._backend.read_prefix(id, keys.STEP_PREFIX),
+                **self._backend.read_prefix(id, keys.COMPLETED_PREFIX),
+            }
+            loaded = {k: loads(v) for k, v in entries.items()}
+            return Success(step_records(loaded))
+        except StorageError as e:
+            return Failure(e)
+        except DurablyError as e:
+            return Failure(StorageError("steps", None, e))
+
+    # -- firing alarms --------------------------------------------------------------------
+
+    async def _fire(self, instance_id: str) -> None:
+        """Handle the alarm of a claimed instance."""
+        try:
+            async with self._serving(instance_id) as orchestrator:
+                result = await orchestrator.handle_alarm()
+            if isinstance(result, Failure):
+                log.error("alarm of %s failed: %s", instance_id, result.failure())
+        except Exception:
+            log.exception("alarm of %s failed", instance_id)
+
+    def _claim(self, limit: int) -> builtins.list[str]:
+        return self._backend.claim_due(self.owner, self.now(), self.lease.duration_ms, limit)
+
+    async def run_until_idle(self, *, concurrency: int = 100) -> int:
+        """Fire due alarms until none is due; returns how many were fired."""
+        self._require_open()
+        fired = 0
+        while True:
+            ids = self._claim(concurrency)
+            if not ids:
+                return fired
+            await asyncio.gather(*(self._fire(i) for i in ids))
+            fired += len(ids)
+
+    async def run_worker(
+        self, *, concurrency: int = 100, stop: asyncio.Event | None = None
+    ) -> None:
+        """Fire due alarms, up to ``concurrency`` instances at once, until ``stop`` is set."""
+        self._require_open()
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        stop = stop if stop is not None else asyncio.Event()
+        running: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        stopping = loop.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                free = concurrency - len(running)
+                claimed = self._claim(free) if free > 0 else []
+                for instance_id in claimed:
+                    task = loop.create_task(self._fire(instance_id))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                if claimed and len(claimed) == free:
+                    await asyncio.sleep(0)
+                    continue
+                wait_ms = self._next_wait_ms(bool(claimed))
+                self._changed.clear()
+                changed = loop.create_task(self._changed.wait())
+                await asyncio.wait(
+                    {stopping, changed}, timeout=wait_ms / 1000, return_when=asyncio.FIRST_COMPLETED
+                )
+                changed.cancel()
+        finally:
+            stopping.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    def _next_wait_ms(self, claimed_some: bool) -> int:
+        if claimed_some:
+            return 0
+        try:
+            due = self._backend.next_due()
+        except StorageError:
+            log.exception("could not read the next alarm")
+            return self.poll_interval_ms
+        if due is None:
+            return self.poll_interval_ms
+        # An alarm due but not claimable (its lease is held elsewhere) must not spin the loop.
+        return min(self.poll_interval_ms, max(20, due - self.now()))
