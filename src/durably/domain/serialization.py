@@ -94,6 +94,13 @@ def _register_tagged_class(cls: type, tag: str, tag_attr: str) -> None:
     converter.register_structure_hook(cls, structure_tagged)
 
 
+def _structure_none(data: Any, _: Any) -> None:
+    if data is not None:
+        raise ValueError(f"expected null, found {type_name(data)}")
+
+
+converter.register_structure_hook(type(None), _structure_none)
+
 register_tagged_union(
     WorkflowStatus,
     (Pending, Queued, Running, Paused, Completed, Failed, Cancelled),

@@ -385,6 +385,51 @@ class Engine:
         except DurablyError as e:
             return Failure(StorageError("steps", None, e))
 
+    async def purge(self, *, before: Any = 0) -> Result[int, StorageError]:
+        """Purge now every finished instance last updated more than ``before`` ago.
+
+        Each keeps its tombstone (final status), so a later ``start`` with its id still
+        answers with that status instead of running the workflow again.
+        """
+        self._require_open()
+        cutoff = self.now() - parse_duration(before, field="before")
+        purged = 0
+        for status in ("Completed", "Failed", "Cancelled"):
+            try:
+                rows = self._backend.list_instances(status, None, 1_000_000)
+            except StorageError as e:
+                return Failure(e)
+            for row in rows:
+                if row.updated_at > cutoff or self._is_tombstone(row.id):
+                    continue
+                if not self._backend.acquire(
+                    row.id, self.owner, self.now(), self.lease.duration_ms
+                ):
+                    continue
+                async with self._serving(row.id):
+                    done = await self._purge_manager(row.id).purge_now()
+                if isinstance(done, Failure):
+                    error = done.failure()
+                    return Failure(
+                        error
+                        if isinstance(error, StorageError)
+                        else StorageError("purge", row.id, error)
+                    )
+                purged += int(done.unwrap())
+        return Success(purged)
+
+    def _is_tombstone(self, instance_id: str) -> bool:
+        return self._backend.read(instance_id, keys.TOMBSTONE) is not None
+
+    def _purge_manager(self, instance_id: str) -> Any:
+        token = CURRENT_RUNTIME.set(
+            sqlite_runtime(self._backend, instance_id, self.owner, self.lease.duration_ms)
+        )
+        try:
+            return self._layer.purge_manager()
+        finally:
+            CURRENT_RUNTIME.reset(token)
+
     # -- firing alarms --------------------------------------------------------------------
 
     async def _fire(self, instance_id: str) -> None:

@@ -74,6 +74,12 @@ class PurgeManager:
         if now < at:
             ok(await self._scheduler.schedule(at))  # fix: an early alarm is re-armed, not lost
             return False
+        return ok(await self.purge_now())
+
+    @as_result(DurablyError)
+    async def purge_now(self) -> bool:
+        """Purge a terminal instance now, keeping its tombstone; ``False`` if not terminal."""
+        now = self._runtime.now()
         async with self._storage.transaction():
             raw = ok(await self._storage.get(keys.STATUS))
             status: WorkflowStatus | None = (
