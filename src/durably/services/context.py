@@ -113,6 +113,7 @@ class ExecutionScope:
     completed: int | None = None
     """How many steps have completed (read once per segment, then counted here)."""
     sleep_names: dict[str, int] = attrs.field(factory=dict)
+    pending_events: list[tuple[type[EventBase], dict[str, Any]]] = attrs.field(factory=list)
 
     async def completed_count(self) -> int:
         """How many steps have completed so far (the next completion's index)."""
@@ -140,6 +141,16 @@ class ExecutionScope:
         """The writes waiting for a commit (and forget them)."""
         pending, self.pending = self.pending, {}
         return pending
+
+    def after_commit(self, event_type: type[EventBase], **fields: Any) -> None:
+        """Emit an event once the pending writes it describes are committed."""
+        if self.events.enabled:
+            self.pending_events.append((event_type, fields))
+
+    def take_events(self) -> list[tuple[type[EventBase], dict[str, Any]]]:
+        """The events waiting for a commit (and forget them)."""
+        events, self.pending_events = self.pending_events, []
+        return events
 
 
 SCOPE: ContextVar[ExecutionScope | None] = ContextVar("durably_scope", default=None)

@@ -9,7 +9,7 @@ import attrs
 from returns.result import Failure, Result, Success
 
 from durably.domain import keys
-from durably.domain.errors import DurablyError, OrchestratorError
+from durably.domain.errors import DurablyError, OrchestratorError, StepCancelledError
 from durably.domain.events import EventBase
 from durably.domain.records import JsonValue
 from durably.domain.results import ok
@@ -64,6 +64,7 @@ class ExecutionCompleted:
     duration_ms: int
     completed_steps: tuple[str, ...] = ()
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
+    events: PendingEvents = attrs.field(factory=list)
     tag: ClassVar[Literal["Completed"]] = "Completed"
 
 
@@ -88,6 +89,7 @@ class ExecutionFailed:
     duration_ms: int
     completed_steps: tuple[str, ...] = ()
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
+    events: PendingEvents = attrs.field(factory=list)
     tag: ClassVar[Literal["Failed"]] = "Failed"
 
 
@@ -98,6 +100,7 @@ class ExecutionCancelled:
     reason: str | None
     completed_steps: tuple[str, ...] = ()
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
+    events: PendingEvents = attrs.field(factory=list)
     tag: ClassVar[Literal["Cancelled"]] = "Cancelled"
 
 
@@ -181,9 +184,9 @@ class WorkflowExecutor:
                 step_name=p.step_name,
                 attempt=p.attempt,
                 writes={**scope.take_pending(), **p.writes},
-                events=p.events,
+                events=[*scope.take_events(), *p.events],
             )
-        except CancelSignal:
+        except (CancelSignal, StepCancelledError):
             return await self._cancelled(scope)
         except asyncio.CancelledError:
             if not self._executions.was_interrupted(task):
@@ -211,6 +214,7 @@ class WorkflowExecutor:
             duration_ms=await self._duration(),
             completed_steps=ok(await self._sm.get_completed_steps()),
             writes=scope.take_pending(),
+            events=scope.take_events(),
         )
 
     async def _duration(self) -> int:
@@ -223,6 +227,7 @@ class WorkflowExecutor:
             duration_ms=await self._duration(),
             completed_steps=ok(await self._sm.get_completed_steps()),
             writes=scope.take_pending(),
+            events=scope.take_events(),
         )
 
     async def _cancelled(self, scope: ExecutionScope) -> ExecutionCancelled:
@@ -230,6 +235,7 @@ class WorkflowExecutor:
             reason=ok(await self._sm.get_cancel_reason()),
             completed_steps=ok(await self._sm.get_completed_steps()),
             writes=scope.take_pending(),
+            events=scope.take_events(),
         )
 
 

@@ -183,6 +183,8 @@ class WorkflowOrchestrator:
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowResumed)
                 await self._run(definition, self._context(state, "resume"), emitter)
+            case Running() if self._executions.running(self.instance_id):
+                return  # a live execution in this process: a duplicate alarm, not a crash
             case Running():
                 state = await self._state()
                 definition = ok(self._registry.get(state.workflow_name))
@@ -216,7 +218,11 @@ class WorkflowOrchestrator:
         emitter: BoundEmitter,
     ) -> StartResult:
         result = ok(await self._executor.execute(definition, ctx))
-        result = await self._settle(result, emitter)
+        try:
+            result = await self._settle(result, emitter)
+        except DurablyError as e:
+            # The final commit is part of executing: the last committed state stays as it was.
+            raise OrchestratorError("execute", e) from e
         output = result.output if isinstance(result, ExecutionCompleted) else None
         status = ok(await self._sm.get_status())
         return StartResult(self.instance_id, isinstance(result, ExecutionCompleted), output, status)
@@ -246,6 +252,9 @@ class WorkflowOrchestrator:
         return result
 
     def _emit_end(self, result: ExecutionResult, emitter: BoundEmitter) -> None:
+        if not isinstance(result, ExecutionPaused):
+            for event_type, fields in result.events:
+                emitter.emit(event_type, **fields)
         match result:
             case ExecutionCompleted(duration_ms=duration_ms, completed_steps=steps):
                 emitter.emit(WorkflowCompleted, completed_steps=steps, duration_ms=duration_ms)

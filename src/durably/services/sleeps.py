@@ -39,7 +39,7 @@ async def run_sleep(
             # Not in the future: done at once, but recorded, so replays agree on it.
             done = SleepRecord(resume_at=resume_at, duration_ms=duration, completed=True)
             scope.pending[record_key] = encode(done, key=record_key)
-            scope.events.emit(SleepCompleted, duration_ms=duration)
+            scope.after_commit(SleepCompleted, duration_ms=duration)
             return
         record = SleepRecord(resume_at=resume_at, duration_ms=duration)
         raise PauseSignal(
@@ -54,7 +54,7 @@ async def run_sleep(
     if now >= existing.resume_at:
         done = attrs.evolve(existing, completed=True)
         scope.pending[record_key] = encode(done, key=record_key)
-        scope.events.emit(SleepCompleted, duration_ms=existing.duration_ms)
+        scope.after_commit(SleepCompleted, duration_ms=existing.duration_ms)
         return
     # Fix: an early or repeated alarm pauses again until the same resume time.
     raise PauseSignal("sleep", existing.resume_at)

@@ -191,6 +191,7 @@ async def run_step(
         raise
     completed_at = scope.runtime.now()
     writes = scope.take_pending()
+    waiting_events = scope.take_events()
     writes[result_key] = {
         "value": data,
         "meta": {
@@ -212,6 +213,8 @@ async def run_step(
         scope.completed = None
         raise InfrastructureFailure(e) from e
     scope.completed = index + 1
+    for event_type, fields in waiting_events:
+        scope.events.emit(event_type, **fields)
     scope.events.emit(
         StepCompleted, step_name=key, attempt=attempt, duration_ms=duration_ms, cached=False
     )
