@@ -559,7 +559,7 @@ async def test_concurrent_workflows_never_see_each_others_context() -> None:
 
     definition = durably.make(body, name="wf")
     rt1, h1 = create_in_memory_runtime("c1", 1000)
-    rt2, _ = create_in_memory_runtime("c2", 1000, backend=h1.backend)  # one shared store
+    rt2, h2 = create_in_memory_runtime("c2", 1000, backend=h1.backend)  # one shared store
     layer1 = WorkflowLayer(runtime=rt1, workflows=[definition])
     layer2 = WorkflowLayer(runtime=rt2, workflows=[definition])
     r1, r2 = await asyncio.gather(
@@ -571,4 +571,6 @@ async def test_concurrent_workflows_never_see_each_others_context() -> None:
     tags = [tag for tag, _, _ in log]
     assert sorted(tags) == ["c1"] * 9 + ["c2"] * 9
     assert tags != sorted(tags)  # they did interleave
-    assert set(h1.backend.data) == {"c1", "c2"}
+    # one store, two namespaces: each instance sees only its own keys
+    assert h1.storage_snapshot()["workflow:input"] == "c1"
+    assert h2.storage_snapshot()["workflow:input"] == "c2"

@@ -51,7 +51,8 @@ class SqliteRuntimeHandle:
 
     def clear_alarm(self) -> None:
         """Clear the alarm."""
-        self.backend._write("DELETE FROM alarms WHERE instance_id = ?", (self.instance_id,))
+        # Like the in-memory handle, this is the host's bookkeeping, not a counted commit.
+        self.backend.conn.execute("DELETE FROM alarms WHERE instance_id = ?", (self.instance_id,))
 
     def storage_snapshot(self) -> dict[str, JsonValue]:
         """A copy of every stored key and value of the instance."""

@@ -329,9 +329,9 @@ class SqliteBackend:
                 " ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at",
                 (iid, unit.alarm),
             )
-        elif tag == "Running":
-            # Running is never without an alarm: if the owner dies, it comes due when the
-            # lease expires, and the next claim recovers the instance.
+        elif tag == "Running" and owner is not None:
+            # Running under a lease is never without an alarm: if the owner dies, it comes
+            # due when the lease expires, and the next claim recovers the instance.
             conn.execute(
                 "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?)"
                 " ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at",
