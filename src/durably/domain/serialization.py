@@ -100,6 +100,8 @@ def _structure_none(data: Any, _: Any) -> None:
 
 
 converter.register_structure_hook(type(None), _structure_none)
+# ``object`` in an annotation (``dict[str, object]``) means "any JSON value": kept as stored.
+converter.register_structure_hook_func(lambda t: t is object, lambda data, _: data)
 
 register_tagged_union(
     WorkflowStatus,

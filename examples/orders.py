@@ -1,0 +1,85 @@
+"""An order workflow: a flaky payment that retries, a step with a timeout, a durable sleep.
+
+Used by ``make demo`` (``examples/demo.py``); also an app for the CLI:
+``durably worker examples.orders:engine`` or ``durably start process_order --app examples.orders:WORKFLOWS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import durably
+from durably import Retry
+
+# Where each step records that it ran (the demo reads it to show nothing ran twice).
+RUN_LOG = Path(os.environ.get("DURABLY_DEMO_LOG", "durably-demo-runs.log"))
+
+
+def record(step: str) -> None:
+    """Append ``<instance> <step> <attempt>`` to the run log, durably."""
+    info = durably.step_info()
+    with RUN_LOG.open("a", encoding="utf-8") as log:
+        log.write(f"{info.workflow_id} {step} {info.attempt}\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
+@durably.step(retry=Retry(max_attempts=3, delay="200ms", jitter=False))
+async def charge_card(order_id: str) -> str:
+    """Fails on its first two attempts (a flaky payment provider), then succeeds."""
+    record("charge_card")
+    if durably.step_info().attempt < 3:
+        raise ConnectionError("payment provider timed out")
+    return f"receipt-{order_id}"
+
+
+@durably.step(retry=Retry(max_attempts=2, delay="100ms", jitter=False), timeout="300ms")
+async def reserve_stock(order_id: str) -> int:
+    """Hangs on its first attempt (cut by the 300 ms timeout), answers on the retry."""
+    record("reserve_stock")
+    if durably.step_info().attempt == 1:
+        await asyncio.sleep(5)
+    return 3
+
+
+@durably.workflow
+async def process_order(order_id: str) -> dict[str, object]:
+    """Fetch, reserve, charge, wait a moment before shipping, ship."""
+    order = await durably.step("fetch_order", lambda: fetch(order_id))
+    items = await reserve_stock(order_id)
+    receipt = await charge_card(order_id)
+    await durably.sleep("1s", name="cool_off")
+    tracking = await durably.step("ship", lambda: ship(order_id))
+    return {"order": order, "items": items, "receipt": receipt, "tracking": tracking}
+
+
+def fetch(order_id: str) -> str:
+    """Pretend to load the order."""
+    record("fetch_order")
+    return f"order {order_id}"
+
+
+def ship(order_id: str) -> str:
+    """Pretend to hand the parcel over."""
+    record("ship")
+    return f"TRACK-{order_id.upper()}"
+
+
+@durably.workflow
+async def long_export(batches: int) -> int:
+    """Exports ``batches`` batches, ~120 ms each: the workflow the demo kills mid-run."""
+    total = 0
+    for i in range(batches):
+
+        async def export(i: int = i) -> int:
+            record(f"batch-{i}")
+            await asyncio.sleep(0.12)
+            return i
+
+        total += await durably.step(f"batch-{i}", export)
+    return total
+
+
+WORKFLOWS = [process_order, long_export]
