@@ -577,3 +577,28 @@ async def test_a_task_outliving_the_transaction_writes_for_real(
     go.set()
     await task
     assert await contents(storage) == {"early": 1, "late": 2}
+
+
+async def test_get_many_returns_the_existing_keys_only(
+    runtime_a: InstanceRuntime, runtime_b: InstanceRuntime
+) -> None:
+    storage = runtime_a.storage
+    assert (await storage.put_batch({"a": 1, "b": {"x": [1]}, "c": None})).unwrap() is None
+    assert (await runtime_b.storage.put("d", "other instance")).unwrap() is None
+    found = (await storage.get_many(["a", "b", "missing", "d"])).unwrap()
+    assert found == {"a": 1, "b": {"x": [1]}}
+    assert (await storage.get_many([])).unwrap() == {}
+
+
+async def test_get_many_inside_a_transaction_sees_its_own_writes(
+    runtime_a: InstanceRuntime,
+) -> None:
+    storage = runtime_a.storage
+    (await storage.put_batch({"kept": 1, "gone": 2})).unwrap()
+    async with storage.transaction():
+        (await storage.put("new", 3)).unwrap()
+        (await storage.delete("gone")).unwrap()
+        found = (await storage.get_many(["kept", "gone", "new"])).unwrap()
+        assert found == {"kept": 1, "new": 3}
+        (await storage.delete_all()).unwrap()
+        assert (await storage.get_many(["kept", "new"])).unwrap() == {}

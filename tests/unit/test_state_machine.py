@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
@@ -63,6 +63,10 @@ class CountingStorage:
     async def get(self, key: str) -> Result[JsonValue | None, StorageError]:
         self._record("get", key)
         return await self.inner.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> Result[dict[str, JsonValue], StorageError]:
+        self._record("get_many", ",".join(keys))
+        return await self.inner.get_many(keys)
 
     async def put(self, key: str, value: JsonValue) -> Result[None, StorageError]:
         self._record("put", key)

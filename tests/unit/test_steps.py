@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -611,6 +611,12 @@ class CountingStorage:
     async def get(self, key: str) -> Result[JsonValue | None, durably.StorageError]:
         self.calls += 1
         return await self.inner.get(key)
+
+    async def get_many(
+        self, keys: Sequence[str]
+    ) -> Result[dict[str, JsonValue], durably.StorageError]:
+        self.calls += 1
+        return await self.inner.get_many(keys)
 
     async def put(self, key: str, value: JsonValue) -> Result[None, durably.StorageError]:
         self.calls += 1

@@ -7,7 +7,7 @@ transaction) are written once, here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from returns.result import Failure, Result, Success
@@ -31,6 +31,14 @@ class BufferedStorage:
 
     def _load_prefix(self, prefix: str) -> dict[str, str]:
         raise NotImplementedError
+
+    def _load_many(self, keys: Sequence[str]) -> dict[str, str]:
+        found = {}
+        for key in keys:
+            text = self._load(key)
+            if text is not None:
+                found[key] = text
+        return found
 
     async def _commit(self, unit: UnitOfWork) -> None:
         raise NotImplementedError
@@ -66,6 +74,25 @@ class BufferedStorage:
         except StorageError as e:
             return Failure(e)
         return Success(None if text is None else loads(text))
+
+    async def get_many(self, keys: Sequence[str]) -> Result[dict[str, JsonValue], StorageError]:
+        """The values under ``keys`` that exist (one read of the backend)."""
+        unit = active_unit(self.owner)
+        texts: dict[str, str | None] = {}
+        wanted = list(keys)
+        if unit is not None:
+            wanted = []
+            for key in keys:
+                if key in unit.writes:
+                    texts[key] = unit.writes[key]
+                elif not unit.cleared:
+                    wanted.append(key)
+        try:
+            if wanted:
+                texts.update(self._load_many(wanted))
+        except StorageError as e:
+            return Failure(e)
+        return Success({k: loads(t) for k, t in texts.items() if t is not None})
 
     async def put(self, key: str, value: JsonValue) -> Result[None, StorageError]:
         """Store a copy of ``value``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -26,6 +26,10 @@ class StorageAdapter(Protocol):
 
     async def get(self, key: str) -> Result[JsonValue | None, StorageError]:
         """The value stored under ``key``, or ``None`` when there is none."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> Result[dict[str, JsonValue], StorageError]:
+        """The values stored under ``keys`` (missing keys are absent from the answer)."""
         ...
 
     async def put(self, key: str, value: JsonValue) -> Result[None, StorageError]:

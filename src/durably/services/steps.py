@@ -133,10 +133,15 @@ async def run_step(
     key = scope.next_key(name)
     if not scope.durable:
         return await _run_direct(scope, key, fn, timeout_ms)
-    if await read_or_fail(scope, keys.CANCELLED):
-        raise CancelSignal(StepCancelledError(key))
     result_key = keys.step(key, "result")
-    stored = await read_or_fail(scope, result_key)
+    attempt_key = keys.step(key, "attempt")
+    try:
+        found = ok(await scope.storage.get_many((keys.CANCELLED, result_key, attempt_key)))
+    except DurablyError as e:
+        raise InfrastructureFailure(e) from e
+    if found.get(keys.CANCELLED):
+        raise CancelSignal(StepCancelledError(key))
+    stored = found.get(result_key)
     if stored is not None:
         record: StepResult = decode(stored, StepResult, key=result_key)
         scope.events.emit(
@@ -148,12 +153,11 @@ async def run_step(
         )
         return decode(record.value, return_type, key=result_key)
 
-    attempt_key = keys.step(key, "attempt")
-    stored_attempt = await read_or_fail(scope, attempt_key)
+    stored_attempt = found.get(attempt_key)
     now = scope.runtime.now()
-    previous = (
-        None if stored_attempt is None else decode(stored_attempt, StepAttempt, key=attempt_key)
-    )
+    previous: StepAttempt | None = None
+    if stored_attempt is not None:
+        previous = decode(stored_attempt, StepAttempt, key=attempt_key)
     attempt = 1 if previous is None else previous.attempt
     first_started_at = now if previous is None else previous.first_started_at
 

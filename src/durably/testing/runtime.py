@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import attrs
@@ -119,6 +119,10 @@ class FailingStorage:
     async def get(self, key: str) -> Result[JsonValue | None, StorageError]:
         """Read, unless ``get`` fails."""
         return self._fails("get", key) or await self.inner.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> Result[dict[str, JsonValue], StorageError]:
+        """Read many, unless ``get_many`` fails."""
+        return self._fails("get_many", None) or await self.inner.get_many(keys)
 
     async def put(self, key: str, value: JsonValue) -> Result[None, StorageError]:
         """Write, unless ``put`` fails."""

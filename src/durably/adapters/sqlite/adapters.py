@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from durably.adapters.buffered import BufferedScheduler, BufferedStorage
 from durably.adapters.clock import ClockRuntime
 from durably.adapters.sqlite.backend import SqliteBackend
@@ -28,6 +30,9 @@ class SqliteStorage(BufferedStorage):
 
     def _load_prefix(self, prefix: str) -> dict[str, str]:
         return self.backend.read_prefix(self.instance_id, prefix)
+
+    def _load_many(self, keys: Sequence[str]) -> dict[str, str]:
+        return self.backend.read_many(self.instance_id, keys)
 
     async def _commit(self, unit: UnitOfWork) -> None:
         await self.backend.commit(self.instance_id, unit, self.lease_owner, self.lease_ms)

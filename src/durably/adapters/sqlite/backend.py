@@ -149,6 +149,15 @@ class SqliteBackend:
         )
         return str(rows[0][0]) if rows else None
 
+    def read_many(self, instance_id: str, keys: Sequence[str]) -> dict[str, str]:
+        """The JSON text of those of ``keys`` that exist."""
+        marks = ",".join("?" * len(keys))
+        rows = self._query(
+            f"SELECT key, value FROM kv WHERE instance_id = ? AND key IN ({marks})",
+            (instance_id, *keys),
+        )
+        return {str(k): str(v) for k, v in rows}
+
     def read_prefix(self, instance_id: str, prefix: str) -> dict[str, str]:
         """Every key under ``prefix`` with its JSON text."""
         if not prefix:
