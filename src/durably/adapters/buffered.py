@@ -26,16 +26,16 @@ class BufferedStorage:
     owner: object
     """Identifies the instance's unit of work (shared with its scheduler)."""
 
-    def _load(self, key: str) -> str | None:
+    async def _load(self, key: str) -> str | None:
         raise NotImplementedError
 
-    def _load_prefix(self, prefix: str) -> dict[str, str]:
+    async def _load_prefix(self, prefix: str) -> dict[str, str]:
         raise NotImplementedError
 
-    def _load_many(self, keys: Sequence[str]) -> dict[str, str]:
+    async def _load_many(self, keys: Sequence[str]) -> dict[str, str]:
         found = {}
         for key in keys:
-            text = self._load(key)
+            text = await self._load(key)
             if text is not None:
                 found[key] = text
         return found
@@ -43,14 +43,14 @@ class BufferedStorage:
     async def _commit(self, unit: UnitOfWork) -> None:
         raise NotImplementedError
 
-    def _read(self, key: str) -> str | None:
+    async def _read(self, key: str) -> str | None:
         unit = active_unit(self.owner)
         if unit is not None:
             if key in unit.writes:
                 return unit.writes[key]
             if unit.cleared:
                 return None
-        return self._load(key)
+        return await self._load(key)
 
     async def _write(self, unit: UnitOfWork) -> Result[None, StorageError]:
         """Merge into the open unit of work, or commit alone."""
@@ -70,7 +70,7 @@ class BufferedStorage:
     async def get(self, key: str) -> Result[JsonValue | None, StorageError]:
         """The value under ``key``, or ``None``."""
         try:
-            text = self._read(key)
+            text = await self._read(key)
         except StorageError as e:
             return Failure(e)
         return Success(None if text is None else loads(text))
@@ -89,7 +89,7 @@ class BufferedStorage:
                     wanted.append(key)
         try:
             if wanted:
-                texts.update(self._load_many(wanted))
+                texts.update(await self._load_many(wanted))
         except StorageError as e:
             return Failure(e)
         return Success({k: loads(t) for k, t in texts.items() if t is not None})
@@ -117,7 +117,7 @@ class BufferedStorage:
     async def delete(self, key: str) -> Result[bool, StorageError]:
         """Remove ``key``; ``True`` when it existed."""
         try:
-            existed = self._read(key) is not None
+            existed = await self._read(key) is not None
         except StorageError as e:
             return Failure(e)
         if not existed:
@@ -133,7 +133,7 @@ class BufferedStorage:
         """Entries under ``prefix``, in key order (the open unit of work included)."""
         unit = active_unit(self.owner)
         try:
-            texts = {} if unit is not None and unit.cleared else self._load_prefix(prefix)
+            texts = {} if unit is not None and unit.cleared else await self._load_prefix(prefix)
         except StorageError as e:
             return Failure(e)
         if unit is not None:
@@ -156,7 +156,7 @@ class BufferedScheduler:
 
     owner: object
 
-    def _load_alarm(self) -> int | None:
+    async def _load_alarm(self) -> int | None:
         raise NotImplementedError
 
     async def _commit(self, unit: UnitOfWork) -> None:
@@ -189,6 +189,6 @@ class BufferedScheduler:
         if unit is not None and unit.alarm is not UNCHANGED:
             return Success(unit.alarm)  # type: ignore[arg-type]
         try:
-            return Success(self._load_alarm())
+            return Success(await self._load_alarm())
         except StorageError as e:
             return Failure(SchedulerError("get_scheduled", e))

@@ -61,10 +61,10 @@ class MemoryStorage(BufferedStorage):
         self.instance_id = instance_id
         self.owner = (id(backend), instance_id)
 
-    def _load(self, key: str) -> str | None:
+    async def _load(self, key: str) -> str | None:
         return self.backend.data.get(self.instance_id, {}).get(key)
 
-    def _load_prefix(self, prefix: str) -> dict[str, str]:
+    async def _load_prefix(self, prefix: str) -> dict[str, str]:
         keys = self.backend.data.get(self.instance_id, {})
         return {k: v for k, v in keys.items() if k.startswith(prefix)}
 
@@ -80,7 +80,7 @@ class MemoryScheduler(BufferedScheduler):
         self.instance_id = instance_id
         self.owner = (id(backend), instance_id)
 
-    def _load_alarm(self) -> int | None:
+    async def _load_alarm(self) -> int | None:
         return self.backend.alarms.get(self.instance_id)
 
     async def _commit(self, unit: UnitOfWork) -> None:

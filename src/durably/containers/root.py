@@ -13,7 +13,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from durably.adapters.clock import SystemClock
-from durably.adapters.sqlite import SqliteBackend
+from durably.adapters.sqlite import SqliteHost
 from durably.containers.workflow import WorkflowLayer
 from durably.ports import InstanceRuntime
 from durably.services.purge import PurgeConfig
@@ -43,10 +43,10 @@ class Durably(containers.DeclarativeContainer):
     backend = providers.Selector(
         config.backend.kind,
         memory=providers.Singleton(
-            SqliteBackend, ":memory:", synchronous=config.backend.synchronous, clock=clock
+            SqliteHost, ":memory:", synchronous=config.backend.synchronous, clock=clock
         ),
         sqlite=providers.Singleton(
-            SqliteBackend, config.backend.path, synchronous=config.backend.synchronous, clock=clock
+            SqliteHost, config.backend.path, synchronous=config.backend.synchronous, clock=clock
         ),
     )
     tracker = providers.Selector(

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from returns.result import Failure, Result, Success
 
-from durably.adapters.sqlite import SqliteBackend, owner_token, sqlite_runtime
+from durably.adapters.sqlite import owner_token
 from durably.containers import CURRENT_RUNTIME, build_root
 from durably.domain import keys
 from durably.domain.durations import parse_duration
@@ -32,6 +32,7 @@ from durably.domain.serialization import decode, loads
 from durably.domain.status import Cancelled, Completed, Failed, is_terminal
 from durably.engine.config import Lease, Purge, parse_backend_url
 from durably.engine.records import StepRecord, step_records
+from durably.ports import InstanceHost
 from durably.services import RecoveryConfig, WorkflowDefinition, WorkflowOrchestrator
 from durably.services.types import (
     CancelResult,
@@ -91,7 +92,7 @@ class Engine:
             recovery=recovery,
             purge=purge.to_config() if purge is not None else None,
         )
-        self._backend: SqliteBackend = self._container.backend()
+        self._host: InstanceHost = self._container.backend()
         self._layer = self._container.layer()
         self.registry = self._layer.registry()
         self.tracker = self._layer.tracker()
@@ -142,8 +143,8 @@ class Engine:
         """Open and migrate the backend; make instances of dead local processes due now."""
         if self._opened:
             return self
-        self._backend.open()
-        self._backend.expire_dead_local_owners(self.now())
+        await self._host.open()
+        await self._host.expire_dead_local_owners(self.now())
         self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
         self._opened = True
         return self
@@ -161,7 +162,7 @@ class Engine:
             await self.tracker.close()
         except Exception:  # a tracker never fails the engine
             log.exception("tracker failed to close")
-        self._backend.close()
+        await self._host.close()
 
     async def __aenter__(self) -> Engine:
         return await self.open()
@@ -171,20 +172,23 @@ class Engine:
 
     def now(self) -> int:
         """The engine's clock (epoch ms)."""
-        return self._backend.clock.now()
+        return self._host.now()
 
     @property
-    def backend(self) -> SqliteBackend:
-        """The storage backend."""
-        return self._backend
+    def host(self) -> InstanceHost:
+        """The backend hosting the instances."""
+        return self._host
+
+    @property
+    def backend(self) -> Any:
+        """The backend's connection object (``SqliteBackend`` for SQLite)."""
+        return getattr(self._host, "backend", self._host)
 
     # -- services of one instance ------------------------------------------------------
 
     def _orchestrator(self, instance_id: str, *, fenced: bool = True) -> WorkflowOrchestrator:
         owner = self.owner if fenced else None
-        token = CURRENT_RUNTIME.set(
-            sqlite_runtime(self._backend, instance_id, owner, self.lease.duration_ms)
-        )
+        token = CURRENT_RUNTIME.set(self._host.runtime(instance_id, owner, self.lease.duration_ms))
         try:
             orchestrator: WorkflowOrchestrator = self._layer.orchestrator()
             return orchestrator
@@ -205,17 +209,17 @@ class Engine:
                     yield self._orchestrator(instance_id)
                 finally:
                     self._active -= 1
-                    self._release(instance_id)
+                    await self._release(instance_id)
         finally:
             if not lock.locked() and self._locks.get(instance_id) is lock:
                 del self._locks[instance_id]
             self._changed.set()
 
-    def _release(self, instance_id: str) -> None:
+    async def _release(self, instance_id: str) -> None:
         try:
-            row = self._backend.instance(instance_id)
+            row = await self._host.instance(instance_id)
             if row is not None and row.lease_owner == self.owner:
-                self._backend.release(instance_id, self.owner)
+                await self._host.release(instance_id, self.owner)
         except StorageError:
             log.exception("could not release the lease of %s (it will expire)", instance_id)
 
@@ -230,7 +234,7 @@ class Engine:
             await asyncio.sleep(self.lease.renew_every_ms / 1000)
             if self._active:
                 try:
-                    self._backend.renew(self.owner, self.now(), self.lease.duration_ms)
+                    await self._host.renew(self.owner, self.now(), self.lease.duration_ms)
                 except StorageError:
                     log.exception("lease renewal failed; it is retried at the next beat")
 
@@ -288,7 +292,7 @@ class Engine:
             # Running here: raise the flag and interrupt it (its own commit records Cancelled).
             return await self._orchestrator(id, fenced=False).cancel(reason)
         try:
-            acquired = self._backend.acquire(id, self.owner, self.now(), self.lease.duration_ms)
+            acquired = await self._host.acquire(id, self.owner, self.now(), self.lease.duration_ms)
         except StorageError as e:
             return Failure(OrchestratorError("cancel", e))
         if not acquired:
@@ -336,8 +340,8 @@ class Engine:
 
     async def _outcome(self, id: str, status: Any) -> Result[Any, DurablyError]:
         if isinstance(status, Completed):
-            raw = self._backend.read(id, keys.OUTPUT)
-            name = self._backend.read(id, keys.NAME)
+            raw = await self._host.read(id, keys.OUTPUT)
+            name = await self._host.read(id, keys.NAME)
             output_type: Any = Any
             if name is not None:
                 found = self.registry.get(decode(loads(name), str))
@@ -363,7 +367,7 @@ class Engine:
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
         try:
-            rows = self._backend.list_instances(status, workflow, limit)
+            rows = await self._host.list_instances(status, workflow, limit)
         except StorageError as e:
             return Failure(e)
         return Success(
@@ -375,8 +379,8 @@ class Engine:
         self._require_open()
         try:
             entries = {
-                **self._backend.read_prefix(id, keys.STEP_PREFIX),
-                **self._backend.read_prefix(id, keys.COMPLETED_PREFIX),
+                **(await self._host.read_prefix(id, keys.STEP_PREFIX)),
+                **(await self._host.read_prefix(id, keys.COMPLETED_PREFIX)),
             }
             loaded = {k: loads(v) for k, v in entries.items()}
             return Success(step_records(loaded))
@@ -396,13 +400,13 @@ class Engine:
         purged = 0
         for status in ("Completed", "Failed", "Cancelled"):
             try:
-                rows = self._backend.list_instances(status, None, 1_000_000)
+                rows = await self._host.list_instances(status, None, 1_000_000)
             except StorageError as e:
                 return Failure(e)
             for row in rows:
-                if row.updated_at > cutoff or self._is_tombstone(row.id):
+                if row.updated_at > cutoff or await self._is_tombstone(row.id):
                     continue
-                if not self._backend.acquire(
+                if not await self._host.acquire(
                     row.id, self.owner, self.now(), self.lease.duration_ms
                 ):
                     continue
@@ -418,12 +422,12 @@ class Engine:
                 purged += int(done.unwrap())
         return Success(purged)
 
-    def _is_tombstone(self, instance_id: str) -> bool:
-        return self._backend.read(instance_id, keys.TOMBSTONE) is not None
+    async def _is_tombstone(self, instance_id: str) -> bool:
+        return await self._host.read(instance_id, keys.TOMBSTONE) is not None
 
     def _purge_manager(self, instance_id: str) -> Any:
         token = CURRENT_RUNTIME.set(
-            sqlite_runtime(self._backend, instance_id, self.owner, self.lease.duration_ms)
+            self._host.runtime(instance_id, self.owner, self.lease.duration_ms)
         )
         try:
             return self._layer.purge_manager()
@@ -442,15 +446,15 @@ class Engine:
         except Exception:
             log.exception("alarm of %s failed", instance_id)
 
-    def _claim(self, limit: int) -> builtins.list[str]:
-        return self._backend.claim_due(self.owner, self.now(), self.lease.duration_ms, limit)
+    async def _claim(self, limit: int) -> builtins.list[str]:
+        return await self._host.claim_due(self.owner, self.now(), self.lease.duration_ms, limit)
 
     async def run_until_idle(self, *, concurrency: int = 100) -> int:
         """Fire due alarms until none is due; returns how many were fired."""
         self._require_open()
         fired = 0
         while True:
-            ids = self._claim(concurrency)
+            ids = await self._claim(concurrency)
             if not ids:
                 return fired
             await asyncio.gather(*(self._fire(i) for i in ids))
@@ -470,7 +474,7 @@ class Engine:
         try:
             while not stop.is_set():
                 free = concurrency - len(running)
-                claimed = self._claim(free) if free > 0 else []
+                claimed = await self._claim(free) if free > 0 else []
                 for instance_id in claimed:
                     task = loop.create_task(self._fire(instance_id))
                     running.add(task)
@@ -478,23 +482,28 @@ class Engine:
                 if claimed and len(claimed) == free:
                     await asyncio.sleep(0)
                     continue
-                wait_ms = self._next_wait_ms(bool(claimed))
+                wait_ms = await self._next_wait_ms(bool(claimed))
                 self._changed.clear()
                 changed = loop.create_task(self._changed.wait())
+                # Another process's new alarm wakes us where the backend can tell (NOTIFY).
+                elsewhere = loop.create_task(self._host.wait_for_alarm(wait_ms / 1000))
                 await asyncio.wait(
-                    {stopping, changed}, timeout=wait_ms / 1000, return_when=asyncio.FIRST_COMPLETED
+                    {stopping, changed, elsewhere},
+                    timeout=wait_ms / 1000,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 changed.cancel()
+                elsewhere.cancel()
         finally:
             stopping.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
-    def _next_wait_ms(self, claimed_some: bool) -> int:
+    async def _next_wait_ms(self, claimed_some: bool) -> int:
         if claimed_some:
             return 0
         try:
-            due = self._backend.next_due()
+            due = await self._host.next_due()
         except StorageError:
             log.exception("could not read the next alarm")
             return self.poll_interval_ms

@@ -1,8 +1,17 @@
 """Ports: the protocols that adapters implement and services depend on."""
 
+from durably.ports.host import InstanceHost, InstanceRow
 from durably.ports.runtime import InstanceRuntime, RuntimeAdapter
 from durably.ports.scheduler import SchedulerAdapter
 from durably.ports.storage import StorageAdapter
 from durably.ports.tracker import Tracker
 
-__all__ = ["StorageAdapter", "SchedulerAdapter", "RuntimeAdapter", "InstanceRuntime", "Tracker"]
+__all__ = [
+    "StorageAdapter",
+    "SchedulerAdapter",
+    "RuntimeAdapter",
+    "InstanceRuntime",
+    "Tracker",
+    "InstanceHost",
+    "InstanceRow",
+]

@@ -25,13 +25,13 @@ class SqliteStorage(BufferedStorage):
         self.lease_ms = lease_ms
         self.owner = (id(backend), instance_id)
 
-    def _load(self, key: str) -> str | None:
+    async def _load(self, key: str) -> str | None:
         return self.backend.read(self.instance_id, key)
 
-    def _load_prefix(self, prefix: str) -> dict[str, str]:
+    async def _load_prefix(self, prefix: str) -> dict[str, str]:
         return self.backend.read_prefix(self.instance_id, prefix)
 
-    def _load_many(self, keys: Sequence[str]) -> dict[str, str]:
+    async def _load_many(self, keys: Sequence[str]) -> dict[str, str]:
         return self.backend.read_many(self.instance_id, keys)
 
     async def _commit(self, unit: UnitOfWork) -> None:
@@ -45,7 +45,7 @@ class SqliteScheduler(BufferedScheduler):
         self.storage = storage
         self.owner = storage.owner
 
-    def _load_alarm(self) -> int | None:
+    async def _load_alarm(self) -> int | None:
         return self.storage.backend.read_alarm(self.storage.instance_id)
 
     async def _commit(self, unit: UnitOfWork) -> None:

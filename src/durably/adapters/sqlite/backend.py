@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sqlite3
 import time
@@ -20,12 +19,14 @@ from typing import Literal
 import attrs
 
 from durably.adapters.clock import Clock, SystemClock
+from durably.adapters.owner import local_owner_is_dead
 from durably.adapters.sqlite.schema import migrate
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
 from durably.domain import keys
 from durably.domain.errors import StorageError
+from durably.ports.host import InstanceRow
 
-__all__ = ["SqliteBackend", "LeaseLost", "InstanceExists", "Synchronous", "InstanceRow"]
+__all__ = ["SqliteBackend", "LeaseLost", "InstanceExists", "Synchronous"]
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -36,19 +37,6 @@ class LeaseLost(Exception):
 
 class InstanceExists(Exception):
     """An instance with this id was created by someone else first."""
-
-
-@attrs.frozen
-class InstanceRow:
-    """A row of the instances table."""
-
-    id: str
-    workflow: str
-    status: str
-    created_at: int
-    updated_at: int
-    lease_owner: str | None = None
-    lease_expires_at: int | None = None
 
 
 @attrs.define(eq=False)
@@ -70,11 +58,6 @@ def _status_tag(text: str | None) -> str | None:
 
 def _prefix_end(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-def owner_token() -> str:
-    """A lease owner id for this process: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class SqliteBackend:
@@ -450,7 +433,7 @@ class SqliteBackend:
                 (f"{host}:%",),
             )
         ]
-        dead = [o for o in owners if not _pid_alive(int(o.split(":")[-2]))]
+        dead = [o for o in owners if local_owner_is_dead(o)]
         for owner in dead:
             self._write(
                 "UPDATE alarms SET due_at = ? WHERE instance_id IN"
@@ -463,15 +446,3 @@ class SqliteBackend:
                 (owner,),
             )
         return len(dead)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,93 @@
+"""The host port: what the engine needs from a backend beyond one instance's ports.
+
+Listing instances, finding due alarms, and leases: claiming, renewing, releasing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+from durably.ports.runtime import InstanceRuntime
+
+__all__ = ["InstanceRow", "InstanceHost"]
+
+
+@attrs.frozen
+class InstanceRow:
+    """A row of the instances table."""
+
+    id: str
+    workflow: str
+    status: str
+    created_at: int
+    updated_at: int
+    lease_owner: str | None = None
+    lease_expires_at: int | None = None
+
+
+class InstanceHost(Protocol):
+    """A backend hosting many instances: their runtimes, their alarms and their leases."""
+
+    def now(self) -> int:
+        """The host's clock (epoch ms); leases and alarms are read against it."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and migrate."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and disconnect."""
+        ...
+
+    def runtime(self, instance_id: str, owner: str | None, lease_ms: int) -> InstanceRuntime:
+        """The runtime of one instance; with ``owner``, every commit is fenced by its lease."""
+        ...
+
+    async def instance(self, instance_id: str) -> InstanceRow | None:
+        """The row of one instance."""
+        ...
+
+    async def list_instances(
+        self, status: str | None, workflow: str | None, limit: int
+    ) -> list[InstanceRow]:
+        """Instances by status and/or workflow, most recently updated first."""
+        ...
+
+    async def read(self, instance_id: str, key: str) -> str | None:
+        """One stored value as JSON text."""
+        ...
+
+    async def read_prefix(self, instance_id: str, prefix: str) -> dict[str, str]:
+        """Stored values under a key prefix, as JSON text."""
+        ...
+
+    async def next_due(self) -> int | None:
+        """The earliest alarm of any instance."""
+        ...
+
+    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
+        """Lease up to ``limit`` due instances whose lease is free or expired."""
+        ...
+
+    async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
+        """Lease one instance if it is free, expired or already ``owner``'s."""
+        ...
+
+    async def release(self, instance_id: str, owner: str) -> None:
+        """Give a lease back (a no-op if it is not ``owner``'s)."""
+        ...
+
+    async def renew(self, owner: str, now: int, lease_ms: int) -> None:
+        """Extend every lease of ``owner``."""
+        ...
+
+    async def expire_dead_local_owners(self, now: int) -> int:
+        """Expire at once the leases of dead processes of this host."""
+        ...
+
+    async def wait_for_alarm(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for another process to set an alarm (or just wait)."""
+        ...
