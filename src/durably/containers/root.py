@@ -33,6 +33,17 @@ def current_runtime() -> InstanceRuntime:
         raise RuntimeError("no instance is being served in this context") from None
 
 
+def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
+    """A ``PostgresHost`` (imported here: psycopg is the optional extra ``durably[postgres]``)."""
+    try:
+        from durably.adapters.postgres import PostgresHost
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "the PostgreSQL backend needs psycopg: pip install 'durably[postgres]'"
+        ) from e
+    return PostgresHost(dsn, schema=schema or "durably", clock=clock)
+
+
 class Durably(containers.DeclarativeContainer):
     """Root container: ``config`` (a profile) picks the backend and the tracker."""
 
@@ -47,6 +58,9 @@ class Durably(containers.DeclarativeContainer):
         ),
         sqlite=providers.Singleton(
             SqliteHost, config.backend.path, synchronous=config.backend.synchronous, clock=clock
+        ),
+        postgres=providers.Singleton(
+            _postgres_host, config.backend.dsn, schema=config.backend.schema, clock=clock
         ),
     )
     tracker = providers.Selector(

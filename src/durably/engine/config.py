@@ -78,7 +78,11 @@ def parse_backend_url(url: str) -> BackendUrl:
             raise ValueError(f"backend URL {url!r} names no database file (sqlite:///path.db)")
         return BackendUrl("sqlite", path, options)
     if parts.scheme in ("postgresql", "postgres"):
-        return BackendUrl("postgres", url.split("?")[0], options)
+        # Our own option (schema) is taken out; the rest of the URL goes to libpq as it is.
+        passed = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "schema"]
+        query = urllib.parse.urlencode(passed)
+        dsn = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
+        return BackendUrl("postgres", dsn, options)
     raise ValueError(
         f"unknown backend scheme {parts.scheme!r} in {url!r} (use memory://, sqlite:///path.db "
         "or postgresql://...)"

@@ -71,10 +71,6 @@ class Engine:
         tracker_kind: str = "noop",
     ) -> None:
         url = parse_backend_url(backend)
-        if url.kind == "postgres":
-            raise ValueError(
-                "the PostgreSQL backend is not part of this build yet; use sqlite:///path.db"
-            )
         sync = (synchronous or url.options.get("synchronous", "FULL")).upper()
         if sync not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, got {sync!r}")
@@ -84,7 +80,13 @@ class Engine:
         self._container = build_root(
             workflows,
             {
-                "backend": {"kind": url.kind, "path": url.path, "synchronous": sync},
+                "backend": {
+                    "kind": url.kind,
+                    "path": url.path,
+                    "synchronous": sync,
+                    "dsn": url.path if url.kind == "postgres" else None,
+                    "schema": url.options.get("schema", "durably"),
+                },
                 "tracker": {"kind": tracker_kind},
             },
             tracker=tracker,
@@ -267,7 +269,12 @@ class Engine:
         call = WorkflowCall(self._name_of(workflow), input, execution_id)
         instance_id = self._check_id(id)
         async with self._serving(instance_id) as orchestrator:
-            return await orchestrator.start(call)
+            result = await orchestrator.start(call)
+            if _lost_creation_race(result):
+                # Another process created the instance between our check and our commit (its
+                # unique key refused ours): answer as for an existing instance.
+                result = await orchestrator.start(call)
+            return result
 
     async def queue(
         self,
@@ -281,7 +288,10 @@ class Engine:
         call = WorkflowCall(self._name_of(workflow), input, execution_id)
         instance_id = self._check_id(id)
         async with self._serving(instance_id) as orchestrator:
-            return await orchestrator.queue(call)
+            result = await orchestrator.queue(call)
+            if _lost_creation_race(result):
+                result = await orchestrator.queue(call)  # as in ``start``
+            return result
 
     async def cancel(
         self, id: str, *, reason: str | None = None
@@ -474,7 +484,13 @@ class Engine:
         try:
             while not stop.is_set():
                 free = concurrency - len(running)
-                claimed = await self._claim(free) if free > 0 else []
+                try:
+                    claimed = await self._claim(free) if free > 0 else []
+                except StorageError:
+                    # The database is locked or unreachable beyond the adapter's retries:
+                    # the worker survives it and tries again after the next wait.
+                    log.exception("could not claim due instances; retrying")
+                    claimed = []
                 for instance_id in claimed:
                     task = loop.create_task(self._fire(instance_id))
                     running.add(task)
@@ -511,3 +527,20 @@ class Engine:
             return self.poll_interval_ms
         # An alarm due but not claimable (its lease is held elsewhere) must not spin the loop.
         return min(self.poll_interval_ms, max(20, due - self.now()))
+
+
+def _lost_creation_race(result: Result[StartResult, OrchestratorError]) -> bool:
+    """Whether creating the instance failed only because another process created it first.
+
+    Each backend reports that unique-key conflict as a ``StorageError`` caused by its own
+    ``InstanceExists`` (sqlite, postgres), so it is recognised by name.
+    """
+    if not isinstance(result, Failure):
+        return False
+    error = result.failure()
+    cause = error.cause
+    return (
+        error.operation in ("start", "queue")
+        and isinstance(cause, StorageError)
+        and type(cause.cause).__name__ == "InstanceExists"
+    )

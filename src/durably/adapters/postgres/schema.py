@@ -1,0 +1,75 @@
+"""The PostgreSQL schema (the SQLite tables, values as ``jsonb``), by versioned migrations."""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection, sql
+
+from durably.domain.errors import StorageError
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE {schema}.kv (
+            instance_id text NOT NULL,
+            key text NOT NULL,
+            value jsonb NOT NULL,
+            PRIMARY KEY (instance_id, key)
+        )""",
+        """CREATE TABLE {schema}.alarms (
+            instance_id text PRIMARY KEY,
+            due_at bigint NOT NULL
+        )""",
+        "CREATE INDEX alarms_due ON {schema}.alarms (due_at)",
+        """CREATE TABLE {schema}.instances (
+            id text PRIMARY KEY,
+            workflow text NOT NULL,
+            status text NOT NULL,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            lease_owner text,
+            lease_expires_at bigint
+        )""",
+        "CREATE INDEX instances_status ON {schema}.instances (status, updated_at)",
+        "CREATE INDEX instances_workflow ON {schema}.instances (workflow, updated_at)",
+        "CREATE INDEX instances_lease ON {schema}.instances (lease_owner)",
+    ),
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+_LOCK_KEY = 0x64757261626C79  # "durably": serializes migrations of concurrent processes
+
+
+async def migrate(conn: AsyncConnection[object], schema: str) -> int:
+    """Bring ``schema`` to ``SCHEMA_VERSION``; returns the version found before."""
+    name = sql.Identifier(schema)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_version (version integer NOT NULL)"
+            ).format(name)
+        )
+        cur = await conn.execute(sql.SQL("SELECT version FROM {}.schema_version").format(name))
+        row = await cur.fetchone()
+        found = int(row[0]) if row else 0  # type: ignore[index]
+        if found > SCHEMA_VERSION:
+            raise StorageError(
+                "migrate",
+                None,
+                f"the database schema {schema!r} has version {found}, newer than this durably "
+                f"({SCHEMA_VERSION}); upgrade durably to open it",
+            )
+        for version in range(found, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[version]:
+                await conn.execute(sql.SQL(statement).format(schema=name))
+        if row is None:
+            await conn.execute(
+                sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(name), (SCHEMA_VERSION,)
+            )
+        else:
+            await conn.execute(
+                sql.SQL("UPDATE {}.schema_version SET version = %s").format(name), (SCHEMA_VERSION,)
+            )
+    return found
