@@ -29,7 +29,7 @@ from durably.domain.errors import (
     WorkflowFailedError,
 )
 from durably.domain.serialization import decode, loads
-from durably.domain.status import Cancelled, Completed, Failed, is_terminal
+from durably.domain.status import Cancelled, Completed, Failed, Running, is_terminal
 from durably.engine.config import Lease, Purge, parse_backend_url
 from durably.engine.records import StepRecord, step_records
 from durably.ports import InstanceHost
@@ -270,11 +270,22 @@ class Engine:
         instance_id = self._check_id(id)
         async with self._serving(instance_id) as orchestrator:
             result = await orchestrator.start(call)
-            if _lost_creation_race(result):
-                # Another process created the instance between our check and our commit (its
-                # unique key refused ours): answer as for an existing instance.
-                result = await orchestrator.start(call)
-            return result
+        if isinstance(result, Success) and isinstance(result.unwrap().status, Running):
+            # Another process runs it (a concurrent start won the creation): like the
+            # winner, answer once it completes or pauses, so every caller gets one answer.
+            return await self._answer_when_settled(instance_id, call)
+        return result
+
+    async def _answer_when_settled(
+        self, instance_id: str, call: WorkflowCall
+    ) -> Result[StartResult, OrchestratorError]:
+        pause = 0.005
+        while True:
+            result = await self._orchestrator(instance_id, fenced=False).start(call)
+            if isinstance(result, Failure) or not isinstance(result.unwrap().status, Running):
+                return result
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
 
     async def queue(
         self,
@@ -288,10 +299,7 @@ class Engine:
         call = WorkflowCall(self._name_of(workflow), input, execution_id)
         instance_id = self._check_id(id)
         async with self._serving(instance_id) as orchestrator:
-            result = await orchestrator.queue(call)
-            if _lost_creation_race(result):
-                result = await orchestrator.queue(call)  # as in ``start``
-            return result
+            return await orchestrator.queue(call)
 
     async def cancel(
         self, id: str, *, reason: str | None = None
@@ -527,20 +535,3 @@ class Engine:
             return self.poll_interval_ms
         # An alarm due but not claimable (its lease is held elsewhere) must not spin the loop.
         return min(self.poll_interval_ms, max(20, due - self.now()))
-
-
-def _lost_creation_race(result: Result[StartResult, OrchestratorError]) -> bool:
-    """Whether creating the instance failed only because another process created it first.
-
-    Each backend reports that unique-key conflict as a ``StorageError`` caused by its own
-    ``InstanceExists`` (sqlite, postgres), so it is recognised by name.
-    """
-    if not isinstance(result, Failure):
-        return False
-    error = result.failure()
-    cause = error.cause
-    return (
-        error.operation in ("start", "queue")
-        and isinstance(cause, StorageError)
-        and type(cause.cause).__name__ == "InstanceExists"
-    )

@@ -8,7 +8,12 @@ from typing import Any, TypeVar
 from returns.result import Failure, Result, Success
 
 from durably.domain import keys
-from durably.domain.errors import DurablyError, OrchestratorError, SerializationError
+from durably.domain.errors import (
+    DurablyError,
+    OrchestratorError,
+    SerializationError,
+    StorageError,
+)
 from durably.domain.events import (
     WorkflowCancelled,
     WorkflowCompleted,
@@ -126,6 +131,13 @@ class WorkflowOrchestrator:
                     ok(await self._sm.apply_transition(Start(input=data)))
         except _Exists as e:
             return await self._existing(call, e.status)
+        except StorageError:
+            # Another process may have created the instance between our read and our
+            # commit (the backend refuses a second creation): answer as for an existing one.
+            created = ok(await self._sm.get_status())
+            if created is None:
+                raise
+            return await self._existing(call, created)
         emitter = self._events.bound(call.workflow, call.execution_id)
         if queue:
             emitter.emit(WorkflowQueued, input=data)
