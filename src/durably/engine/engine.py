@@ -284,6 +284,12 @@ class Engine:
             result = await self._orchestrator(instance_id, fenced=False).start(call)
             if isinstance(result, Failure) or not isinstance(result.unwrap().status, Running):
                 return result
+            if not self._executions.running(instance_id) and await self._host.acquire(
+                instance_id, self.owner, self.now(), self.lease.duration_ms
+            ):
+                # Its owner is gone (the lease was free or expired): recover it here.
+                await self._fire(instance_id)
+                continue
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
