@@ -100,7 +100,8 @@ class Engine:
         self.tracker = self._layer.tracker()
         self._executions = self._layer.executions()
         self.owner = owner_token()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        """Per instance: its lock and how many coroutines hold or wait for it."""
         self._active = 0
         self._heartbeat: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -201,9 +202,11 @@ class Engine:
     async def _serving(self, instance_id: str) -> AsyncIterator[WorkflowOrchestrator]:
         """Serve one instance: one execution at a time here, the lease released after."""
         self._require_open()
-        lock = self._locks.get(instance_id)
-        if lock is None:
-            lock = self._locks[instance_id] = asyncio.Lock()
+        entry = self._locks.get(instance_id)
+        if entry is None:
+            entry = self._locks[instance_id] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
         try:
             async with lock:
                 self._active += 1
@@ -213,7 +216,8 @@ class Engine:
                     self._active -= 1
                     await self._release(instance_id)
         finally:
-            if not lock.locked() and self._locks.get(instance_id) is lock:
+            users[0] -= 1
+            if users[0] == 0:  # nobody holds or waits: forget the lock
                 del self._locks[instance_id]
             self._changed.set()
 
