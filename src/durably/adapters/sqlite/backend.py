@@ -93,12 +93,20 @@ class SqliteBackend:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
             )
+        except sqlite3.Error as e:
+            raise StorageError("open", None, f"{self.path}: {e}") from e
+        try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            # The schema version is checked before anything else changes the file.
+            self.schema_version_found = migrate(conn)
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            self.schema_version_found = migrate(conn)
+        except StorageError as e:
+            conn.close()
+            raise StorageError(e.operation, e.key, f"{self.path}: {e.cause}") from e
         except sqlite3.Error as e:
+            conn.close()
             raise StorageError("open", None, f"{self.path}: {e}") from e
         self._conn = conn
 

@@ -1,0 +1,10 @@
+"""Integration tests: make ``tests.integration.*`` importable (helpers and child scripts)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+if REPO_ROOT not in sys.path:
+    sys.path.append(REPO_ROOT)
