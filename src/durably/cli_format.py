@@ -20,6 +20,7 @@ __all__ = [
     "format_time",
     "format_duration",
     "describe_status",
+    "progress_text",
     "status_line",
     "output_json",
     "instances_table",
@@ -87,6 +88,14 @@ def describe_status(status: WorkflowStatus, now: int | None = None) -> str:
         return f"Cancelled: {status.reason}" if status.reason else "Cancelled"
     if isinstance(status, Completed):
         return f"Completed at {format_time(status.completed_at)} UTC"
+    return status.tag
+
+
+def progress_text(status: WorkflowStatus, now: int) -> str:
+    """A short status for the spinner of ``start --wait``: ``Paused (sleep), resumes in 2.0s``."""
+    if isinstance(status, Paused):
+        what = "retry" if status.reason == "retry" else "sleep"
+        return f"Paused ({what}), resumes in {format_duration(status.resume_at - now)}"
     return status.tag
 
 

@@ -49,6 +49,30 @@ log = logging.getLogger("durably.engine")
 Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
 
 
+class _Signal:
+    """Wakes every coroutine waiting at the moment it fires (each waiter has its own future)."""
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def fire(self) -> None:
+        """Wake every current waiter."""
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return at the next ``fire`` or after ``timeout_s``."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout_s)
+        finally:
+            self._waiters.discard(waiter)
+
+
 class Engine:
     """Runs workflows durably over a backend (``memory://``, ``sqlite:///path.db``).
 
@@ -104,7 +128,7 @@ class Engine:
         """Per instance: its lock and how many coroutines hold or wait for it."""
         self._active = 0
         self._heartbeat: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
+        self._changed = _Signal()
         self._opened = False
 
     # -- construction from a profile --------------------------------------------------
@@ -219,7 +243,7 @@ class Engine:
             users[0] -= 1
             if users[0] == 0:  # nobody holds or waits: forget the lock
                 del self._locks[instance_id]
-            self._changed.set()
+            self._changed.fire()
 
     async def _release(self, instance_id: str) -> None:
         try:
@@ -361,9 +385,7 @@ class Engine:
             if deadline is not None and time.monotonic() >= deadline:
                 return Failure(ResultTimeoutError(id, limit_ms or 0, status.tag))
             wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
-            self._changed.clear()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait)
+            await self._changed.wait(wait)
             pause = min(pause * 2, 0.25)
 
     async def _outcome(self, id: str, status: Any) -> Result[Any, DurablyError]:
@@ -517,8 +539,7 @@ class Engine:
                     await asyncio.sleep(0)
                     continue
                 wait_ms = await self._next_wait_ms(bool(claimed))
-                self._changed.clear()
-                changed = loop.create_task(self._changed.wait())
+                changed = loop.create_task(self._changed.wait(wait_ms / 1000))
                 # Another process's new alarm wakes us where the backend can tell (NOTIFY).
                 elsewhere = loop.create_task(self._host.wait_for_alarm(wait_ms / 1000))
                 await asyncio.wait(

@@ -61,6 +61,19 @@ __all__ = ["WorkflowOrchestrator"]
 T = TypeVar("T")
 
 
+def _check_input(definition: WorkflowDefinition[Any, Any], data: Any) -> None:
+    """Refuse, before anything is stored, an input the workflow could never read back."""
+    try:
+        decode(data, definition.input_type, key=keys.INPUT)
+    except SerializationError as e:
+        raise SerializationError(
+            f"the input does not fit workflow {definition.name!r}'s input type "
+            f"{getattr(definition.input_type, '__name__', definition.input_type)!s}",
+            key=keys.INPUT,
+            type_name=type(data).__name__,
+        ) from e
+
+
 class _Exists(Exception):
     """The instance was created by someone else between our check and our commit."""
 
@@ -116,6 +129,7 @@ class WorkflowOrchestrator:
         if existing is not None:
             return await self._existing(call, existing)
         data = encode(call.input, key=keys.INPUT)
+        _check_input(definition, data)
         now = self._runtime.now()
         try:
             async with self._storage.transaction():

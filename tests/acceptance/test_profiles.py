@@ -1,0 +1,115 @@
+"""The deployment profiles of ``containers/``: each loads and runs a workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+import durably
+from durably.engine import Engine
+
+CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
+SECTIONS = ("backend", "tracker", "lease", "recovery", "purge", "worker")
+
+
+@durably.workflow
+async def double_later(x: int) -> int:
+    """A step, a short sleep, then the step's result."""
+    doubled = await durably.step("double", lambda: asyncio.sleep(0, x * 2))
+    await durably.sleep("50ms")
+    return doubled
+
+
+async def run_to_completion(engine: Engine, instance_id: str) -> int:
+    """Start ``double_later(21)`` and run its alarms here until it ends."""
+    started = (await engine.start(double_later, 21, id=instance_id)).unwrap()
+    assert not started.completed  # paused in its sleep
+    stop = asyncio.Event()
+    worker = asyncio.get_running_loop().create_task(engine.run_worker(stop=stop))
+    try:
+        output: int = (await engine.result(instance_id, timeout="10s")).unwrap()
+    finally:
+        stop.set()
+        await worker
+    return output
+
+
+@pytest.mark.parametrize("name", ["memory", "sqlite", "postgres"])
+def test_profile_is_a_documented_mapping_with_every_section(name: str) -> None:
+    text = (CONTAINERS / f"{name}.yaml").read_text(encoding="utf-8")
+    profile = yaml.safe_load(text)
+    assert set(SECTIONS) <= set(profile)
+    assert profile["tracker"]["kind"] in ("noop", "logging")
+    assert profile["worker"]["concurrency"] > 0
+    comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
+    assert len(comments) >= 5, "a profile explains what to change"
+
+
+async def test_memory_profile_runs_a_workflow() -> None:
+    engine = Engine.from_profile(CONTAINERS / "memory.yaml", [double_later])
+    assert engine.backend_url == "memory://"
+    assert engine.poll_interval_ms == 100
+    async with engine:
+        assert await run_to_completion(engine, "mem-1") == 42
+        steps = (await engine.steps("mem-1")).unwrap()
+    assert [(s.name, s.attempt) for s in steps] == [("double", 1)]
+
+
+async def test_sqlite_profile_copied_with_its_path_edited(tmp_path: Path) -> None:
+    database = tmp_path / "edited.db"
+    profile = yaml.safe_load((CONTAINERS / "sqlite.yaml").read_text(encoding="utf-8"))
+    profile["backend"]["url"] = f"sqlite:///{database}"
+    edited = tmp_path / "sqlite.yaml"
+    edited.write_text(yaml.safe_dump(profile), encoding="utf-8")
+    async with Engine.from_profile(edited, [double_later]) as engine:
+        assert await run_to_completion(engine, "sql-1") == 42
+    assert database.exists()
+    # Another engine over the same file (a later process) sees the finished instance.
+    async with Engine([double_later], backend=f"sqlite:///{database}") as later:
+        status = (await later.status("sql-1")).unwrap().status
+        assert status is not None
+        assert status.tag == "Completed"
+
+
+async def test_sqlite_profile_with_the_backend_overridden(tmp_path: Path) -> None:
+    database = tmp_path / "override.db"
+    engine = Engine.from_profile(
+        CONTAINERS / "sqlite.yaml", [double_later], backend=f"sqlite:///{database}"
+    )
+    # The profile's other settings still apply.
+    assert engine.lease.duration_ms == 30_000
+    assert engine.lease.renew_every_ms == 10_000
+    assert engine.poll_interval_ms == 1_000
+    async with engine:
+        assert await run_to_completion(engine, "sql-2") == 42
+    assert database.exists()
+
+
+async def test_postgres_profile_loads_or_refuses_clearly() -> None:
+    url = "postgresql://postgres@127.0.0.1:5432/test"
+    assert yaml.safe_load((CONTAINERS / "postgres.yaml").read_text())["backend"]["url"] == url
+    profile = CONTAINERS / "postgres.yaml"
+    if importlib.util.find_spec("durably.adapters.postgres") is None:
+        # A build without the PostgreSQL backend refuses the profile with a clear error.
+        with pytest.raises(ValueError, match="PostgreSQL"):
+            Engine.from_profile(profile, [double_later])
+        return
+    if importlib.util.find_spec("psycopg") is None:
+        with pytest.raises(ImportError, match="psycopg"):
+            Engine.from_profile(profile, [double_later])
+        return
+    engine = Engine.from_profile(profile, [double_later])
+    assert engine.backend_url == url
+    try:
+        await engine.open()
+    except Exception as e:
+        pytest.skip(f"no PostgreSQL server at {url}: {e}")
+    try:
+        assert await run_to_completion(engine, f"pg-{uuid.uuid4()}") == 42
+    finally:
+        await engine.close()
