@@ -13,7 +13,6 @@ import asyncio
 import collections
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rich.console import Console  # noqa: E402 - after the path set-up above
-from rich.table import Table  # noqa: E402
+import orders
+from rich.console import Console
+from rich.table import Table
 
-import orders  # noqa: E402
-from durably.engine import Engine, Lease  # noqa: E402
+from durably.engine import Engine, Lease
 
 console = Console()
 BATCHES = 12
@@ -105,10 +104,12 @@ def child(db: str) -> None:
 
 async def part_three(db: Path) -> None:
     console.rule("3. kill -9 in the middle, and resume")
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(db)], env=os.environ.copy())
-    time.sleep(1.0)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child", str(db), env=os.environ.copy()
+    )
+    await asyncio.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    await proc.wait()
     console.print(f"worker {proc.pid} killed with SIGKILL (exit {proc.returncode})")
     async with engine_for(db) as engine:
         before = (await engine.steps("export-1")).unwrap()
@@ -118,15 +119,20 @@ async def part_three(db: Path) -> None:
         output = (await engine.result("export-1", timeout="30s")).unwrap()
         stop.set()
         await worker
-        console.print(f"a new process finished it: output {output} (expected {sum(range(BATCHES))})")
+        console.print(
+            f"a new process finished it: output {output} (expected {sum(range(BATCHES))})"
+        )
         await timeline(engine, "export-1")
         runs = collections.Counter(
-            line.split()[1] for line in orders.RUN_LOG.read_text().splitlines()
+            line.split()[1]
+            for line in orders.RUN_LOG.read_text().splitlines()
             if line.startswith("export-1 ")
         )
         committed = {s.name for s in before}
         repeated = sorted(name for name in committed if runs[name] > 1)
-        in_flight = sorted(name for name, count in runs.items() if count > 1 and name not in committed)
+        in_flight = sorted(
+            name for name, count in runs.items() if count > 1 and name not in committed
+        )
         console.print(f"committed steps that ran again: {repeated or 'none'}")
         console.print(f"in flight at the kill, run again (at least once): {in_flight or 'none'}")
         if repeated:

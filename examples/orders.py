@@ -1,7 +1,7 @@
 """An order workflow: a flaky payment that retries, a step with a timeout, a durable sleep.
 
-Used by ``make demo`` (``examples/demo.py``); also an app for the CLI:
-``durably worker examples.orders:engine`` or ``durably start process_order --app examples.orders:WORKFLOWS``.
+Used by ``make demo`` (``examples/demo.py``); also an app for the CLI, e.g.
+``durably start process_order --input '"o-9"' --wait --app examples.orders:WORKFLOWS``.
 """
 
 from __future__ import annotations

@@ -113,3 +113,19 @@ async def test_postgres_profile_loads_or_refuses_clearly() -> None:
         assert await run_to_completion(engine, f"pg-{uuid.uuid4()}") == 42
     finally:
         await engine.close()
+
+
+def test_a_profile_chooses_the_http_tracker_with_its_settings(tmp_path: Path) -> None:
+    from durably.trackers import HttpBatchTracker
+
+    profile = tmp_path / "http.yaml"
+    profile.write_text(
+        "backend:\n  url: memory://\n"
+        "tracker:\n  kind: http\n  endpoint: http://127.0.0.1:9/events\n"
+        "  env: staging\n  service_key: billing\n  batch_size: 7\n"
+    )
+    engine = Engine.from_profile(profile, [])
+    assert isinstance(engine.tracker, HttpBatchTracker)
+    assert engine.tracker.endpoint == "http://127.0.0.1:9/events"
+    assert engine.tracker.env == "staging"
+    assert engine.tracker.batch_size == 7

@@ -44,6 +44,41 @@ def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
     return PostgresHost(dsn, schema=schema or "durably", clock=clock)
 
 
+def _http_tracker(
+    endpoint: str | None,
+    *,
+    env: str | None,
+    service_key: str | None,
+    headers: dict[str, str] | None,
+    batch_size: int | None,
+    flush_interval: Any,
+) -> Any:
+    """An ``HttpBatchTracker`` from the profile's ``tracker.*`` settings."""
+    from durably.adapters.http_tracker import HttpBatchTracker
+
+    if not endpoint:
+        raise ValueError("tracker.kind http needs tracker.endpoint (the collector's URL)")
+    return HttpBatchTracker(
+        endpoint,
+        env=env or "default",
+        service_key=service_key or "",
+        headers=headers,
+        batch_size=batch_size if batch_size is not None else 100,
+        flush_interval=flush_interval if flush_interval is not None else "5s",
+    )
+
+
+def _otel_tracker() -> Any:
+    """An ``OtelTracker`` on the global tracer provider (extra ``durably[otel]``)."""
+    try:
+        from durably.adapters.otel_tracker import OtelTracker
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "the otel tracker needs OpenTelemetry: pip install 'durably[otel]'"
+        ) from e
+    return OtelTracker()
+
+
 class Durably(containers.DeclarativeContainer):
     """Root container: ``config`` (a profile) picks the backend and the tracker."""
 
@@ -68,6 +103,16 @@ class Durably(containers.DeclarativeContainer):
         noop=providers.Singleton(NoopTracker),
         logging=providers.Singleton(LoggingTracker),
         memory=providers.Singleton(InMemoryTracker),
+        http=providers.Singleton(
+            _http_tracker,
+            config.tracker.endpoint,
+            env=config.tracker.env,
+            service_key=config.tracker.service_key,
+            headers=config.tracker.headers,
+            batch_size=config.tracker.batch_size,
+            flush_interval=config.tracker.flush_interval,
+        ),
+        otel=providers.Singleton(_otel_tracker),
     )
     recovery = providers.Object(RecoveryConfig())
     purge = providers.Object(PurgeConfig())

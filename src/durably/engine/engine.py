@@ -93,6 +93,7 @@ class Engine:
         synchronous: str | None = None,
         poll_interval: Any = "1s",
         tracker_kind: str = "noop",
+        tracker_settings: dict[str, Any] | None = None,
     ) -> None:
         url = parse_backend_url(backend)
         sync = (synchronous or url.options.get("synchronous", "FULL")).upper()
@@ -111,7 +112,7 @@ class Engine:
                     "dsn": url.path if url.kind == "postgres" else None,
                     "schema": url.options.get("schema", "durably"),
                 },
-                "tracker": {"kind": tracker_kind},
+                "tracker": {**(tracker_settings or {}), "kind": tracker_kind},
             },
             tracker=tracker,
             clock=clock,
@@ -159,8 +160,9 @@ class Engine:
         worker = profile.get("worker", {})
         if "poll_interval" in worker:
             options["poll_interval"] = worker["poll_interval"]
-        tracker = profile.get("tracker", {})
-        options["tracker_kind"] = tracker.get("kind", "noop")
+        tracker = dict(profile.get("tracker") or {})
+        options["tracker_kind"] = tracker.pop("kind", "noop")
+        options["tracker_settings"] = tracker  # e.g. endpoint, env, service_key for http
         options.update(overrides)
         return cls(workflows, **options)
 

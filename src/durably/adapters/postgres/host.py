@@ -398,19 +398,28 @@ class PostgresHost:
         )
 
     async def renew(self, owner: str, now: int, lease_ms: int) -> None:
-        """Extend every lease of ``owner`` and the alarms behind its running instances."""
+        """Extend every lease of ``owner`` and the alarms behind its running instances.
+
+        Rows locked by a transaction in flight are skipped (``SKIP LOCKED``), never waited
+        for: a grouped commit of this owner locks its instance rows in its own order, so
+        waiting here would deadlock against it (and a fenced commit extends the lease of
+        its instance anyway); whatever is skipped is extended at the next beat.
+        """
         expires = now + lease_ms
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn:
                 await conn.execute(
-                    f"UPDATE {self.instances} SET lease_expires_at = %s WHERE lease_owner = %s",
-                    (expires, owner),
-                )
-                await conn.execute(
-                    f"UPDATE {self.alarms} SET due_at = %s WHERE due_at < %s AND instance_id IN"
-                    f" (SELECT id FROM {self.instances} WHERE lease_owner = %s"
-                    " AND status = 'Running')",
-                    (expires, expires, owner),
+                    f"WITH mine AS (SELECT id, status FROM {self.instances}"
+                    " WHERE lease_owner = %(owner)s ORDER BY id FOR UPDATE SKIP LOCKED),"
+                    f" leases AS (UPDATE {self.instances} AS i SET lease_expires_at = %(expires)s"
+                    " FROM mine WHERE i.id = mine.id),"
+                    f" due AS (SELECT a.instance_id FROM {self.alarms} AS a"
+                    " JOIN mine ON mine.id = a.instance_id"
+                    " WHERE mine.status = 'Running' AND a.due_at < %(expires)s"
+                    " FOR UPDATE OF a SKIP LOCKED)"
+                    f" UPDATE {self.alarms} AS a SET due_at = %(expires)s"
+                    " FROM due WHERE a.instance_id = due.instance_id",
+                    {"owner": owner, "expires": expires},
                 )
         except psycopg.Error as e:
             raise StorageError("renew", None, e) from e
