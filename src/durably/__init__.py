@@ -8,10 +8,12 @@ from durably.domain.backoff import Backoff, add_jitter, calculate_backoff_delay
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
+    InstanceNotFoundError,
     InvalidDurationError,
     InvalidTransitionError,
     OrchestratorError,
     RecoveryError,
+    ResultTimeoutError,
     RetryExhaustedError,
     SchedulerError,
     SerializationError,
@@ -19,10 +21,13 @@ from durably.domain.errors import (
     StepScopeError,
     StepTimeoutError,
     StorageError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
     WorkflowNotFoundError,
     WorkflowScopeError,
 )
 from durably.domain.retry import Retry
+from durably.engine import Engine, Lease, Purge, StepRecord
 from durably.primitives import (
     StepInfo,
     WorkflowContext,
@@ -64,6 +69,11 @@ __all__ = [
     "parse_duration",
     "calculate_backoff_delay",
     "add_jitter",
+    # running workflows
+    "Engine",
+    "Lease",
+    "Purge",
+    "StepRecord",
     # configuration and results
     "RecoveryConfig",
     "PurgeConfig",
@@ -87,4 +97,8 @@ __all__ = [
     "StepScopeError",
     "InvalidDurationError",
     "SerializationError",
+    "WorkflowFailedError",
+    "WorkflowCancelledError",
+    "ResultTimeoutError",
+    "InstanceNotFoundError",
 ]

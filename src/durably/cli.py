@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -311,6 +312,11 @@ async def _start(engine: Engine, args: argparse.Namespace, err: Console) -> int:
     return 0
 
 
+def _masked(url: str) -> str:
+    """A backend URL without its password."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
 async def _worker(engine: Engine, args: argparse.Namespace, err: Console) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -333,7 +339,8 @@ async def _worker(engine: Engine, args: argparse.Namespace, err: Console) -> int
     concurrency = _profile_concurrency(args)
     names = ", ".join(engine.registry.list()) or "none"
     err.print(
-        f"{PROG} worker: workflows {names} on {engine.backend_url}, concurrency {concurrency}",
+        f"{PROG} worker: workflows {names} on {_masked(engine.backend_url)}, "
+        f"concurrency {concurrency}",
         highlight=False,
     )
     try:

@@ -2,10 +2,12 @@
 
 from durably.domain.errors import (
     DurablyError,
+    InstanceNotFoundError,
     InvalidDurationError,
     InvalidTransitionError,
     OrchestratorError,
     RecoveryError,
+    ResultTimeoutError,
     RetryExhaustedError,
     SchedulerError,
     SerializationError,
@@ -13,6 +15,8 @@ from durably.domain.errors import (
     StepScopeError,
     StepTimeoutError,
     StorageError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
     WorkflowNotFoundError,
     WorkflowScopeError,
 )
@@ -32,4 +36,8 @@ __all__ = [
     "StepScopeError",
     "InvalidDurationError",
     "SerializationError",
+    "WorkflowFailedError",
+    "WorkflowCancelledError",
+    "ResultTimeoutError",
+    "InstanceNotFoundError",
 ]

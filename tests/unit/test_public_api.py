@@ -45,6 +45,14 @@ EXPECTED_TOP_LEVEL = {
     "StepScopeError",
     "InvalidDurationError",
     "SerializationError",
+    "WorkflowFailedError",
+    "WorkflowCancelledError",
+    "ResultTimeoutError",
+    "InstanceNotFoundError",
+    "Engine",
+    "Lease",
+    "Purge",
+    "StepRecord",
 }
 
 
@@ -104,7 +112,10 @@ def test_every_exported_name_exists() -> None:
             "durably.ports",
             {"StorageAdapter", "SchedulerAdapter", "RuntimeAdapter", "InstanceRuntime", "Tracker"},
         ),
-        ("durably.testing", {"create_in_memory_runtime", "TestRuntimeHandle", "FailingStorage"}),
+        (
+            "durably.testing",
+            {"create_in_memory_runtime", "TestRuntimeHandle", "FailingStorage", "ManualClock"},
+        ),
     ],
 )
 def test_public_modules_export_their_names(module: str, names: set[str]) -> None:

@@ -30,6 +30,8 @@ from collections.abc import Iterable
 
 import attrs
 
+from durably.domain.status import WorkflowError
+
 __all__ = [
     "DurablyError",
     "StorageError",
@@ -267,13 +269,13 @@ class WorkflowFailedError(DurablyError):
     """The workflow ended ``Failed``; ``error`` is its stored ``WorkflowError``."""
 
     workflow_id: str
-    error: object
+    error: WorkflowError
 
     @property
     def message(self) -> str:
-        detail = getattr(self.error, "message", self.error)
-        kind = getattr(self.error, "type", None)
-        where = getattr(self.error, "step_name", None)
+        detail = self.error.message
+        kind = self.error.type
+        where = self.error.step_name
         at = f" in step {where!r}" if where else ""
         return f"workflow {self.workflow_id!r} failed{at}: {kind + ': ' if kind else ''}{detail}"
 

@@ -323,6 +323,34 @@ class Engine:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
+    async def run(
+        self,
+        workflow: str | WorkflowDefinition[Any, Any],
+        input: Any = None,
+        *,
+        id: str | None = None,
+        execution_id: str | None = None,
+        timeout: Any = None,
+    ) -> Result[Any, DurablyError]:
+        """Start ``workflow`` and drive it here until it ends: its output, or why not.
+
+        Sleeps and retries are waited out in this process (a worker runs meanwhile, so
+        other due instances of this backend are served too).
+        """
+        started = await self.start(workflow, input, id=id, execution_id=execution_id)
+        if isinstance(started, Failure):
+            return Failure(started.failure())
+        answer = started.unwrap()
+        if is_terminal(answer.status):
+            return await self._outcome(answer.id, answer.status)
+        stop = asyncio.Event()
+        worker = asyncio.get_running_loop().create_task(self.run_worker(stop=stop))
+        try:
+            return await self.result(answer.id, timeout=timeout)
+        finally:
+            stop.set()
+            await worker
+
     async def queue(
         self,
         workflow: str | WorkflowDefinition[Any, Any],

@@ -34,6 +34,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX instances_workflow ON {schema}.instances (workflow, updated_at)",
         "CREATE INDEX instances_lease ON {schema}.instances (lease_owner)",
     ),
+    (
+        # Keys compare byte by byte whatever the database's default collation:
+        # ``read_prefix`` reads the range [prefix, next prefix), which a linguistic
+        # collation (en_US, ICU) breaks, since it ignores punctuation such as ':'.
+        'ALTER TABLE {schema}.kv ALTER COLUMN key TYPE text COLLATE "C"',
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -1,0 +1,1 @@
+"""Adapters: one module per backend (memory, sqlite, postgres) and per tracker transport."""
