@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,12 +44,16 @@ SERVER = os.environ.get("DURABLY_BENCH_POSTGRES", "postgresql://postgres@127.0.0
 TIMEOUT_S = 300.0
 
 
+def _constant(i: int) -> Callable[[], int]:
+    return lambda: i
+
+
 @durably.workflow
 async def ten_steps(n: int) -> int:
     """``n`` trivial steps; returns the sum of their indices."""
     total = 0
     for i in range(n):
-        total += await durably.step("s", lambda i=i: i)
+        total += await durably.step("s", _constant(i))
     return total
 
 

@@ -6,19 +6,34 @@ A backend plugs in with one ``BackendHarness`` class and one entry in
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Protocol
 
 import pytest
 
 from durably.adapters.clock import ManualClock
 from durably.adapters.memory import MemoryBackend
+from durably.adapters.postgres import PostgresHost
 from durably.adapters.sqlite import SqliteBackend, sqlite_runtime
 from durably.ports import InstanceRuntime
 from durably.testing import TestRuntimeHandle, create_in_memory_runtime
+
+# The PostgreSQL helpers live with the integration tests (``tests.integration.pg_support``).
+if (_ROOT := str(Path(__file__).resolve().parents[2])) not in sys.path:
+    sys.path.append(_ROOT)
+
+from tests.integration.pg_support import (
+    acquire_database,
+    drop_schema,
+    pg_database,  # noqa: F401 - the session's database, requested by PostgresHarness
+    release_database,
+)
 
 INSTANCE_A = "instance-a"
 INSTANCE_B = "instance-b"
@@ -26,7 +41,12 @@ START_TIME = 1_700_000_000_000
 
 
 class BackendHarness(Protocol):
-    """One backend under test: runtimes of any instance over one shared store."""
+    """One backend under test: runtimes of any instance over one shared store.
+
+    A harness may also have an ``async def open()`` (awaited before the test, for a
+    backend that opens asynchronously), and its class a ``session_fixtures`` tuple of
+    fixture names that ``backend_factory`` requests before making it.
+    """
 
     @property
     def controls_clock(self) -> bool:
@@ -118,17 +138,68 @@ class SqliteHarness:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+class PostgresHarness:
+    """A schema of its own in the session's PostgreSQL database, with a virtual clock."""
+
+    session_fixtures = ("pg_database",)
+
+    def __init__(self) -> None:
+        self.dsn = acquire_database()
+        self.schema = f"c_{os.urandom(6).hex()}"
+        self.clock = ManualClock(START_TIME)
+        self.host = PostgresHost(self.dsn, schema=self.schema, clock=self.clock, max_size=4)
+        self._opened = False
+
+    async def open(self) -> None:
+        """Open the pool and create the schema (inside the test's event loop)."""
+        await self.host.open()
+        self._opened = True
+
+    @property
+    def controls_clock(self) -> bool:
+        """The host's clock is a ``ManualClock``."""
+        return True
+
+    def runtime(self, instance_id: str) -> InstanceRuntime:
+        """The runtime of ``instance_id`` over the shared schema (not fenced)."""
+        return self.host.runtime(instance_id, None, 30_000)
+
+    def set_time(self, ms: int) -> None:
+        """Set the host's clock."""
+        self.clock.time_ms = ms
+
+    def advance_time(self, ms: int) -> None:
+        """Advance the host's clock."""
+        self.clock.time_ms += ms
+
+    async def close(self) -> None:
+        """Close the pool, drop the schema and let go of the database."""
+        try:
+            if self._opened:
+                await self.host.close()
+            await asyncio.to_thread(drop_schema, self.dsn, self.schema)
+        finally:
+            release_database()
+
+
 HARNESS_FACTORIES: dict[str, Callable[[], BackendHarness]] = {
     "memory": MemoryHarness,
     "sqlite": SqliteHarness,
+    "postgres": PostgresHarness,
 }
 
 
 @pytest.fixture(params=list(HARNESS_FACTORIES), ids=list(HARNESS_FACTORIES))
 async def backend_factory(request: pytest.FixtureRequest) -> AsyncIterator[BackendHarness]:
-    """A fresh backend of each kind under test."""
-    harness = HARNESS_FACTORIES[request.param]()
+    """A fresh backend of each kind under test (opened, when it opens asynchronously)."""
+    factory = HARNESS_FACTORIES[request.param]
+    for name in getattr(factory, "session_fixtures", ()):
+        request.getfixturevalue(name)
+    harness = factory()
     try:
+        opener = getattr(harness, "open", None)
+        if opener is not None:
+            await opener()
         yield harness
     finally:
         await harness.close()

@@ -10,6 +10,7 @@ alarm is announced with ``NOTIFY``, so idle workers wake without polling fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Sequence
@@ -110,12 +111,15 @@ class PostgresHost:
 
     async def close(self) -> None:
         """Flush waiting commits and close every connection."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
-        await self._pool.close()
+        try:
+            if self._flusher is not None:
+                with contextlib.suppress(Exception):  # its waiters got the error already
+                    await asyncio.shield(self._flusher)
+            if self._listener is not None:
+                await self._listener.close()
+                self._listener = None
+        finally:
+            await self._pool.close()
 
     def _safe_dsn(self) -> str:
         return re.sub(r":[^:@/]*@", ":***@", self.dsn)
@@ -378,6 +382,7 @@ class PostgresHost:
                     )
         except psycopg.Error as e:
             raise StorageError("claim", None, e) from e
+        self.commits += 1
         return ids
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
@@ -452,5 +457,8 @@ class PostgresHost:
             async for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
                 return
         except psycopg.Error:
-            self._listener = None
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                with contextlib.suppress(psycopg.Error):
+                    await listener.close()
             await asyncio.sleep(timeout_s)  # fall back to the poll interval

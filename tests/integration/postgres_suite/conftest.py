@@ -1,0 +1,262 @@
+"""Run the engine test suite of the in-memory runtime, unchanged, over PostgreSQL.
+
+Each module here star-imports one module of ``tests/unit``; this conftest replaces
+``create_in_memory_runtime`` in those modules, for each test, by a factory that gives
+the same runtime and handle over a ``PostgresHost`` (one schema per host in the
+session's test database, a ``ManualClock``).
+
+The unit tests make their runtimes synchronously, sometimes in sync fixtures that run
+outside the event loop, while a ``PostgresHost`` (an ``AsyncConnectionPool``) must be
+opened inside the loop that uses it. So the hosts made here open themselves on their
+first use (``LazyPostgresHost``): every read and commit of a runtime first awaits the
+host's opening, which runs once, in the test's loop. The handle's methods are
+synchronous: they read and clear through a separate synchronous connection of the host
+(a host not yet opened has written nothing, so they answer "nothing" without one).
+This autouse fixture is async, so it closes the hosts in the loop that opened them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+from psycopg import sql
+from tests.integration.pg_support import pg_database  # noqa: F401 - requested by name below
+
+from durably.adapters.clock import ManualClock
+from durably.adapters.memory import MemoryBackend
+from durably.adapters.postgres import PostgresHost
+from durably.adapters.unit_of_work import UnitOfWork
+from durably.domain.records import JsonValue
+from durably.domain.serialization import loads
+from durably.ports import InstanceRow, InstanceRuntime
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit"))
+
+
+class LazyPostgresHost(PostgresHost):
+    """A ``PostgresHost`` that opens itself, in the running loop, on its first use."""
+
+    def __init__(self, dsn: str, *, schema: str, clock: ManualClock) -> None:
+        super().__init__(dsn, schema=schema, clock=clock, max_size=4)
+        self.manual_clock = clock
+        self._opening: asyncio.Task[None] | None = None
+        self._sync: psycopg.Connection[tuple[Any, ...]] | None = None
+
+    @property
+    def opened(self) -> bool:
+        """Whether the host has been opened (its schema exists)."""
+        return self._opening is not None and self._opening.done()
+
+    async def ensure_open(self) -> None:
+        """Open the pool and migrate the schema, once."""
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self.open())
+        await self._opening
+
+    async def read(self, instance_id: str, key: str) -> str | None:
+        """``PostgresHost.read``, once open."""
+        await self.ensure_open()
+        return await super().read(instance_id, key)
+
+    async def read_many(self, instance_id: str, keys_: Sequence[str]) -> dict[str, str]:
+        """``PostgresHost.read_many``, once open."""
+        await self.ensure_open()
+        return await super().read_many(instance_id, keys_)
+
+    async def read_prefix(self, instance_id: str, prefix: str) -> dict[str, str]:
+        """``PostgresHost.read_prefix``, once open."""
+        await self.ensure_open()
+        return await super().read_prefix(instance_id, prefix)
+
+    async def read_alarm(self, instance_id: str) -> int | None:
+        """``PostgresHost.read_alarm``, once open."""
+        await self.ensure_open()
+        return await super().read_alarm(instance_id)
+
+    async def instance(self, instance_id: str) -> InstanceRow | None:
+        """``PostgresHost.instance``, once open."""
+        await self.ensure_open()
+        return await super().instance(instance_id)
+
+    async def commit(
+        self, instance_id: str, unit: UnitOfWork, owner: str | None, lease_ms: int
+    ) -> None:
+        """``PostgresHost.commit``, once open."""
+        await self.ensure_open()
+        await super().commit(instance_id, unit, owner, lease_ms)
+
+    # -- the handle's synchronous side ----------------------------------------------------
+
+    def query(self, query: sql.Composed, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        """Run ``query`` on the host's synchronous connection (autocommit)."""
+        if self._sync is None:
+            self._sync = psycopg.connect(self.dsn, autocommit=True)
+            # Never wait forever behind a transaction of this very thread's event loop.
+            self._sync.execute("SET lock_timeout = '10s'")
+        cur = self._sync.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+    def table(self, name: str) -> sql.Composed:
+        """``<schema>.<name>`` as SQL."""
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
+
+    async def shut(self) -> None:
+        """Close the pool (when it was opened) and the synchronous connection."""
+        try:
+            if self._opening is not None:
+                if not self._opening.done():
+                    self._opening.cancel()
+                await asyncio.gather(self._opening, return_exceptions=True)
+                await self.close()
+        finally:
+            if self._sync is not None:
+                self._sync.close()
+                self._sync = None
+
+
+@attrs.define(eq=False)
+class PostgresRuntimeHandle:
+    """Drives a PostgreSQL-backed runtime like ``TestRuntimeHandle`` drives the in-memory one."""
+
+    __test__ = False
+
+    clock: ManualClock
+    backend: LazyPostgresHost
+    instance_id: str
+
+    def now(self) -> int:
+        """The virtual clock's time (ms)."""
+        return self.clock.time_ms
+
+    def advance_time(self, ms: int) -> int:
+        """Move the clock forward by ``ms``; returns the new time."""
+        if ms < 0:
+            raise ValueError(f"advance_time takes a non-negative number of ms, got {ms}")
+        self.clock.time_ms += ms
+        return self.clock.time_ms
+
+    def set_time(self, ms: int) -> None:
+        """Set the clock to ``ms``."""
+        self.clock.time_ms = ms
+
+    def scheduled_time(self) -> int | None:
+        """When the instance's alarm is set for, or ``None``."""
+        if not self.backend.opened:
+            return None
+        rows = self.backend.query(
+            sql.SQL("SELECT due_at FROM {} WHERE instance_id = %s").format(
+                self.backend.table("alarms")
+            ),
+            (self.instance_id,),
+        )
+        return int(rows[0][0]) if rows else None
+
+    def should_alarm_fire(self) -> bool:
+        """Whether an alarm is set and due at the clock's time."""
+        at = self.scheduled_time()
+        return at is not None and at <= self.clock.time_ms
+
+    def clear_alarm(self) -> None:
+        """Clear the alarm (the host's bookkeeping, not a counted commit)."""
+        if self.backend.opened:
+            self.backend.query(
+                sql.SQL("DELETE FROM {} WHERE instance_id = %s").format(
+                    self.backend.table("alarms")
+                ),
+                (self.instance_id,),
+            )
+
+    def storage_snapshot(self) -> dict[str, JsonValue]:
+        """A copy of every stored key and value of the instance."""
+        if not self.backend.opened:
+            return {}
+        rows = self.backend.query(
+            sql.SQL("SELECT key, value::text FROM {} WHERE instance_id = %s").format(
+                self.backend.table("kv")
+            ),
+            (self.instance_id,),
+        )
+        return {str(k): loads(str(v)) for k, v in sorted(rows)}
+
+    @property
+    def commits(self) -> int:
+        """How many transactions the host has committed."""
+        return self.backend.commits
+
+
+class PostgresFactory:
+    """``create_in_memory_runtime`` with the same signature, over PostgreSQL schemas."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.hosts: list[LazyPostgresHost] = []
+        # id(MemoryBackend) -> the host standing for it (the backend is kept alive, so
+        # that its id is not reused by another object during the test).
+        self.shared: dict[int, tuple[MemoryBackend, LazyPostgresHost]] = {}
+
+    def __call__(
+        self,
+        instance_id: str | None = None,
+        initial_time: int | None = None,
+        *,
+        backend: Any = None,
+    ) -> tuple[InstanceRuntime, PostgresRuntimeHandle]:
+        iid = instance_id if instance_id is not None else str(uuid.uuid4())
+        host: LazyPostgresHost | None = None
+        if isinstance(backend, LazyPostgresHost):
+            host = backend
+        elif isinstance(backend, MemoryBackend) and id(backend) in self.shared:
+            host = self.shared[id(backend)][1]
+        if host is None:
+            schema = f"s_{os.urandom(6).hex()}"
+            host = LazyPostgresHost(self.dsn, schema=schema, clock=ManualClock(initial_time or 0))
+            self.hosts.append(host)
+            if isinstance(backend, MemoryBackend):
+                self.shared[id(backend)] = (backend, host)
+        elif initial_time is not None:
+            host.manual_clock.time_ms = initial_time
+        runtime = host.runtime(iid, None, 30_000)
+        return runtime, PostgresRuntimeHandle(host.manual_clock, host, iid)
+
+    async def close(self) -> None:
+        """Close every host, then drop their schemas."""
+        errors = await asyncio.gather(*(h.shut() for h in self.hosts), return_exceptions=True)
+        schemas = [h.schema for h in self.hosts]
+        if schemas:
+            await asyncio.to_thread(self._drop, schemas)
+        for error in errors:
+            if isinstance(error, BaseException):
+                raise error
+
+    def _drop(self, schemas: list[str]) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
+
+
+@pytest.fixture(autouse=True)
+async def _over_postgres(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[None]:
+    factory = PostgresFactory(request.getfixturevalue("pg_database"))
+    for module in list(sys.modules.values()):
+        if getattr(module, "create_in_memory_runtime", None) is not None and getattr(
+            module, "__file__", ""
+        ).endswith(f"{Path(request.path).name.removesuffix('_postgres.py')}.py"):
+            monkeypatch.setattr(module, "create_in_memory_runtime", factory)
+    monkeypatch.setitem(request.module.__dict__, "create_in_memory_runtime", factory)
+    try:
+        yield
+    finally:
+        await factory.close()
