@@ -21,18 +21,21 @@ from durably.domain.records import JsonValue
 from durably.domain.serialization import loads
 from durably.ports import InstanceRuntime, StorageAdapter
 
-__all__ = ["TestRuntimeHandle", "FailingStorage", "create_in_memory_runtime"]
+__all__ = [
+    "VirtualClockHandle",
+    "TestRuntimeHandle",
+    "FailingStorage",
+    "create_in_memory_runtime",
+]
 
 
 @attrs.define(eq=False)
-class TestRuntimeHandle:
-    """The test's grip on an in-memory runtime: move its clock, look at its alarm and keys."""
+class VirtualClockHandle:
+    """The part of a test handle that moves the virtual clock (shared by every backend's)."""
 
     __test__ = False  # not a pytest test class
 
     clock: ManualClock
-    backend: MemoryBackend
-    instance_id: str
 
     def now(self) -> int:
         """The virtual clock's time (ms)."""
@@ -48,6 +51,16 @@ class TestRuntimeHandle:
     def set_time(self, ms: int) -> None:
         """Set the clock to ``ms``."""
         self.clock.time_ms = ms
+
+
+@attrs.define(eq=False)
+class TestRuntimeHandle(VirtualClockHandle):
+    """The test's grip on an in-memory runtime: move its clock, look at its alarm and keys."""
+
+    __test__ = False  # not a pytest test class
+
+    backend: MemoryBackend
+    instance_id: str
 
     def scheduled_time(self) -> int | None:
         """When the instance's alarm is set for, or ``None``."""

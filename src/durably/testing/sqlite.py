@@ -11,34 +11,19 @@ from durably.adapters.sqlite import SqliteBackend, sqlite_runtime
 from durably.domain.records import JsonValue
 from durably.domain.serialization import loads
 from durably.ports import InstanceRuntime
+from durably.testing.runtime import VirtualClockHandle
 
 __all__ = ["SqliteRuntimeHandle", "create_sqlite_runtime"]
 
 
 @attrs.define(eq=False)
-class SqliteRuntimeHandle:
+class SqliteRuntimeHandle(VirtualClockHandle):
     """Drives a SQLite-backed runtime like ``TestRuntimeHandle`` drives the in-memory one."""
 
     __test__ = False
 
-    clock: ManualClock
     backend: SqliteBackend
     instance_id: str
-
-    def now(self) -> int:
-        """The virtual clock's time (ms)."""
-        return self.clock.time_ms
-
-    def advance_time(self, ms: int) -> int:
-        """Move the clock forward by ``ms``; returns the new time."""
-        if ms < 0:
-            raise ValueError(f"advance_time takes a non-negative number of ms, got {ms}")
-        self.clock.time_ms += ms
-        return self.clock.time_ms
-
-    def set_time(self, ms: int) -> None:
-        """Set the clock to ``ms``."""
-        self.clock.time_ms = ms
 
     def scheduled_time(self) -> int | None:
         """When the instance's alarm is set for, or ``None``."""

@@ -38,6 +38,7 @@ from durably.adapters.unit_of_work import UnitOfWork
 from durably.domain.records import JsonValue
 from durably.domain.serialization import loads
 from durably.ports import InstanceRow, InstanceRuntime
+from durably.testing.runtime import VirtualClockHandle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit"))
 
@@ -124,29 +125,13 @@ class LazyPostgresHost(PostgresHost):
 
 
 @attrs.define(eq=False)
-class PostgresRuntimeHandle:
+class PostgresRuntimeHandle(VirtualClockHandle):
     """Drives a PostgreSQL-backed runtime like ``TestRuntimeHandle`` drives the in-memory one."""
 
     __test__ = False
 
-    clock: ManualClock
     backend: LazyPostgresHost
     instance_id: str
-
-    def now(self) -> int:
-        """The virtual clock's time (ms)."""
-        return self.clock.time_ms
-
-    def advance_time(self, ms: int) -> int:
-        """Move the clock forward by ``ms``; returns the new time."""
-        if ms < 0:
-            raise ValueError(f"advance_time takes a non-negative number of ms, got {ms}")
-        self.clock.time_ms += ms
-        return self.clock.time_ms
-
-    def set_time(self, ms: int) -> None:
-        """Set the clock to ``ms``."""
-        self.clock.time_ms = ms
 
     def scheduled_time(self) -> int | None:
         """When the instance's alarm is set for, or ``None``."""

@@ -20,6 +20,13 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from durably.adapters.clock import Clock, SystemClock
+from durably.adapters.commit_group import (
+    InstanceExists,
+    LeaseLost,
+    Waiting,
+    resolve,
+    status_tag,
+)
 from durably.adapters.owner import local_owner_is_dead
 from durably.adapters.postgres.schema import migrate
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
@@ -31,40 +38,6 @@ __all__ = ["PostgresHost", "LeaseLost", "InstanceExists"]
 
 CHANNEL = "durably_alarms"
 _ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
-
-
-class LeaseLost(Exception):
-    """The commit's owner no longer holds the instance's lease (fencing)."""
-
-
-class InstanceExists(Exception):
-    """An instance with this id was created by someone else first."""
-
-
-class _Waiting:
-    __slots__ = ("future", "instance_id", "lease_ms", "owner", "unit")
-
-    def __init__(
-        self,
-        instance_id: str,
-        unit: UnitOfWork,
-        owner: str | None,
-        lease_ms: int,
-        future: asyncio.Future[None],
-    ) -> None:
-        self.instance_id = instance_id
-        self.unit = unit
-        self.owner = owner
-        self.lease_ms = lease_ms
-        self.future = future
-
-
-def _status_tag(text: str | None) -> str | None:
-    if text is None:
-        return None
-    data = json.loads(text)
-    tag = data.get("tag") if isinstance(data, dict) else None
-    return tag if isinstance(tag, str) else None
 
 
 class PostgresHost:
@@ -87,7 +60,7 @@ class PostgresHost:
         self._pool = AsyncConnectionPool(
             dsn, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}
         )
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         self._listener: psycopg.AsyncConnection[Any] | None = None
         self.commits = 0
@@ -217,7 +190,7 @@ class PostgresHost:
         if unit.is_empty():
             return
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(instance_id, unit, owner, lease_ms, loop.create_future())
+        waiting = Waiting(instance_id, unit, owner, lease_ms, loop.create_future())
         self._waiting.append(waiting)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
@@ -237,15 +210,9 @@ class PostgresHost:
                     if not waiting.future.done():
                         waiting.future.set_exception(StorageError("commit", None, e))
                 raise
-            for waiting, error in zip(batch, errors, strict=True):
-                if waiting.future.done():
-                    continue
-                if error is None:
-                    waiting.future.set_result(None)
-                else:
-                    waiting.future.set_exception(error)
+            resolve(batch, errors)
 
-    async def _transaction(self, batch: list[_Waiting], errors: list[BaseException | None]) -> None:
+    async def _transaction(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
         now = self.clock.now()
         single = len(batch) == 1
         notify = False
@@ -271,11 +238,11 @@ class PostgresHost:
             raise StorageError("commit", None, e) from e
         self.commits += 1
 
-    async def _apply(self, cur: psycopg.AsyncCursor[Any], waiting: _Waiting, now: int) -> bool:
+    async def _apply(self, cur: psycopg.AsyncCursor[Any], waiting: Waiting, now: int) -> bool:
         """Apply one unit; returns whether it set an alarm (to announce)."""
         iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
         expires = now + waiting.lease_ms
-        tag = _status_tag(unit.writes.get(keys.STATUS))
+        tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
         # The instance row first: it takes the row lock that serializes us against claims.
         if name_text is not None and not unit.cleared:

@@ -16,9 +16,14 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
-import attrs
-
 from durably.adapters.clock import Clock, SystemClock
+from durably.adapters.commit_group import (
+    InstanceExists,
+    LeaseLost,
+    Waiting,
+    resolve,
+    status_tag,
+)
 from durably.adapters.owner import local_owner_is_dead
 from durably.adapters.sqlite.schema import migrate
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
@@ -29,31 +34,6 @@ from durably.ports.host import InstanceRow
 __all__ = ["SqliteBackend", "LeaseLost", "InstanceExists", "Synchronous"]
 
 Synchronous = Literal["FULL", "NORMAL"]
-
-
-class LeaseLost(Exception):
-    """The commit's owner no longer holds the instance's lease (fencing)."""
-
-
-class InstanceExists(Exception):
-    """An instance with this id was created by someone else first."""
-
-
-@attrs.define(eq=False)
-class _Waiting:
-    instance_id: str
-    unit: UnitOfWork
-    owner: str | None
-    lease_ms: int
-    future: asyncio.Future[None]
-
-
-def _status_tag(text: str | None) -> str | None:
-    if text is None:
-        return None
-    data = json.loads(text)
-    tag = data.get("tag") if isinstance(data, dict) else None
-    return tag if isinstance(tag, str) else None
 
 
 def _prefix_end(prefix: str) -> str:
@@ -78,7 +58,7 @@ class SqliteBackend:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[Waiting] = []
         self._flush_scheduled = False
         self.commits = 0
         self.schema_version_found: int | None = None
@@ -209,7 +189,7 @@ class SqliteBackend:
         if unit.is_empty():
             return
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(instance_id, unit, owner, lease_ms, loop.create_future())
+        waiting = Waiting(instance_id, unit, owner, lease_ms, loop.create_future())
         self._waiting.append(waiting)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -226,15 +206,9 @@ class SqliteBackend:
             self._transaction(batch, errors)
         except StorageError as e:
             errors = [e] * len(batch)
-        for waiting, error in zip(batch, errors, strict=True):
-            if waiting.future.done():
-                continue
-            if error is None:
-                waiting.future.set_result(None)
-            else:
-                waiting.future.set_exception(error)
+        resolve(batch, errors)
 
-    def _transaction(self, batch: list[_Waiting], errors: list[BaseException | None]) -> None:
+    def _transaction(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
         conn = self.conn
         now = self.clock.now()
         single = len(batch) == 1
@@ -269,7 +243,7 @@ class SqliteBackend:
                 conn.execute("ROLLBACK")
             raise StorageError("commit", None, e) from e
 
-    def _apply(self, conn: sqlite3.Connection, waiting: _Waiting, now: int) -> None:
+    def _apply(self, conn: sqlite3.Connection, waiting: Waiting, now: int) -> None:
         iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
         expires = now + waiting.lease_ms
         if unit.cleared:
@@ -284,7 +258,7 @@ class SqliteBackend:
         deletes = [(iid, k) for k, v in unit.writes.items() if v is None]
         if deletes:
             conn.executemany("DELETE FROM kv WHERE instance_id = ? AND key = ?", deletes)
-        tag = _status_tag(unit.writes.get(keys.STATUS))
+        tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
         if name_text is not None and not unit.cleared:
             holder = owner if tag == "Running" else None
