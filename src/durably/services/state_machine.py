@@ -79,19 +79,34 @@ class WorkflowStateMachine:
     @as_result(DurablyError)
     async def get_state(self) -> WorkflowState | None:
         """The instance's whole state, or ``None`` when there is no workflow."""
-        status = ok(await self.get_status())
-        if status is None:
+        # One read of the few workflow keys, one of the completion markers.
+        found = ok(
+            await self._storage.get_many(
+                (
+                    keys.STATUS,
+                    keys.NAME,
+                    keys.INPUT,
+                    keys.EXECUTION_ID,
+                    keys.RECOVERY_ATTEMPTS,
+                    keys.CANCELLED,
+                    keys.CANCEL_REASON,
+                )
+            )
+        )
+        raw_status = found.get(keys.STATUS)
+        if raw_status is None:
             return None
-        name = await self._get(keys.NAME)
+        status: WorkflowStatus = decode(raw_status, WorkflowStatus, key=keys.STATUS)
+        name = found.get(keys.NAME)
         return WorkflowState(
             status=status,
             workflow_name=name if isinstance(name, str) else "unknown",
-            input=await self._get(keys.INPUT),
-            execution_id=await self._get(keys.EXECUTION_ID),
+            input=found.get(keys.INPUT),
+            execution_id=found.get(keys.EXECUTION_ID),
             completed_steps=ok(await self.get_completed_steps()),
-            recovery_attempts=ok(await self.get_recovery_attempts()),
-            cancelled=ok(await self.is_cancelled()),
-            cancel_reason=await self._get(keys.CANCEL_REASON),
+            recovery_attempts=int(found.get(keys.RECOVERY_ATTEMPTS) or 0),
+            cancelled=bool(found.get(keys.CANCELLED)),
+            cancel_reason=found.get(keys.CANCEL_REASON),
         )
 
     @as_result(DurablyError)
