@@ -312,7 +312,7 @@ async def test_failing_storage_passes_other_operations_through(
 ) -> None:
     runtime, _ = pair
     others = set(OPERATIONS) - {operation}
-    failing = FailingStorage(runtime.storage, fail_on=others | {"commit"})
+    failing = FailingStorage(runtime.storage, fail_on=others)
     await runtime.storage.put("k", "old")
     result = await call(failing, operation)
     assert isinstance(result, Success)
@@ -432,3 +432,21 @@ async def test_a_failing_commit_leaves_other_instances_alone() -> None:
         await other.storage.put("theirs", 2)
     assert handle.storage_snapshot() == {}
     assert other_handle.storage_snapshot() == {"theirs": 2}
+
+
+@pytest.mark.parametrize("operation", ["put", "put_batch", "delete", "delete_all"])
+async def test_a_write_outside_a_transaction_is_a_commit_that_can_fail(
+    pair: tuple[InstanceRuntime, TestRuntimeHandle], operation: str
+) -> None:
+    runtime, handle = pair
+    await runtime.storage.put("k", "old")
+    failing = FailingStorage(runtime.storage, fail_on={"commit"})
+    result = await call(failing, operation)
+    assert isinstance(result, Failure)
+    assert result.failure().operation == "commit"
+    assert handle.storage_snapshot() == {"k": "old"}
+    async with failing.transaction():  # inside a transaction only the commit itself fails
+        assert isinstance(await failing.get("k"), Success)
+        assert isinstance(await failing.put("k2", 1), Success)
+        failing.fail_on = set()
+    assert handle.storage_snapshot() == {"k": "old", "k2": 1}

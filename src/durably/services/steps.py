@@ -206,12 +206,15 @@ async def run_step(
         },
     }
     try:
-        async with scope.storage.transaction():
-            index = await scope.completed_count()
-            writes[keys.completed(key)] = index
-            writes[keys.COMPLETED_COUNT] = index + 1
+        index = await scope.completed_count()
+        writes[keys.completed(key)] = index
+        writes[keys.COMPLETED_COUNT] = index + 1
+        if previous is None:
+            # The hot path: one batch outside a transaction is one commit by itself.
             ok(await scope.storage.put_batch(writes))
-            if previous is not None:
+        else:
+            async with scope.storage.transaction():
+                ok(await scope.storage.put_batch(writes))
                 ok(await scope.storage.delete(attempt_key))
     except DurablyError as e:
         scope.completed = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 
 import attrs
 from returns.result import Failure, Result
@@ -110,13 +111,18 @@ def create_in_memory_runtime(
     return runtime, TestRuntimeHandle(clock=clock, backend=store, instance_id=iid)
 
 
+_WRITES = frozenset({"put", "put_batch", "delete", "delete_all"})
+_IN_TX: ContextVar[frozenset[int]] = ContextVar("durably_failing_tx", default=frozenset())
+
+
 @attrs.define(eq=False)
 class FailingStorage:
     """A storage that fails the chosen operations with ``StorageError`` (fault tests).
 
     ``fail_on`` names operations (``get``, ``put``, ``put_batch``, ``delete``,
     ``delete_all``, ``list``, ``commit``); change it at any time. A failed commit
-    discards the whole unit of work, as a real backend's rollback does.
+    discards the whole unit of work, as a real backend's rollback does; a write outside
+    a transaction is a commit by itself, so ``commit`` fails it too.
     """
 
     inner: StorageAdapter
@@ -127,6 +133,9 @@ class FailingStorage:
         if operation in self.fail_on:
             self.failures += 1
             return Failure(StorageError(operation, key, "injected fault"))
+        if operation in _WRITES and "commit" in self.fail_on and id(self) not in _IN_TX.get():
+            self.failures += 1
+            return Failure(StorageError("commit", key, "injected fault"))
         return None
 
     async def get(self, key: str) -> Result[JsonValue | None, StorageError]:
@@ -163,8 +172,12 @@ class FailingStorage:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        async with self.inner.transaction():
-            yield
-            failure = self._fails("commit", None)
-            if failure is not None:
-                raise failure.failure()
+        token = _IN_TX.set(_IN_TX.get() | {id(self)})
+        try:
+            async with self.inner.transaction():
+                yield
+                failure = self._fails("commit", None)
+                if failure is not None:
+                    raise failure.failure()
+        finally:
+            _IN_TX.reset(token)
