@@ -129,3 +129,27 @@ def test_a_profile_chooses_the_http_tracker_with_its_settings(tmp_path: Path) ->
     assert engine.tracker.endpoint == "http://127.0.0.1:9/events"
     assert engine.tracker.env == "staging"
     assert engine.tracker.batch_size == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("lease:\n  durration: 30s\n", "lease.durration"),
+        ("backends:\n  url: memory://\n", "backends"),
+        ("worker:\n  concurency: 5\n", "worker.concurency"),
+    ],
+)
+def test_a_profile_with_an_unknown_key_is_refused_naming_it(
+    tmp_path: Path, text: str, named: str
+) -> None:
+    profile = tmp_path / "typo.yaml"
+    profile.write_text(text)
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        Engine.from_profile(profile, [])
+
+
+def test_a_purge_section_without_enabled_leaves_purge_off(tmp_path: Path) -> None:
+    profile = tmp_path / "purge.yaml"
+    profile.write_text("backend:\n  url: memory://\npurge:\n  delay: 1 day\n")
+    engine = Engine.from_profile(profile, [])
+    assert engine._container.purge().enabled is False

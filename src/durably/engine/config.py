@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import attrs
+import yaml
 
 from durably.domain.durations import Duration, parse_duration
 from durably.services.purge import PurgeConfig
+from durably.services.recovery import RecoveryConfig
 
-__all__ = ["Lease", "Purge", "BackendUrl", "parse_backend_url"]
+__all__ = ["Lease", "Purge", "BackendUrl", "parse_backend_url", "engine_options"]
 
 
 @attrs.frozen
@@ -87,3 +90,63 @@ def parse_backend_url(url: str) -> BackendUrl:
         f"unknown backend scheme {parts.scheme!r} in {url!r} (use memory://, sqlite:///path.db "
         "or postgresql://...)"
     )
+
+
+_PROFILE_KEYS: dict[str, set[str] | None] = {
+    "backend": {"url", "synchronous"},
+    "tracker": None,  # kind, plus the chosen tracker's own settings
+    "lease": {"duration", "renew_every"},
+    "recovery": {"stale_threshold_ms", "max_recovery_attempts", "recovery_delay_ms"},
+    "purge": {"enabled", "delay"},
+    "worker": {"concurrency", "poll_interval"},
+}
+
+
+def _check_profile(path: Path, profile: dict[str, Any]) -> None:
+    """Refuse keys a profile does not know: a typo must not pass silently."""
+    for section, value in profile.items():
+        if section not in _PROFILE_KEYS:
+            known = ", ".join(_PROFILE_KEYS)
+            raise ValueError(f"profile {path}: unknown section {section!r} (known: {known})")
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"profile {path}: section {section!r} must be a mapping")
+        allowed = _PROFILE_KEYS[section]
+        unknown = sorted(set(value) - allowed) if allowed is not None else []
+        if unknown:
+            raise ValueError(
+                f"profile {path}: unknown key {section}.{unknown[0]} "
+                f"(known: {', '.join(sorted(allowed or ()))})"
+            )
+
+
+def engine_options(path: Path) -> dict[str, Any]:
+    """The ``Engine`` keyword options a profile of ``containers/`` (YAML) describes."""
+    profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(profile, dict):
+        raise ValueError(f"profile {path} must be a YAML mapping")
+    _check_profile(path, profile)
+    options: dict[str, Any] = {}
+    backend = profile.get("backend") or {}
+    options["backend"] = backend.get("url", "sqlite:///durably.db")
+    if "synchronous" in backend:
+        options["synchronous"] = backend["synchronous"]
+    lease = profile.get("lease")
+    if lease:
+        options["lease"] = Lease(
+            duration=lease.get("duration", "30s"), renew_every=lease.get("renew_every", "10s")
+        )
+    purge = profile.get("purge")
+    if purge and purge.get("enabled", False):
+        options["purge"] = Purge(delay=purge.get("delay", "1 day"))
+    recovery = profile.get("recovery")
+    if recovery:
+        options["recovery"] = RecoveryConfig(**recovery)
+    worker = profile.get("worker") or {}
+    if "poll_interval" in worker:
+        options["poll_interval"] = worker["poll_interval"]
+    tracker = dict(profile.get("tracker") or {})
+    options["tracker_kind"] = tracker.pop("kind", "noop")
+    options["tracker_settings"] = tracker  # e.g. endpoint, env, service_key for http
+    return options

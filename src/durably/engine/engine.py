@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import yaml
 from returns.result import Failure, Result, Success
 
 from durably.adapters.sqlite import owner_token
@@ -30,8 +29,10 @@ from durably.domain.errors import (
 )
 from durably.domain.serialization import decode, loads
 from durably.domain.status import Cancelled, Completed, Failed, Running, is_terminal
-from durably.engine.config import Lease, Purge, parse_backend_url
+from durably.engine.config import Lease, Purge, engine_options, parse_backend_url
+from durably.engine.purge import purge_finished
 from durably.engine.records import StepRecord, step_records
+from durably.engine.worker import AlarmWorker, Signal
 from durably.ports import InstanceHost
 from durably.services import RecoveryConfig, WorkflowDefinition, WorkflowOrchestrator
 from durably.services.types import (
@@ -47,30 +48,6 @@ __all__ = ["Engine"]
 log = logging.getLogger("durably.engine")
 
 Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
-
-
-class _Signal:
-    """Wakes every coroutine waiting at the moment it fires (each waiter has its own future)."""
-
-    def __init__(self) -> None:
-        self._waiters: set[asyncio.Future[None]] = set()
-
-    def fire(self) -> None:
-        """Wake every current waiter."""
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
-
-    async def wait(self, timeout_s: float) -> None:
-        """Return at the next ``fire`` or after ``timeout_s``."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        try:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout_s)
-        finally:
-            self._waiters.discard(waiter)
 
 
 class Engine:
@@ -129,7 +106,8 @@ class Engine:
         """Per instance: its lock and how many coroutines hold or wait for it."""
         self._active = 0
         self._heartbeat: asyncio.Task[None] | None = None
-        self._changed = _Signal()
+        self._changed = Signal()
+        self._worker = AlarmWorker(self)
         self._opened = False
 
     # -- construction from a profile --------------------------------------------------
@@ -137,32 +115,7 @@ class Engine:
     @classmethod
     def from_profile(cls, path: str | Path, workflows: Workflows, **overrides: Any) -> Engine:
         """An engine configured by a profile of ``containers/`` (YAML)."""
-        text = Path(path).read_text(encoding="utf-8")
-        profile = yaml.safe_load(text) or {}
-        if not isinstance(profile, dict):
-            raise ValueError(f"profile {path} must be a YAML mapping")
-        options: dict[str, Any] = {}
-        backend = profile.get("backend", {})
-        options["backend"] = backend.get("url", "sqlite:///durably.db")
-        if "synchronous" in backend:
-            options["synchronous"] = backend["synchronous"]
-        lease = profile.get("lease")
-        if lease:
-            options["lease"] = Lease(
-                duration=lease.get("duration", "30s"), renew_every=lease.get("renew_every", "10s")
-            )
-        purge = profile.get("purge")
-        if purge and purge.get("enabled", True):
-            options["purge"] = Purge(delay=purge.get("delay", "1 day"))
-        recovery = profile.get("recovery")
-        if recovery:
-            options["recovery"] = RecoveryConfig(**recovery)
-        worker = profile.get("worker", {})
-        if "poll_interval" in worker:
-            options["poll_interval"] = worker["poll_interval"]
-        tracker = dict(profile.get("tracker") or {})
-        options["tracker_kind"] = tracker.pop("kind", "noop")
-        options["tracker_settings"] = tracker  # e.g. endpoint, env, service_key for http
+        options = engine_options(Path(path))
         options.update(overrides)
         return cls(workflows, **options)
 
@@ -216,11 +169,17 @@ class Engine:
     # -- services of one instance ------------------------------------------------------
 
     def _orchestrator(self, instance_id: str, *, fenced: bool = True) -> WorkflowOrchestrator:
+        orchestrator: WorkflowOrchestrator = self._built(
+            instance_id, self._layer.orchestrator, fenced
+        )
+        return orchestrator
+
+    def _built(self, instance_id: str, provider: Any, fenced: bool = True) -> Any:
+        """A service of the workflow layer for one instance (fenced by our lease)."""
         owner = self.owner if fenced else None
         token = CURRENT_RUNTIME.set(self._host.runtime(instance_id, owner, self.lease.duration_ms))
         try:
-            orchestrator: WorkflowOrchestrator = self._layer.orchestrator()
-            return orchestrator
+            return provider()
         finally:
             CURRENT_RUNTIME.reset(token)
 
@@ -477,68 +436,17 @@ class Engine:
         """
         self._require_open()
         cutoff = self.now() - parse_duration(before, field="before")
-        purged = 0
-        for status in ("Completed", "Failed", "Cancelled"):
-            try:
-                rows = await self._host.list_instances(status, None, 1_000_000)
-            except StorageError as e:
-                return Failure(e)
-            for row in rows:
-                if row.updated_at > cutoff or await self._is_tombstone(row.id):
-                    continue
-                if not await self._host.acquire(
-                    row.id, self.owner, self.now(), self.lease.duration_ms
-                ):
-                    continue
-                async with self._serving(row.id):
-                    done = await self._purge_manager(row.id).purge_now()
-                if isinstance(done, Failure):
-                    error = done.failure()
-                    return Failure(
-                        error
-                        if isinstance(error, StorageError)
-                        else StorageError("purge", row.id, error)
-                    )
-                purged += int(done.unwrap())
-        return Success(purged)
+        return await purge_finished(self, cutoff)
 
-    async def _is_tombstone(self, instance_id: str) -> bool:
-        return await self._host.read(instance_id, keys.TOMBSTONE) is not None
-
-    def _purge_manager(self, instance_id: str) -> Any:
-        token = CURRENT_RUNTIME.set(
-            self._host.runtime(instance_id, self.owner, self.lease.duration_ms)
-        )
-        try:
-            return self._layer.purge_manager()
-        finally:
-            CURRENT_RUNTIME.reset(token)
-
-    # -- firing alarms --------------------------------------------------------------------
+    # -- firing alarms (the loop lives in worker.py) --------------------------------------
 
     async def _fire(self, instance_id: str) -> None:
-        """Handle the alarm of a claimed instance."""
-        try:
-            async with self._serving(instance_id) as orchestrator:
-                result = await orchestrator.handle_alarm()
-            if isinstance(result, Failure):
-                log.error("alarm of %s failed: %s", instance_id, result.failure())
-        except Exception:
-            log.exception("alarm of %s failed", instance_id)
-
-    async def _claim(self, limit: int) -> builtins.list[str]:
-        return await self._host.claim_due(self.owner, self.now(), self.lease.duration_ms, limit)
+        await self._worker.fire(instance_id)
 
     async def run_until_idle(self, *, concurrency: int = 100) -> int:
         """Fire due alarms until none is due; returns how many were fired."""
         self._require_open()
-        fired = 0
-        while True:
-            ids = await self._claim(concurrency)
-            if not ids:
-                return fired
-            await asyncio.gather(*(self._fire(i) for i in ids))
-            fired += len(ids)
+        return await self._worker.run_until_idle(concurrency)
 
     async def run_worker(
         self, *, concurrency: int = 100, stop: asyncio.Event | None = None
@@ -547,52 +455,4 @@ class Engine:
         self._require_open()
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        stop = stop if stop is not None else asyncio.Event()
-        running: set[asyncio.Task[None]] = set()
-        loop = asyncio.get_running_loop()
-        stopping = loop.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                free = concurrency - len(running)
-                try:
-                    claimed = await self._claim(free) if free > 0 else []
-                except StorageError:
-                    # The database is locked or unreachable beyond the adapter's retries:
-                    # the worker survives it and tries again after the next wait.
-                    log.exception("could not claim due instances; retrying")
-                    claimed = []
-                for instance_id in claimed:
-                    task = loop.create_task(self._fire(instance_id))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-                if claimed and len(claimed) == free:
-                    await asyncio.sleep(0)
-                    continue
-                wait_ms = await self._next_wait_ms(bool(claimed))
-                changed = loop.create_task(self._changed.wait(wait_ms / 1000))
-                # Another process's new alarm wakes us where the backend can tell (NOTIFY).
-                elsewhere = loop.create_task(self._host.wait_for_alarm(wait_ms / 1000))
-                await asyncio.wait(
-                    {stopping, changed, elsewhere},
-                    timeout=wait_ms / 1000,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                changed.cancel()
-                elsewhere.cancel()
-        finally:
-            stopping.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-
-    async def _next_wait_ms(self, claimed_some: bool) -> int:
-        if claimed_some:
-            return 0
-        try:
-            due = await self._host.next_due()
-        except StorageError:
-            log.exception("could not read the next alarm")
-            return self.poll_interval_ms
-        if due is None:
-            return self.poll_interval_ms
-        # An alarm due but not claimable (its lease is held elsewhere) must not spin the loop.
-        return min(self.poll_interval_ms, max(20, due - self.now()))
+        await self._worker.run(concurrency, stop if stop is not None else asyncio.Event())
