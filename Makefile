@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: test lint typecheck demo bench unit clean docs
 
@@ -29,8 +30,14 @@ test: lint typecheck
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+# durably against DBOS Transact (the `bench` extra), SQLite and PostgreSQL; writes
+# benchmarks/results/latest.json. BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # The user guide, into site/; any mkdocs warning fails the build.
 $(DOCS_STAMP): $(STAMP)

@@ -1,0 +1,546 @@
+"""durably against DBOS Transact, on SQLite and on PostgreSQL, in one run.
+
+Scenarios (one module each under ``scenarios/``): ``sequential``, ``long``,
+``concurrent``, ``recovery`` and ``floor``. Every repetition of every engine runs in a
+fresh child process over a fresh database (a new SQLite folder, a new PostgreSQL
+database that is dropped after it), and the order of the engines is reversed at every
+repetition, so that neither always runs first on a warm or a cold machine.
+
+Engines: ``durably`` (SQLite WAL + synchronous=FULL; PostgreSQL), ``durably_normal``
+(SQLite WAL + synchronous=NORMAL), ``dbos`` (DBOS as shipped: on SQLite its rollback
+journal at SQLite's default synchronous=FULL; PostgreSQL), ``dbos_wal`` (DBOS with its
+SQLite database in WAL, synchronous=FULL) and ``floor`` (the backend's bare commit).
+PostgreSQL runs with the server's ``synchronous_commit`` (``on``, read back and recorded).
+
+The table shows, per scenario, backend and engine, the median, min and max of the
+repetitions, then the durably/DBOS and durably/floor ratios (times: below 1 means
+durably is faster) and the issue's targets. Everything is written to
+``benchmarks/results/latest.json``.
+
+Run: ``make bench`` or ``.venv/bin/python benchmarks/compare.py [--quick] [--repeats N]
+[--scenarios a,b] [--backends sqlite,postgres] [--engines a,b] [--out PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from scenarios import recovery
+from scenarios.common import SQLITE_ONLY, Sizes, Target
+from scenarios.process import run_child
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = ("sequential", "long", "concurrent", "recovery", "floor")
+BACKENDS = ("sqlite", "postgres")
+# The order of the first repetition; every other repetition runs them in reverse.
+ENGINES = ("durably", "dbos", "durably_normal", "dbos_wal")
+METRICS = {
+    "sequential": ("s_per_step", "s"),
+    "long": ("s_per_step", "s"),
+    "concurrent": ("s_total", "s"),
+    "recovery": ("s_to_all_done", "s"),
+    "floor": ("s_per_commit", "s"),
+}
+SERVER = os.environ.get("DURABLY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+# -- targets ------------------------------------------------------------------------------
+
+
+class Targets:
+    """Fresh SQLite folders and PostgreSQL databases, one per repetition."""
+
+    def __init__(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="durably-bench-")
+        self.count = 0
+
+    def make(self, backend: str) -> Target:
+        self.count += 1
+        folder = os.path.join(self.root, f"run-{self.count:04d}")
+        os.mkdir(folder)
+        if backend == "sqlite":
+            return Target("sqlite", folder=folder)
+        name = f"durably_bench_{os.getpid()}_{self.count:04d}"
+        with _admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return Target("postgres", folder=folder, dsn=f"{SERVER}/{name}")
+
+    def drop(self, target: Target) -> None:
+        if target.dsn is not None:
+            name = target.dsn.rsplit("/", 1)[1]
+            with _admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if target.folder is not None:
+            shutil.rmtree(target.folder, ignore_errors=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(f"{SERVER}/postgres", autocommit=True, connect_timeout=5)
+
+
+def _postgres_reachable() -> str | None:
+    """None when the server answers, else why not."""
+    try:
+        with _admin() as conn:
+            conn.execute("SELECT 1")
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+# -- one repetition ----------------------------------------------------------------------------
+
+
+def _engines(scenario: str, backend: str, wanted: set[str] | None) -> list[str]:
+    if scenario == "floor":
+        return ["floor"]
+    engines = [e for e in ENGINES if backend == "sqlite" or e not in SQLITE_ONLY]
+    return [e for e in engines if wanted is None or e in wanted]
+
+
+def _once(
+    targets: Targets, scenario: str, backend: str, engine: str, sizes: Sizes
+) -> dict[str, Any]:
+    target = targets.make(backend)
+    try:
+        if scenario == "recovery":
+            return recovery.drive(engine, target, sizes)
+        return run_child(scenario, engine, target, sizes)
+    finally:
+        targets.drop(target)
+
+
+# -- machine and versions ----------------------------------------------------------------------
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "memory_gb": _memory_gb(),
+        "load_average_at_start": list(os.getloadavg()),
+        "temp_dir": tempfile.gettempdir(),
+    }
+
+
+def _versions(postgres: str | None) -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "durably": _version("durably"),
+        "dbos": _version("dbos"),
+        "sqlalchemy": _version("sqlalchemy"),
+        "psycopg": _version("psycopg"),
+        "sqlite": sqlite3.sqlite_version,
+        "postgres_server": postgres,
+    }
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def _row(
+    scenario: str, backend: str, engine: str, metric: str, unit: str, values: list[float]
+) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "backend": backend,
+        "engine": engine,
+        "metric": metric,
+        "unit": unit,
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "repeats": len(values),
+        "samples": values,
+    }
+
+
+def _aggregate(samples: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for (scenario, backend, engine), runs in samples.items():
+        if not runs:
+            continue
+        metric, unit = METRICS[scenario]
+        figures = [r["figures"] for r in runs]
+        row = _row(scenario, backend, engine, metric, unit, [f[metric] for f in figures])
+        details = {
+            k: statistics.median(f[k] for f in figures)
+            for k in figures[0]
+            if k != metric and k != "completed_step_repeats" and k in figures[-1]
+        }
+        if details:
+            row["details_median"] = details
+        rows.append(row)
+        if scenario == "recovery":
+            repeats = [float(f["completed_step_repeats"]) for f in figures]
+            rows.append(_row(scenario, backend, engine, "completed_step_repeats", "count", repeats))
+    return rows
+
+
+def _find(rows: list[dict[str, Any]], scenario: str, backend: str, engine: str) -> Any:
+    for r in rows:
+        if (r["scenario"], r["backend"], r["engine"], r["metric"]) == (
+            scenario,
+            backend,
+            engine,
+            METRICS[scenario][0],
+        ):
+            return r
+    return None
+
+
+def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """durably's medians over DBOS's and over the floor's (``durably_normal`` over the
+    floor at its own setting, WAL + NORMAL)."""
+    normal_floor = next((f for f in floors if f["metric"] == "s_per_commit_wal_normal"), None)
+    out: list[dict[str, Any]] = []
+    for scenario in SCENARIOS[:-1]:
+        for backend in BACKENDS:
+            for ours in ("durably", "durably_normal"):
+                mine = _find(rows, scenario, backend, ours)
+                if mine is None:
+                    continue
+                versus: list[tuple[str, Any]] = [
+                    (other, _find(rows, scenario, backend, other)) for other in ("dbos", "dbos_wal")
+                ]
+                if METRICS[scenario][0] == "s_per_step":
+                    if ours == "durably":
+                        versus.append(("floor", _find(rows, "floor", backend, "floor")))
+                    elif backend == "sqlite":
+                        versus.append(("floor_wal_normal", normal_floor))
+                for other, theirs in versus:
+                    if theirs is None or not theirs["median"]:
+                        continue
+                    out.append(
+                        {
+                            "scenario": scenario,
+                            "backend": backend,
+                            "engine": ours,
+                            "versus": other,
+                            "metric": METRICS[scenario][0],
+                            "ratio": mine["median"] / theirs["median"],
+                        }
+                    )
+    return out
+
+
+def _ratio(ratios: list[dict[str, Any]], scenario: str, backend: str, versus: str) -> Any:
+    for r in ratios:
+        if (r["scenario"], r["backend"], r["engine"], r["versus"]) == (
+            scenario,
+            backend,
+            "durably",
+            versus,
+        ):
+            return r["ratio"]
+    return None
+
+
+def _targets(
+    rows: list[dict[str, Any]], ratios: list[dict[str, Any]], errors: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The issue's goals, each with the measured ratio and whether it is met."""
+    goals = [
+        ("sequential", "sqlite", "dbos", 1 / 8, "durably s_per_step <= DBOS / 8"),
+        ("sequential", "sqlite", "floor", 1.5, "durably s_per_step <= 1.5 x floor"),
+        ("concurrent", "sqlite", "dbos", 1 / 20, "durably s_total <= DBOS / 20"),
+        ("sequential", "postgres", "dbos", 1 / 4, "durably s_per_step <= DBOS / 4"),
+        ("concurrent", "postgres", "dbos", 1 / 4, "durably s_total <= DBOS / 4"),
+    ]
+    out: list[dict[str, Any]] = []
+    for scenario, backend, versus, limit, text in goals:
+        ratio = _ratio(ratios, scenario, backend, versus)
+        out.append(
+            {
+                "goal": f"{scenario} {backend}: {text}",
+                "ratio": ratio,
+                "limit": limit,
+                "met": None if ratio is None else ratio <= limit,
+            }
+        )
+    for backend in BACKENDS:
+        for r in rows:
+            if (r["scenario"], r["backend"], r["metric"]) != (
+                "recovery",
+                backend,
+                "completed_step_repeats",
+            ):
+                continue
+            failed = [
+                e
+                for e in errors
+                if (e["scenario"], e["backend"], e["engine"]) == ("recovery", backend, r["engine"])
+            ]
+            out.append(
+                {
+                    "goal": f"recovery {backend} {r['engine']}: all complete, "
+                    "0 committed steps rerun",
+                    "ratio": r["max"],
+                    "limit": 0,
+                    "met": r["max"] == 0 and not failed,
+                }
+            )
+    return out
+
+
+# -- printing -----------------------------------------------------------------------------------
+
+
+def _fmt(value: float, unit: str, metric: str) -> str:
+    if unit == "count":
+        return f"{value:.0f}"
+    if metric.startswith(("s_per_step", "s_per_commit")):
+        return f"{value * 1e3:.3f} ms"
+    return f"{value:.2f} s"
+
+
+def _print_table(
+    rows: list[dict[str, Any]], ratios: list[dict[str, Any]], targets: list[dict[str, Any]]
+) -> None:
+    header = (
+        f"{'scenario':<11} {'backend':<9} {'engine':<15} {'metric':<23} "
+        f"{'median':>11} {'min':>11} {'max':>11} {'n':>2}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        unit, metric = r["unit"], r["metric"]
+        print(
+            f"{r['scenario']:<11} {r['backend']:<9} {r['engine']:<15} {metric:<23} "
+            f"{_fmt(r['median'], unit, metric):>11} {_fmt(r['min'], unit, metric):>11} "
+            f"{_fmt(r['max'], unit, metric):>11} {r['repeats']:>2}"
+        )
+    print()
+    print("ratios of medians (time of the first / time of the second; < 1: the first is faster)")
+    for q in ratios:
+        ratio = q["ratio"]
+        faster = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.2f}x slower"
+        print(
+            f"  {q['scenario']:<11} {q['backend']:<9} {q['engine']:>14} / {q['versus']:<16}"
+            f" {ratio:8.3f}  ({faster})"
+        )
+    print()
+    print("targets")
+    for t in targets:
+        mark = {True: "MET ", False: "MISS", None: "n/a "}[t["met"]]
+        value = "-" if t["ratio"] is None else f"{t['ratio']:.3f}"
+        print(f"  [{mark}] {t['goal']}: {value} (limit {t['limit']:.3g})")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The tables of ``docs/performance.md`` from a report (``--markdown latest.json``)."""
+    lines = [
+        "| scenario | backend | engine | metric | median | min | max | n |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in report["results"] + report.get("reference_floors", []):
+        unit, metric = r["unit"], r["metric"]
+        lines.append(
+            f"| {r['scenario']} | {r['backend']} | {r['engine']} | {metric} "
+            f"| {_fmt(r['median'], unit, metric)} | {_fmt(r['min'], unit, metric)} "
+            f"| {_fmt(r['max'], unit, metric)} | {r['repeats']} |"
+        )
+    lines += [
+        "",
+        "| scenario | backend | engine | versus | ratio of medians |",
+        "|---|---|---|---|---:|",
+    ]
+    for q in report["ratios"]:
+        ratio = q["ratio"]
+        said = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.2f}x slower"
+        lines.append(
+            f"| {q['scenario']} | {q['backend']} | {q['engine']} | {q['versus']} "
+            f"| {ratio:.3f} ({said}) |"
+        )
+    lines += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
+    for t in report["targets"]:
+        value = "-" if t["ratio"] is None else f"{t['ratio']:.3f}"
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['goal']} | {value} | {t['limit']:.3g} | {met} |")
+    return "\n".join(lines)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for iterating")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--engines", default=None, help="only these engines (floor always runs)")
+    parser.add_argument("--out", default=None, help="default: results/latest.json")
+    parser.add_argument(
+        "--markdown", metavar="REPORT", help="only print the tables of REPORT as Markdown"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown:
+        report = json.loads(Path(args.markdown).read_text())
+        print(markdown(report))
+        return report
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    sizes = Sizes.quick() if args.quick else Sizes()
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = set(scenarios) - set(SCENARIOS) | set(backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown scenario or backend: {sorted(unknown)}")
+    wanted = set(args.engines.split(",")) if args.engines else None
+    default_out = "quick.json" if args.quick else "latest.json"
+    out = Path(args.out) if args.out else HERE / "results" / default_out
+
+    errors: list[dict[str, Any]] = []
+    postgres_version = None
+    if "postgres" in backends:
+        why = _postgres_reachable()
+        if why is not None:
+            print(f"PostgreSQL at {SERVER} is not reachable ({why}): skipping it")
+            errors.append({"scenario": "*", "backend": "postgres", "engine": "*", "error": why})
+            backends.remove("postgres")
+        else:
+            with _admin() as conn:
+                row = conn.execute("SHOW server_version").fetchone()
+                postgres_version = row[0] if row else None
+
+    machine = _machine()
+    began = time.perf_counter()
+    samples: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    settings: dict[str, Any] = {}
+    targets = Targets()
+    try:
+        for scenario in scenarios:
+            for backend in backends:
+                engines = _engines(scenario, backend, wanted)
+                for rep in range(args.repeats):
+                    order = engines if rep % 2 == 0 else engines[::-1]
+                    for engine in order:
+                        key = (scenario, backend, engine)
+                        samples.setdefault(key, [])
+                        t0 = time.perf_counter()
+                        try:
+                            result = _once(targets, scenario, backend, engine, sizes)
+                        except Exception as e:
+                            print(f"  {scenario}/{backend}/{engine} #{rep + 1}: FAILED: {e}")
+                            errors.append(
+                                {
+                                    "scenario": scenario,
+                                    "backend": backend,
+                                    "engine": engine,
+                                    "repeat": rep + 1,
+                                    "error": "".join(traceback.format_exception_only(e))[-4000:],
+                                }
+                            )
+                            continue
+                        samples[key].append(result)
+                        settings.setdefault(f"{backend}/{engine}", result.get("settings"))
+                        metric = METRICS[scenario][0]
+                        print(
+                            f"  {scenario}/{backend}/{engine} #{rep + 1}: "
+                            f"{metric}={result['figures'][metric]:.6g}"
+                            f" ({time.perf_counter() - t0:.1f}s)",
+                            flush=True,
+                        )
+    finally:
+        targets.close()
+
+    rows = _aggregate(samples)
+    reference_floors = [
+        _row("floor", "sqlite", "floor", k, "s", [r["figures"][k] for r in runs])
+        for (scenario, backend, _e), runs in samples.items()
+        if scenario == "floor" and backend == "sqlite" and runs
+        for k in ("s_per_commit_delete_full", "s_per_commit_wal_normal")
+    ]
+    ratios = _ratios(rows, reference_floors)
+    goals = _targets(rows, ratios, errors)
+    machine["load_average_at_end"] = list(os.getloadavg())
+    report = {
+        "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(
+            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "duration_s": round(time.perf_counter() - began, 1),
+        "machine": machine,
+        "versions": _versions(postgres_version),
+        "sizes": sizes.to_json(),
+        "repeats": args.repeats,
+        "settings": settings,
+        "notes": {
+            "durably": "SQLite WAL + synchronous=FULL (durably_normal: NORMAL); PostgreSQL "
+            "with the server's synchronous_commit",
+            "dbos": "DBOS as shipped: on SQLite its own engine, rollback journal (DELETE) at "
+            "SQLite's default synchronous=FULL",
+            "dbos_wal": "DBOS with system_database_engine: its own engine settings plus "
+            "journal_mode=WAL, synchronous=FULL",
+            "floor": "one tiny INSERT per transaction, serially (SQLite: WAL + FULL)",
+            "timing": "every repetition in a fresh child process and database; engine order "
+            "reversed at every repetition; completion checked every 50 ms through each "
+            "engine's own listing",
+        },
+        "results": rows,
+        "reference_floors": reference_floors,
+        "ratios": ratios,
+        "targets": goals,
+        "errors": errors,
+    }
+    print()
+    _print_table(rows + reference_floors, ratios, goals)
+    if errors:
+        print(f"\n{len(errors)} failure(s); see 'errors' in {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {out} ({report['duration_s']:.0f}s)")
+    return report
+
+
+if __name__ == "__main__":
+    main()

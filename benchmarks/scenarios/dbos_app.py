@@ -1,0 +1,68 @@
+"""The same workflows for DBOS Transact (imported only by DBOS's child processes)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dbos import DBOS
+
+from scenarios.common import append_line
+
+RECOVERY_STEPS = 10
+QUEUE = "bench"
+# How often the queue looks for work (DBOS's default is 1 s): short, so that the queue's
+# polling does not bound DBOS's figures. BENCH_DBOS_QUEUE_POLL_S overrides it.
+QUEUE_POLL_S = float(os.environ.get("BENCH_DBOS_QUEUE_POLL_S", "0.05"))
+
+
+@DBOS.step()
+def trivial(i: int) -> int:
+    return i
+
+
+@DBOS.workflow()
+def trivial_steps(n: int) -> int:
+    """``n`` steps that return their index; the workflow returns their sum."""
+    total = 0
+    for i in range(n):
+        total += trivial(i)
+    return total
+
+
+@DBOS.step()
+def logged(key: str, i: int) -> int:
+    append_line(os.environ["BENCH_SIDE_LOG"], f"{key} {i} {os.getpid()}")
+    return i
+
+
+@DBOS.workflow()
+def logged_steps(key: str) -> int:
+    """``RECOVERY_STEPS`` steps, each noting its execution in the side log first."""
+    total = 0
+    for i in range(RECOVERY_STEPS):
+        total += logged(key, i)
+    return total
+
+
+def launch(config: dict[str, object], *, queue: bool = False) -> Any:
+    """Construct and launch DBOS; with ``queue``, register the benchmark queue and return it.
+
+    Only the scenarios that use the queue register it: its polling thread would
+    otherwise load the other scenarios' figures.
+    """
+    DBOS(config=config)  # type: ignore[arg-type]
+    DBOS.launch()
+    if not queue:
+        return None
+    return DBOS.register_queue(QUEUE, polling_interval_sec=QUEUE_POLL_S)
+
+
+def is_completed(workflow_id: str) -> bool:
+    """Whether the workflow completed (one that ended otherwise fails the run)."""
+    status = DBOS.get_workflow_status(workflow_id)
+    if status is None or status.status in ("PENDING", "ENQUEUED", "DELAYED"):
+        return False
+    if status.status != "SUCCESS":
+        raise RuntimeError(f"{workflow_id} ended as {status.status}")
+    return True
