@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from durably.adapters.commit_group import (
     resolve,
     status_tag,
 )
-from durably.adapters.owner import local_owner_is_dead
+from durably.adapters.sqlite.leases import SqliteLeases
 from durably.adapters.sqlite.schema import migrate
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
 from durably.domain import keys
@@ -40,7 +39,7 @@ def _prefix_end(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-class SqliteBackend:
+class SqliteBackend(SqliteLeases):
     """Every instance of one database file: reads, grouped commits, alarms and leases."""
 
     def __init__(
@@ -311,120 +310,3 @@ class SqliteBackend:
                 " ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at",
                 (iid, expires),
             )
-
-    # -- leases -------------------------------------------------------------------------
-
-    def _write(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = conn.execute(sql, params).fetchall()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise StorageError("write", None, e) from e
-        self.commits += 1
-        return rows
-
-    def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
-        """Take the lease of up to ``limit`` due instances whose lease is free or expired.
-
-        Their alarms move to the lease's expiry: should this owner die, they come due then.
-        """
-        if limit <= 0:
-            return []
-        expires = now + lease_ms
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = conn.execute(
-                    "UPDATE instances SET lease_owner = ?, lease_expires_at = ?"
-                    " WHERE id IN (SELECT a.instance_id FROM alarms a"
-                    "   JOIN instances i ON i.id = a.instance_id"
-                    "   WHERE a.due_at <= ? AND (i.lease_owner IS NULL OR i.lease_expires_at <= ?)"
-                    "   ORDER BY a.due_at LIMIT ?)"
-                    " RETURNING id",
-                    (owner, expires, now, now, limit),
-                ).fetchall()
-                ids = [str(r[0]) for r in rows]
-                conn.executemany(
-                    "UPDATE alarms SET due_at = ? WHERE instance_id = ?",
-                    [(expires, i) for i in ids],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise StorageError("claim", None, e) from e
-        self.commits += 1
-        return ids
-
-    def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
-        """Take the lease of one instance if it is free, expired or already ours."""
-        rows = self._write(
-            "UPDATE instances SET lease_owner = ?, lease_expires_at = ? WHERE id = ?"
-            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at <= ?) RETURNING id",
-            (owner, now + lease_ms, instance_id, owner, now),
-        )
-        return bool(rows)
-
-    def release(self, instance_id: str, owner: str) -> None:
-        """Give the lease back (a no-op when it is not ours)."""
-        self._write(
-            "UPDATE instances SET lease_owner = NULL, lease_expires_at = NULL"
-            " WHERE id = ? AND lease_owner = ?",
-            (instance_id, owner),
-        )
-
-    def renew(self, owner: str, now: int, lease_ms: int) -> None:
-        """Extend every lease of ``owner`` (its heartbeat), and the alarms behind them."""
-        expires = now + lease_ms
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "UPDATE instances SET lease_expires_at = ? WHERE lease_owner = ?",
-                    (expires, owner),
-                )
-                conn.execute(
-                    "UPDATE alarms SET due_at = ? WHERE due_at < ? AND instance_id IN"
-                    " (SELECT id FROM instances WHERE lease_owner = ? AND status = 'Running')",
-                    (expires, expires, owner),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise StorageError("renew", None, e) from e
-        self.commits += 1
-
-    def expire_dead_local_owners(self, now: int) -> int:
-        """Expire at once the leases held by dead processes of this host; returns how many."""
-        host = socket.gethostname()
-        owners = [
-            str(r[0])
-            for r in self._query(
-                "SELECT DISTINCT lease_owner FROM instances WHERE lease_owner LIKE ?",
-                (f"{host}:%",),
-            )
-        ]
-        dead = [o for o in owners if local_owner_is_dead(o)]
-        for owner in dead:
-            self._write(
-                "UPDATE alarms SET due_at = ? WHERE instance_id IN"
-                " (SELECT id FROM instances WHERE lease_owner = ?)",
-                (now, owner),
-            )
-            self._write(
-                "UPDATE instances SET lease_owner = NULL, lease_expires_at = NULL"
-                " WHERE lease_owner = ?",
-                (owner,),
-            )
-        return len(dead)
