@@ -5,7 +5,8 @@ Scenarios (each repeated, median/min/max reported):
 - long: one workflow of 1 000 steps: ms/step;
 - concurrent: 1 000 workflows of 10 steps queued at once, run by the worker: total s.
 
-Run: ``make bench`` (or ``.venv/bin/python benchmarks/sqlite_engine.py``).
+Standalone (``make bench`` runs ``compare.py``, which covers these scenarios against
+DBOS and the backend's floor): ``.venv/bin/python benchmarks/sqlite_engine.py``.
 """
 
 from __future__ import annotations
