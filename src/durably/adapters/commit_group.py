@@ -9,7 +9,7 @@ import attrs
 
 from durably.adapters.unit_of_work import UnitOfWork
 
-__all__ = ["LeaseLost", "InstanceExists", "Waiting", "status_tag", "resolve"]
+__all__ = ["LeaseLost", "InstanceExists", "Waiting", "status_tag", "resolve", "loop_is_idle"]
 
 
 class LeaseLost(Exception):
@@ -28,7 +28,10 @@ class Waiting:
     unit: UnitOfWork
     owner: str | None
     lease_ms: int
-    future: asyncio.Future[None]
+    future: asyncio.Future[None] | None
+    """Resolved once the group is committed (``None``: committed by its own caller)."""
+    observed: dict[str, str | None] | None = None
+    """The volatile keys the commit read in its transaction (fenced units only)."""
 
 
 def status_tag(text: str | None) -> str | None:
@@ -43,9 +46,20 @@ def status_tag(text: str | None) -> str | None:
 def resolve(batch: list[Waiting], errors: list[BaseException | None]) -> None:
     """Wake every unit of a committed batch: durable, or the error that refused it."""
     for waiting, error in zip(batch, errors, strict=True):
-        if waiting.future.done():
+        future = waiting.future
+        if future is None or future.done():
             continue
         if error is None:
-            waiting.future.set_result(None)
+            future.set_result(None)
         else:
-            waiting.future.set_exception(error)
+            future.set_exception(error)
+
+
+def loop_is_idle(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether no callback is ready to run: a group formed now would hold one unit only.
+
+    (Reads the loop's ready queue, which the standard event loops have; other loops
+    count as never idle, so their commits are always grouped.)
+    """
+    ready = getattr(loop, "_ready", None)
+    return ready is not None and not ready

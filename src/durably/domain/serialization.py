@@ -119,13 +119,27 @@ def type_name(value: object) -> str:
 
 
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+# ``JSONEncoder.encode`` builds its C encoder anew on every call; build it once instead.
+_MAKE_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    None
+    if _MAKE_C_ENCODER is None
+    else _MAKE_C_ENCODER(
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+)
 
 
 def dumps(data: JsonValue) -> str:
     """JSON text of already-unstructured data (strict: no NaN)."""
     if type(data) is int:  # counters and markers: the most frequent values on the hot path
         return str(data)
-    return _ENCODER.encode(data)
+    if _C_ENCODE is None:  # pragma: no cover - CPython has the C encoder
+        return _ENCODER.encode(data)
+    try:
+        return "".join(_C_ENCODE(data, 0))
+    except RecursionError as e:
+        raise ValueError("circular reference (or nesting too deep)") from e
 
 
 def loads(text: str | bytes) -> JsonValue:

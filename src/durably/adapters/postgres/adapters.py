@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from durably.adapters.buffered import BufferedScheduler, BufferedStorage
+from durably.adapters.buffered import BufferedScheduler, BufferedStorage, Observed
 from durably.adapters.clock import ClockRuntime
 from durably.adapters.postgres.host import PostgresHost
 from durably.adapters.unit_of_work import UnitOfWork
@@ -24,6 +24,7 @@ class PostgresStorage(BufferedStorage):
         self.lease_owner = owner
         self.lease_ms = lease_ms
         self.owner = (id(host), instance_id)
+        self.caching = owner is not None  # a lease holder: nobody else commits meanwhile
 
     async def _load(self, key: str) -> str | None:
         return await self.host.read(self.instance_id, key)
@@ -34,8 +35,8 @@ class PostgresStorage(BufferedStorage):
     async def _load_many(self, keys: Sequence[str]) -> dict[str, str]:
         return await self.host.read_many(self.instance_id, keys)
 
-    async def _commit(self, unit: UnitOfWork) -> None:
-        await self.host.commit(self.instance_id, unit, self.lease_owner, self.lease_ms)
+    async def _commit(self, unit: UnitOfWork) -> Observed | None:
+        return await self.host.commit(self.instance_id, unit, self.lease_owner, self.lease_ms)
 
 
 class PostgresScheduler(BufferedScheduler):
@@ -49,7 +50,7 @@ class PostgresScheduler(BufferedScheduler):
         return await self.storage.host.read_alarm(self.storage.instance_id)
 
     async def _commit(self, unit: UnitOfWork) -> None:
-        await self.storage._commit(unit)
+        await self.storage.commit_unit(unit)
 
 
 def postgres_runtime(

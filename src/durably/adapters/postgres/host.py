@@ -185,16 +185,21 @@ class PostgresHost:
 
     async def commit(
         self, instance_id: str, unit: UnitOfWork, owner: str | None, lease_ms: int
-    ) -> None:
-        """Commit ``unit``, grouped with the units that arrive while a commit is in flight."""
+    ) -> dict[str, str | None] | None:
+        """Commit ``unit``, grouped with the units that arrive while a commit is in flight.
+
+        A fenced unit (``owner`` given) returns the cancel flag as its transaction read it.
+        """
         if unit.is_empty():
-            return
+            return None
         loop = asyncio.get_running_loop()
-        waiting = Waiting(instance_id, unit, owner, lease_ms, loop.create_future())
+        future = loop.create_future()
+        waiting = Waiting(instance_id, unit, owner, lease_ms, future)
         self._waiting.append(waiting)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
-        await waiting.future
+        await future
+        return waiting.observed
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the units that are ready join this transaction
@@ -207,7 +212,7 @@ class PostgresHost:
                 errors = [e] * len(batch)
             except BaseException as e:  # cancelled mid-commit: nothing is known to be durable
                 for waiting in batch:
-                    if not waiting.future.done():
+                    if waiting.future is not None and not waiting.future.done():
                         waiting.future.set_exception(StorageError("commit", None, e))
                 raise
             resolve(batch, errors)

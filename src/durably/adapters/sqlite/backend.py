@@ -9,6 +9,7 @@ that loses its lease (fencing) or races a creation fails alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import time
@@ -20,6 +21,7 @@ from durably.adapters.commit_group import (
     InstanceExists,
     LeaseLost,
     Waiting,
+    loop_is_idle,
     resolve,
     status_tag,
 )
@@ -33,6 +35,31 @@ from durably.ports.host import InstanceRow
 __all__ = ["SqliteBackend", "LeaseLost", "InstanceExists", "Synchronous"]
 
 Synchronous = Literal["FULL", "NORMAL"]
+
+
+# The lease holder and the keys a cancel from another process may have written.
+_FENCE = (
+    "SELECT i.lease_owner, s.value, c.value, r.value FROM instances AS i"
+    " LEFT JOIN kv AS s ON s.instance_id = i.id AND s.key = ?"
+    " LEFT JOIN kv AS c ON c.instance_id = i.id AND c.key = ?"
+    " LEFT JOIN kv AS r ON r.instance_id = i.id AND r.key = ?"
+    " WHERE i.id = ?"
+)
+_FENCED_KEYS = (keys.STATUS, keys.CANCELLED, keys.CANCEL_REASON)
+_NOTHING_FENCED = dict.fromkeys(_FENCED_KEYS)
+
+
+_ROWS_PER_INSERT = 100
+
+
+@functools.lru_cache(maxsize=_ROWS_PER_INSERT)
+def _upsert(rows: int) -> str:
+    """One statement writing ``rows`` key-value rows (cheaper than ``executemany``)."""
+    values = ", ".join(["(?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO kv (instance_id, key, value) VALUES {values}"
+        " ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value"
+    )
 
 
 def _prefix_end(prefix: str) -> str:
@@ -183,17 +210,28 @@ class SqliteBackend(SqliteLeases):
 
     async def commit(
         self, instance_id: str, unit: UnitOfWork, owner: str | None, lease_ms: int
-    ) -> None:
-        """Commit ``unit`` durably, grouped with whatever else is waiting."""
+    ) -> dict[str, str | None] | None:
+        """Commit ``unit`` durably, grouped with whatever else is waiting.
+
+        A fenced unit (``owner`` given) returns the cancel flag as its transaction read it.
+        """
         if unit.is_empty():
-            return
+            return None
         loop = asyncio.get_running_loop()
-        waiting = Waiting(instance_id, unit, owner, lease_ms, loop.create_future())
+        if not self._waiting and loop_is_idle(loop):
+            # Nothing else is ready to run, so nothing could join a group before the next
+            # turn of the loop: commit now, and spare the turn.
+            alone = Waiting(instance_id, unit, owner, lease_ms, None)
+            self._transaction([alone], [None])
+            return alone.observed
+        future = loop.create_future()
+        waiting = Waiting(instance_id, unit, owner, lease_ms, future)
         self._waiting.append(waiting)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        await waiting.future
+        await future
+        return waiting.observed
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -247,13 +285,13 @@ class SqliteBackend(SqliteLeases):
         expires = now + waiting.lease_ms
         if unit.cleared:
             conn.execute("DELETE FROM kv WHERE instance_id = ?", (iid,))
-        puts = [(iid, k, v) for k, v in unit.writes.items() if v is not None]
-        if puts:
-            conn.executemany(
-                "INSERT INTO kv (instance_id, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value",
-                puts,
-            )
+        puts = [(k, v) for k, v in unit.writes.items() if v is not None]
+        for start in range(0, len(puts), _ROWS_PER_INSERT):
+            rows = puts[start : start + _ROWS_PER_INSERT]
+            params: list[object] = []
+            for key, value in rows:
+                params += (iid, key, value)
+            conn.execute(_upsert(len(rows)), params)
         deletes = [(iid, k) for k, v in unit.writes.items() if v is None]
         if deletes:
             conn.executemany("DELETE FROM kv WHERE instance_id = ? AND key = ?", deletes)
@@ -277,19 +315,24 @@ class SqliteBackend(SqliteLeases):
                 )
             except sqlite3.IntegrityError as e:
                 raise InstanceExists(f"instance {iid!r} already exists") from e
+            waiting.observed = _NOTHING_FENCED  # a new instance: nobody could cancel it
         elif owner is not None:
-            release = tag is not None and tag != "Running"
-            cursor = conn.execute(
-                "UPDATE instances SET"
-                " lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,"
-                " lease_expires_at = CASE WHEN ? THEN NULL ELSE ? END,"
-                " status = COALESCE(?, status),"
-                " updated_at = CASE WHEN ? IS NULL THEN updated_at ELSE ? END"
-                " WHERE id = ? AND lease_owner = ?",
-                (release, release, expires, tag, tag, now, iid, owner),
-            )
-            if cursor.rowcount == 0:
+            # Fencing is a read (a step's commit writes nothing else of the instance; the
+            # heartbeat extends the lease), and the same read brings the keys that a
+            # cancel from elsewhere may have written.
+            fence = conn.execute(_FENCE, (*_FENCED_KEYS, iid)).fetchone()
+            if fence is None or fence[0] != owner:
                 raise LeaseLost(f"lease of instance {iid!r} is no longer held by {owner}")
+            waiting.observed = dict(zip(_FENCED_KEYS, fence[1:], strict=True))
+            if tag is not None:
+                release = tag != "Running"
+                conn.execute(
+                    "UPDATE instances SET status = ?, updated_at = ?,"
+                    " lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,"
+                    " lease_expires_at = CASE WHEN ? THEN NULL ELSE ? END"
+                    " WHERE id = ?",
+                    (tag, now, release, release, expires, iid),
+                )
         elif tag is not None:
             conn.execute(
                 "UPDATE instances SET status = ?, updated_at = ? WHERE id = ?", (tag, now, iid)
