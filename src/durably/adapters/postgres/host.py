@@ -29,6 +29,7 @@ from durably.adapters.commit_group import (
 )
 from durably.adapters.owner import local_owner_is_dead
 from durably.adapters.postgres.schema import migrate
+from durably.adapters.postgres.steps import FENCED_KEYS, commit_steps, is_step_unit
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
 from durably.domain import keys
 from durably.domain.errors import StorageError
@@ -205,17 +206,31 @@ class PostgresHost:
         await asyncio.sleep(0)  # let the units that are ready join this transaction
         while self._waiting:
             batch, self._waiting = self._waiting, []
-            errors: list[BaseException | None] = [None] * len(batch)
+            steps, others = _split(batch)
             try:
-                await self._transaction(batch, errors)
-            except StorageError as e:
-                errors = [e] * len(batch)
+                for group, commit in ((steps, self._commit_steps), (others, self._transaction)):
+                    if not group:
+                        continue
+                    errors: list[BaseException | None] = [None] * len(group)
+                    try:
+                        await commit(group, errors)
+                    except StorageError as e:
+                        errors = [e] * len(group)
+                    resolve(group, errors)
             except BaseException as e:  # cancelled mid-commit: nothing is known to be durable
                 for waiting in batch:
                     if waiting.future is not None and not waiting.future.done():
                         waiting.future.set_exception(StorageError("commit", None, e))
                 raise
-            resolve(batch, errors)
+
+    async def _commit_steps(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
+        """Commit units that only write rows of leased instances: one statement."""
+        try:
+            async with self._pool.connection() as conn:
+                await commit_steps(conn, self.kv, self.instances, batch, self.clock.now(), errors)
+        except psycopg.Error as e:  # the pool could not give a connection
+            raise StorageError("commit", None, e) from e
+        self.commits += 1
 
     async def _transaction(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
         now = self.clock.now()
@@ -267,19 +282,30 @@ class PostgresHost:
             )
             if cur.rowcount == 0:
                 raise InstanceExists(f"instance {iid!r} already exists")
+            waiting.observed = dict.fromkeys(FENCED_KEYS)  # a new instance: nobody cancelled it
         elif owner is not None:
             release = tag is not None and tag != "Running"
+            # Fenced; and it reads back what a cancel from elsewhere may have written.
             await cur.execute(
                 f"UPDATE {self.instances} SET"
                 " lease_owner = CASE WHEN %s THEN NULL ELSE lease_owner END,"
                 " lease_expires_at = CASE WHEN %s THEN NULL ELSE %s END,"
                 " status = COALESCE(%s, status),"
                 " updated_at = CASE WHEN %s::text IS NULL THEN updated_at ELSE %s END"
-                " WHERE id = %s AND lease_owner = %s",
-                (release, release, expires, tag, tag, now, iid, owner),
+                " WHERE id = %s AND lease_owner = %s RETURNING "
+                + ", ".join(
+                    f"(SELECT value::text FROM {self.kv} WHERE instance_id = %s AND key = %s)"
+                    for _ in FENCED_KEYS
+                ),
+                (
+                    *(release, release, expires, tag, tag, now, iid, owner),
+                    *(part for key in FENCED_KEYS for part in (iid, key)),
+                ),
             )
-            if cur.rowcount == 0:
+            fence = await cur.fetchone()
+            if fence is None:
                 raise LeaseLost(f"lease of instance {iid!r} is no longer held by {owner}")
+            waiting.observed = dict(zip(FENCED_KEYS, fence, strict=True))
         elif tag is not None:
             await cur.execute(
                 f"UPDATE {self.instances} SET status = %s, updated_at = %s WHERE id = %s",
@@ -434,3 +460,17 @@ class PostgresHost:
                 with contextlib.suppress(psycopg.Error):
                     await listener.close()
             await asyncio.sleep(timeout_s)  # fall back to the poll interval
+
+
+def _split(batch: list[Waiting]) -> tuple[list[Waiting], list[Waiting]]:
+    """The step units of ``batch`` (one per instance), and the rest, each in order."""
+    units: dict[str, int] = {}
+    for waiting in batch:
+        units[waiting.instance_id] = units.get(waiting.instance_id, 0) + 1
+    steps, others = [], []
+    for waiting in batch:
+        if units[waiting.instance_id] == 1 and is_step_unit(waiting):
+            steps.append(waiting)
+        else:
+            others.append(waiting)
+    return steps, others

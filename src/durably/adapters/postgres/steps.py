@@ -1,0 +1,103 @@
+"""Step commits over PostgreSQL: every unit of a group in one statement, one round trip.
+
+A step's commit writes key-value rows of an instance whose lease it holds, and nothing
+else. The units of a group that are all like that are committed by one statement in
+autocommit (its own transaction): it extends their leases where they are still held
+(fencing, and the row lock that orders us against claims), writes the rows of those
+units only, and reads back the keys a cancel from another process may have written.
+A unit whose lease is gone writes nothing and fails alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from durably.adapters.commit_group import LeaseLost, Waiting
+from durably.adapters.unit_of_work import UNCHANGED
+from durably.domain import keys
+from durably.domain.errors import StorageError
+
+__all__ = ["is_step_unit", "commit_steps", "FENCED_KEYS"]
+
+FENCED_KEYS = (keys.STATUS, keys.CANCELLED, keys.CANCEL_REASON)
+"""The keys read back by a fenced commit (what a cancel from elsewhere may write)."""
+
+
+def is_step_unit(waiting: Waiting) -> bool:
+    """Whether ``waiting`` only writes rows of an instance whose lease it holds."""
+    unit = waiting.unit
+    return (
+        waiting.owner is not None
+        and not unit.cleared
+        and unit.alarm is UNCHANGED
+        and bool(unit.writes)
+        and keys.STATUS not in unit.writes
+        and keys.NAME not in unit.writes
+        and all(text is not None for text in unit.writes.values())
+    )
+
+
+def _statement(kv: str, instances: str) -> str:
+    return (
+        "WITH u AS (SELECT * FROM unnest(%(ids)s::text[], %(owners)s::text[],"
+        " %(expires)s::bigint[]) AS u(id, owner, expires)),"
+        f" fence AS (UPDATE {instances} AS i SET lease_expires_at = u.expires FROM u"
+        " WHERE i.id = u.id AND i.lease_owner = u.owner RETURNING i.id),"
+        f" put AS (INSERT INTO {kv} (instance_id, key, value)"
+        " SELECT r.id, r.key, r.value::jsonb FROM unnest(%(row_ids)s::text[],"
+        " %(row_keys)s::text[], %(row_values)s::text[]) AS r(id, key, value)"
+        " WHERE r.id IN (SELECT id FROM fence)"
+        " ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value)"
+        " SELECT f.id, s.value::text, c.value::text, x.value::text FROM fence AS f"
+        f" LEFT JOIN {kv} AS s ON s.instance_id = f.id AND s.key = %(status)s"
+        f" LEFT JOIN {kv} AS c ON c.instance_id = f.id AND c.key = %(cancelled)s"
+        f" LEFT JOIN {kv} AS x ON x.instance_id = f.id AND x.key = %(reason)s"
+    )
+
+
+async def commit_steps(
+    conn: psycopg.AsyncConnection[Any],
+    kv: str,
+    instances: str,
+    batch: list[Waiting],
+    now: int,
+    errors: list[BaseException | None],
+) -> None:
+    """Commit the step units ``batch`` (distinct instances) in one statement.
+
+    Sets each unit's ``observed`` keys, or its error in ``errors`` when its lease is
+    gone; raises ``StorageError`` when the statement fails (then nothing was written).
+    """
+    params: dict[str, Any] = {
+        "ids": [w.instance_id for w in batch],
+        "owners": [w.owner for w in batch],
+        "expires": [now + w.lease_ms for w in batch],
+        "row_ids": [],
+        "row_keys": [],
+        "row_values": [],
+        "status": keys.STATUS,
+        "cancelled": keys.CANCELLED,
+        "reason": keys.CANCEL_REASON,
+    }
+    for waiting in batch:
+        for key, text in waiting.unit.writes.items():
+            params["row_ids"].append(waiting.instance_id)
+            params["row_keys"].append(key)
+            params["row_values"].append(text)
+    try:
+        cur = await conn.execute(_statement(kv, instances), params)
+        rows = await cur.fetchall()
+    except psycopg.Error as e:
+        raise StorageError("commit", None, e) from e
+    fenced = {str(row[0]): row[1:] for row in rows}
+    for i, waiting in enumerate(batch):
+        found = fenced.get(waiting.instance_id)
+        if found is None:
+            lost = LeaseLost(
+                f"lease of instance {waiting.instance_id!r} is no longer held by {waiting.owner}"
+            )
+            errors[i] = StorageError("commit", keys.STATUS, lost)
+        else:
+            waiting.observed = dict(zip(FENCED_KEYS, found, strict=True))
