@@ -1,0 +1,207 @@
+"""What a lease holder reads, and what its fenced commits refuse, on SQLite and PostgreSQL.
+
+A storage that holds the instance's lease reads the instance once per segment and then
+answers from what it read and committed (the hot path reads nothing per step). The
+keys that a cancel from another process may write (status, cancel flag and reason) are
+read again once what was seen of them is ``FRESH_S`` old, or brought back by the next
+fenced commit. A commit of an owner whose lease is gone writes nothing, also when it
+is grouped with commits that succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.pg_support import acquire_database, drop_schema, release_database
+
+import durably
+from durably.adapters.buffered import FRESH_S, BufferedStorage
+from durably.adapters.postgres import PostgresHost
+from durably.adapters.sqlite import SqliteHost
+from durably.domain import keys
+from durably.domain.errors import StorageError
+from durably.domain.results import ok
+from durably.engine import Engine, Lease
+from durably.ports import InstanceHost
+
+pytestmark = pytest.mark.timeout(60)
+
+RUNNING = {"tag": "Running", "running_at": 1}
+OWNER, OTHER = "host:1:owner", "host:2:other"
+LEASE_MS = 30_000
+
+
+class Reads:
+    """Counts the backend reads of one storage."""
+
+    def __init__(self, storage: Any) -> None:
+        assert isinstance(storage, BufferedStorage)
+        self.calls: list[str] = []
+        for name in ("_load", "_load_many", "_load_prefix"):
+            self._spy(storage, name)
+
+    def _spy(self, storage: BufferedStorage, name: str) -> None:
+        real = getattr(storage, name)
+
+        async def counted(arg: Any) -> Any:
+            self.calls.append(f"{name}({arg!r})")
+            return await real(arg)
+
+        setattr(storage, name, counted)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def host(request: pytest.FixtureRequest) -> AsyncIterator[InstanceHost]:
+    if request.param == "sqlite":
+        folder = tempfile.mkdtemp(prefix="durably-reads-")
+        sqlite = SqliteHost(str(Path(folder) / "reads.db"))
+        await sqlite.open()
+        try:
+            yield sqlite
+        finally:
+            await sqlite.close()
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    dsn = acquire_database()
+    schema = f"reads_{id(request)}"
+    postgres = PostgresHost(dsn, schema=schema)
+    await postgres.open()
+    try:
+        yield postgres
+    finally:
+        await postgres.close()
+        drop_schema(dsn, schema)
+        release_database()
+
+
+async def _create(host: InstanceHost, instance_id: str, owner: str = OWNER) -> Any:
+    """Create a Running instance leased by ``owner``; returns that owner's storage."""
+    storage = host.runtime(instance_id, owner, LEASE_MS).storage
+    ok(await storage.put_batch({keys.NAME: "wf", keys.STATUS: RUNNING, "step:a:result": 1}))
+    return storage
+
+
+async def test_the_creator_reads_nothing_back(host: InstanceHost) -> None:
+    storage = await _create(host, "i1")
+    reads = Reads(storage)
+    ok(await storage.put_batch({"step:b:result": 2, keys.COMPLETED_COUNT: 2}))
+    assert ok(await storage.get("step:a:result")) == 1
+    assert ok(await storage.get("step:zz:result")) is None
+    assert ok(await storage.get_many(("step:a:result", "step:b:result"))) == {
+        "step:a:result": 1,
+        "step:b:result": 2,
+    }
+    assert ok(await storage.list("step:")) == {"step:a:result": 1, "step:b:result": 2}
+    assert ok(await storage.get(keys.STATUS)) == RUNNING  # fresh from its own commit
+    assert reads.calls == []
+
+
+async def test_a_new_segment_reads_the_instance_once(host: InstanceHost) -> None:
+    await _create(host, "i2")
+    storage = host.runtime("i2", OWNER, LEASE_MS).storage
+    reads = Reads(storage)
+    for _ in range(3):
+        assert ok(await storage.get("step:a:result")) == 1
+        assert ok(await storage.get("step:b:result")) is None
+    assert reads.calls == ["_load_prefix('')"]
+
+
+async def test_a_reader_without_the_lease_always_reads_the_backend(host: InstanceHost) -> None:
+    await _create(host, "i3")
+    storage = host.runtime("i3", None, LEASE_MS).storage
+    reads = Reads(storage)
+    ok(await storage.get("step:a:result"))
+    ok(await storage.get("step:a:result"))
+    assert len(reads.calls) == 2
+
+
+async def test_a_cancel_from_elsewhere_is_seen_after_the_next_commit_or_once_stale(
+    host: InstanceHost,
+) -> None:
+    holder = await _create(host, "i4")
+    elsewhere = host.runtime("i4", None, LEASE_MS).storage
+    ok(await elsewhere.put(keys.CANCELLED, True))
+    # Seen by the holder's next commit, which reads it in its own transaction.
+    ok(await holder.put("step:b:result", 2))
+    reads = Reads(holder)
+    assert ok(await holder.get(keys.CANCELLED)) is True
+    assert reads.calls == []
+    # Cleared elsewhere: once what the holder saw is FRESH_S old, it reads it again.
+    ok(await elsewhere.delete(keys.CANCELLED))
+    await asyncio.sleep(FRESH_S * 1.5)
+    assert ok(await holder.get(keys.CANCELLED)) is None
+    assert reads.calls == [f"_load({keys.CANCELLED!r})"]
+
+
+async def test_a_commit_after_the_lease_moved_writes_nothing_and_forgets_the_cache(
+    host: InstanceHost,
+) -> None:
+    holder = await _create(host, "i5")
+    # The lease expires and another owner takes the instance over.
+    assert await host.acquire("i5", OTHER, host.now() + LEASE_MS + 1, LEASE_MS)
+    refused = await holder.put("step:b:result", 2)
+    assert refused.failure().operation == "commit"
+    reads = Reads(holder)
+    assert ok(await holder.get("step:b:result")) is None  # from the backend again
+    assert reads.calls == ["_load_prefix('')"]
+    other = host.runtime("i5", OTHER, LEASE_MS).storage
+    assert ok(await other.get("step:b:result")) is None
+
+
+async def test_a_grouped_commit_refuses_only_the_unit_whose_lease_moved(
+    host: InstanceHost,
+) -> None:
+    kept = [await _create(host, f"g{i}") for i in range(3)]
+    lost = await _create(host, "g-lost")
+    assert await host.acquire("g-lost", OTHER, host.now() + LEASE_MS + 1, LEASE_MS)
+    results = await asyncio.gather(
+        *(s.put_batch({"step:b:result": 2, keys.COMPLETED_COUNT: 2}) for s in [*kept, lost])
+    )
+    assert [r.failure().operation for r in results[3:]] == ["commit"]
+    for storage, result in zip(kept, results[:3], strict=True):
+        ok(result)
+        fresh = host.runtime(storage.instance_id, None, LEASE_MS).storage
+        assert ok(await fresh.get("step:b:result")) == 2
+    assert ok(await host.runtime("g-lost", None, LEASE_MS).storage.get("step:b:result")) is None
+
+
+async def test_a_cancel_from_another_engine_stops_the_workflow_after_the_step_in_flight(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cancel.db'}"
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    async def record(name: str, wait: bool = False) -> str:
+        ran.append(name)
+        if wait:
+            await release.wait()
+        return name
+
+    @durably.workflow
+    async def three(_: None) -> list[str]:
+        return [
+            await durably.step("one", lambda: record("one", wait=True)),
+            await durably.step("two", lambda: record("two")),
+            await durably.step("three", lambda: record("three")),
+        ]
+
+    lease = Lease(duration="30s", renew_every="10s")
+    async with Engine([three], backend=url, lease=lease) as runner:
+        async with Engine([three], backend=url, lease=lease) as canceller:
+            started = asyncio.create_task(runner.start(three, None, id="c1"))
+            while ran != ["one"]:
+                await asyncio.sleep(0.01)
+            cancel = ok(await canceller.cancel("c1", reason="stop"))
+            assert cancel.cancelled
+            release.set()
+            result = ok(await started)
+    assert result.status.tag == "Cancelled"
+    assert result.status.reason == "stop"
+    assert ran == ["one"]  # the step in flight finished; none started after it
