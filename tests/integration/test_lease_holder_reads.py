@@ -25,8 +25,8 @@ from durably.adapters.buffered import FRESH_S, BufferedStorage
 from durably.adapters.postgres import PostgresHost
 from durably.adapters.sqlite import SqliteHost
 from durably.domain import keys
-from durably.domain.errors import StorageError
 from durably.domain.results import ok
+from durably.domain.status import Cancelled
 from durably.engine import Engine, Lease
 from durably.ports import InstanceHost
 
@@ -175,12 +175,13 @@ async def test_a_cancel_from_another_engine_stops_the_workflow_after_the_step_in
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'cancel.db'}"
-    release = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
     ran: list[str] = []
 
     async def record(name: str, wait: bool = False) -> str:
         ran.append(name)
         if wait:
+            entered.set()
             await release.wait()
         return name
 
@@ -193,15 +194,16 @@ async def test_a_cancel_from_another_engine_stops_the_workflow_after_the_step_in
         ]
 
     lease = Lease(duration="30s", renew_every="10s")
-    async with Engine([three], backend=url, lease=lease) as runner:
-        async with Engine([three], backend=url, lease=lease) as canceller:
-            started = asyncio.create_task(runner.start(three, None, id="c1"))
-            while ran != ["one"]:
-                await asyncio.sleep(0.01)
-            cancel = ok(await canceller.cancel("c1", reason="stop"))
-            assert cancel.cancelled
-            release.set()
-            result = ok(await started)
-    assert result.status.tag == "Cancelled"
+    async with (
+        Engine([three], backend=url, lease=lease) as runner,
+        Engine([three], backend=url, lease=lease) as canceller,
+    ):
+        started = asyncio.create_task(runner.start(three, None, id="c1"))
+        await entered.wait()
+        cancel = ok(await canceller.cancel("c1", reason="stop"))
+        assert cancel.cancelled
+        release.set()
+        result = ok(await started)
+    assert isinstance(result.status, Cancelled)
     assert result.status.reason == "stop"
     assert ran == ["one"]  # the step in flight finished; none started after it

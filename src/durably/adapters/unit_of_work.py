@@ -7,9 +7,8 @@ the same unit of work without being passed it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
 from typing import Final
 
 import attrs
@@ -57,25 +56,38 @@ def active_unit(owner: object) -> UnitOfWork | None:
     return None
 
 
-@asynccontextmanager
-async def open_unit(
-    owner: object, commit: Callable[[UnitOfWork], Awaitable[None]]
-) -> AsyncIterator[None]:
-    """Open (or join) the unit of work of ``owner``; ``commit`` it when the outermost block ends."""
-    if active_unit(owner) is not None:
-        yield
-        return
-    unit = UnitOfWork(owner)
-    token = _ACTIVE.set((*_ACTIVE.get(), unit))
-    try:
-        yield
-    finally:
+class open_unit:
+    """Open (or join) the unit of work of ``owner``; ``commit`` it when the outermost block ends.
+
+    (A class rather than an ``asynccontextmanager``: every transaction passes here.)
+    """
+
+    __slots__ = ("_commit", "_owner", "_token", "_unit")
+
+    def __init__(self, owner: object, commit: Callable[[UnitOfWork], Awaitable[None]]) -> None:
+        self._owner = owner
+        self._commit = commit
+        self._unit: UnitOfWork | None = None
+        self._token: Token[tuple[UnitOfWork, ...]] | None = None
+
+    async def __aenter__(self) -> None:
+        if active_unit(self._owner) is not None:
+            return  # joined: the outermost block commits
+        unit = self._unit = UnitOfWork(self._owner)
+        self._token = _ACTIVE.set((*_ACTIVE.get(), unit))
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
+    ) -> None:
+        unit, token = self._unit, self._token
+        if unit is None or token is None:
+            return
         unit.closed = True
         _ACTIVE.reset(token)
-    # Only reached when the block did not raise: the writes are committed, else dropped.
-    if not unit.is_empty():
+        if kind is not None or unit.is_empty():
+            return  # the block raised: its writes are dropped
         try:
-            await commit(unit)
+            await self._commit(unit)
         except StorageError:
             raise
         except Exception as e:

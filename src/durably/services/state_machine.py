@@ -48,6 +48,8 @@ class WorkflowStateMachine:
     def __init__(self, storage: StorageAdapter, runtime: RuntimeAdapter) -> None:
         self._storage = storage
         self._runtime = runtime
+        self._last_status: tuple[JsonValue, WorkflowStatus] | None = None
+        """The status last read or written, with its stored form: read again, not decoded."""
 
     async def _get(self, key: str, cls: Any = Any) -> Any:
         data = ok(await self._storage.get(key))
@@ -73,7 +75,14 @@ class WorkflowStateMachine:
     @as_result(DurablyError)
     async def get_status(self) -> WorkflowStatus | None:
         """The current status, or ``None`` when there is no workflow."""
-        status: WorkflowStatus | None = await self._get(keys.STATUS, WorkflowStatus)
+        data = ok(await self._storage.get(keys.STATUS))
+        if data is None:
+            return None
+        last = self._last_status
+        if last is not None and last[0] == data:
+            return last[1]  # statuses are immutable: the same stored form, the same status
+        status: WorkflowStatus = decode(data, WorkflowStatus, key=keys.STATUS)
+        self._last_status = (data, status)
         return status
 
     @as_result(DurablyError)
@@ -115,7 +124,9 @@ class WorkflowStateMachine:
         async with self._storage.transaction():
             current = ok(await self.get_status())
             new = ok(apply_transition(current, transition, self._runtime.now()))
-            await self._put(keys.STATUS, new)
+            data = encode(new, key=keys.STATUS)
+            ok(await self._storage.put(keys.STATUS, data))
+        self._last_status = (data, new)
         return new
 
     @as_result(DurablyError)
