@@ -78,15 +78,15 @@ def _connect(db: Path) -> sqlite3.Connection:
 
 
 def committed_steps(db: Path, instance_id: str) -> set[str]:
-    """The step keys whose completion marker is committed, read directly from the file."""
+    """The step keys whose result (their completion marker) is committed, read from the file."""
     conn = _connect(db)
     try:
         rows = conn.execute(
-            "SELECT key FROM kv WHERE instance_id = ? AND key LIKE 'completed:%'", (instance_id,)
+            "SELECT key FROM kv WHERE instance_id = ? AND key LIKE 'step:%:result'", (instance_id,)
         ).fetchall()
     finally:
         conn.close()
-    return {str(r[0])[len("completed:") :] for r in rows}
+    return {str(r[0])[len("step:") : -len(":result")] for r in rows}
 
 
 def stranded_problems(db: Path, *, allow_terminal_alarm: bool = False) -> list[str]:

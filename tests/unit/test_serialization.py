@@ -201,7 +201,13 @@ def test_step_result_value_is_stored_as_is() -> None:
     meta = StepMeta(completed_at=1, attempt=1, duration_ms=0)
     data = encode(StepResult(value=ARBITRARY_JSON, meta=meta))
     assert data["value"] == ARBITRARY_JSON
-    assert data["meta"] == {"completed_at": 1, "attempt": 1, "duration_ms": 0, "started_at": None}
+    assert data["meta"] == {
+        "completed_at": 1,
+        "attempt": 1,
+        "duration_ms": 0,
+        "started_at": None,
+        "index": None,
+    }
 
 
 def test_tombstone_status_is_tagged() -> None:

@@ -497,3 +497,36 @@ async def test_pending_resume_at_set_get_clear() -> None:
     (await sm.clear_pending_resume_at()).unwrap()
     assert (await sm.get_pending_resume_at()).unwrap() is None
     assert keys.PENDING_RESUME_AT not in handle.storage_snapshot()
+
+
+def _result(index: int | None) -> JsonValue:
+    meta: dict[str, JsonValue] = {"completed_at": T0, "attempt": 1, "duration_ms": 0}
+    if index is not None:
+        meta["index"] = index
+    return {"value": None, "meta": meta}
+
+
+async def test_a_result_is_its_step_completion_marker() -> None:
+    sm, runtime, _ = make()
+    assert (await sm.next_completion_index()).unwrap() == 0
+    for index, name in enumerate(["z", "a:b", "m"]):
+        assert isinstance(
+            await runtime.storage.put(keys.step(name, "result"), _result(index)), Success
+        )
+    assert isinstance(await runtime.storage.put(keys.step("m", "attempt"), {"attempt": 2}), Success)
+    assert (await sm.get_completed_steps()).unwrap() == ("z", "a:b", "m")
+    assert (await sm.next_completion_index()).unwrap() == 3
+
+
+async def test_markers_of_older_databases_keep_their_order_and_the_count_goes_on() -> None:
+    sm, runtime, _ = make()
+    # Written before results carried their place: markers, a count, results without index.
+    for name in ("b", "a"):
+        (await sm.mark_step_completed(name)).unwrap()
+        assert isinstance(
+            await runtime.storage.put(keys.step(name, "result"), _result(None)), Success
+        )
+    assert (await sm.next_completion_index()).unwrap() == 2
+    assert isinstance(await runtime.storage.put(keys.step("c", "result"), _result(2)), Success)
+    assert (await sm.get_completed_steps()).unwrap() == ("b", "a", "c")
+    assert (await sm.next_completion_index()).unwrap() == 3

@@ -79,13 +79,13 @@ async def test_step_1_start_runs_a_and_pauses_at_the_sleep() -> None:
     assert result.completed is False
     assert result.output is None
     assert result.status == Paused("sleep", 6000)
-    # Three commits: (name, input, Running) / (a's result + marker) / (sleep, Paused, alarm).
+    # Three commits: (name, input, Running) / (a's result, its marker) / (sleep, Paused, alarm).
     assert w.handle.commits - before == 3
     snapshot = w.handle.storage_snapshot()
     assert snapshot["workflow:name"] == "order"
     assert snapshot["workflow:input"] == "x"
     assert snapshot["step:a:result"]["value"] == "A"
-    assert "completed:a" in snapshot
+    assert snapshot["step:a:result"]["meta"]["index"] == 0  # marked completed, first
     assert "step:b:result" not in snapshot
     assert snapshot["sleep:sleep#1"] == {"resume_at": 6000, "duration_ms": 5000, "completed": False}
     assert snapshot["workflow:status"] == {

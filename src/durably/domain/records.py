@@ -29,6 +29,8 @@ class StepMeta:
     attempt: int
     duration_ms: int
     started_at: int | None = None
+    index: int | None = None
+    """Its place in the order steps first completed (the result is its completion marker)."""
 
 
 @attrs.frozen

@@ -26,7 +26,7 @@ class StepRecord:
 
 
 def step_records(entries: dict[str, Any]) -> list[StepRecord]:
-    """The step timeline from an instance's ``step:`` and ``completed:`` entries."""
+    """The step timeline from an instance's ``step:`` (and older ``completed:``) entries."""
     order: dict[str, int] = {}
     for key, index in entries.items():
         if key.startswith(keys.COMPLETED_PREFIX):
@@ -44,7 +44,8 @@ def step_records(entries: dict[str, Any]) -> list[StepRecord]:
             record = StepRecord(
                 name, meta.attempt, meta.started_at, meta.completed_at, meta.duration_ms
             )
-            done.append((order.get(name, len(order)), record))
+            place = meta.index if meta.index is not None else order.get(name, len(entries))
+            done.append((place, record))
         elif kind == "attempt":
             attempt: StepAttempt = decode(value, StepAttempt, key=key)
             error = attempt.last_error

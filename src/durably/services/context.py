@@ -14,7 +14,6 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 
-from durably.domain import keys
 from durably.domain.errors import DurablyError, StepCancelledError, WorkflowScopeError
 from durably.domain.events import EventBase
 from durably.domain.records import JsonValue
@@ -116,10 +115,9 @@ class ExecutionScope:
     pending_events: list[tuple[type[EventBase], dict[str, Any]]] = attrs.field(factory=list)
 
     async def completed_count(self) -> int:
-        """How many steps have completed so far (the next completion's index)."""
+        """The place of the next step to complete (read once per segment, then counted)."""
         if self.completed is None:
-            count = ok(await self.storage.get(keys.COMPLETED_COUNT))
-            self.completed = int(count or 0)
+            self.completed = ok(await self.state_machine.next_completion_index())
         return self.completed
 
     def next_sleep_key(self, name: str | None) -> str:

@@ -17,6 +17,17 @@ from durably.ports import RuntimeAdapter, StorageAdapter
 
 __all__ = ["WorkflowState", "RecoverabilityInfo", "WorkflowStateMachine"]
 
+_RESULT = ":result"
+
+
+def _result_index(key: str, record: JsonValue) -> int | None:
+    """The completion place a stored step result carries (``None``: not a result, or none)."""
+    if not key.endswith(_RESULT) or not isinstance(record, dict):
+        return None
+    meta = record.get("meta")
+    index = meta.get("index") if isinstance(meta, dict) else None
+    return index if isinstance(index, int) else None
+
 
 @attrs.frozen
 class WorkflowState:
@@ -164,10 +175,31 @@ class WorkflowStateMachine:
     @as_result(DurablyError)
     async def get_completed_steps(self) -> tuple[str, ...]:
         """Completed step keys, in the order they first completed."""
-        markers = ok(await self._storage.list(keys.COMPLETED_PREFIX))
-        ordered = sorted(markers.items(), key=lambda item: item[1])
+        return tuple(name for _, name in await self._completions())
+
+    @as_result(DurablyError)
+    async def next_completion_index(self) -> int:
+        """The place in the completion order of the next step to complete."""
+        count = int(await self._get(keys.COMPLETED_COUNT) or 0)
+        completions = await self._completions()
+        return max(count, completions[-1][0] + 1) if completions else count
+
+    async def _completions(self) -> list[tuple[int, str]]:
+        """``(place, step key)`` of every completed step, in completion order.
+
+        A step's result carries its place (``meta.index``); ``mark_step_completed``
+        records a marker with its own (and older databases have markers only).
+        """
+        places: dict[str, int] = {}
         start = len(keys.COMPLETED_PREFIX)
-        return tuple(keys.unescape(key[start:]) for key, _ in ordered)
+        for key, index in ok(await self._storage.list(keys.COMPLETED_PREFIX)).items():
+            places[keys.unescape(key[start:])] = int(index)
+        for key, record in ok(await self._storage.list(keys.STEP_PREFIX)).items():
+            index = _result_index(key, record)
+            if index is not None:
+                name = keys.unescape(key[len(keys.STEP_PREFIX) : -len(_RESULT)])
+                places[name] = min(index, places.get(name, index))
+        return sorted((index, name) for name, index in places.items())
 
     @as_result(DurablyError)
     async def get_recovery_attempts(self) -> int:

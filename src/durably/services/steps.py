@@ -196,19 +196,20 @@ async def run_step(
     completed_at = scope.runtime.now()
     writes = scope.take_pending()
     waiting_events = scope.take_events()
-    writes[result_key] = {
-        "value": data,
-        "meta": {
-            "completed_at": completed_at,
-            "attempt": attempt,
-            "duration_ms": duration_ms,
-            "started_at": now,
-        },
-    }
     try:
         index = await scope.completed_count()
-        writes[keys.completed(key)] = index
-        writes[keys.COMPLETED_COUNT] = index + 1
+        # The result is the completion marker too (it carries its place in the order):
+        # the commit writes one row, so one page of the file.
+        writes[result_key] = {
+            "value": data,
+            "meta": {
+                "completed_at": completed_at,
+                "attempt": attempt,
+                "duration_ms": duration_ms,
+                "started_at": now,
+                "index": index,
+            },
+        }
         if previous is None:
             # The hot path: one batch outside a transaction is one commit by itself.
             ok(await scope.storage.put_batch(writes))
