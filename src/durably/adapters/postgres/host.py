@@ -29,7 +29,7 @@ from durably.adapters.commit_group import (
 )
 from durably.adapters.owner import local_owner_is_dead
 from durably.adapters.postgres.schema import migrate
-from durably.adapters.postgres.steps import FENCED_KEYS, commit_steps, is_step_unit
+from durably.adapters.postgres.steps import FENCED_KEYS, commit_steps, is_step_unit, statement
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
 from durably.domain import keys
 from durably.domain.errors import StorageError
@@ -64,9 +64,12 @@ class PostgresHost:
         self._waiting: list[Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
         self._listener: psycopg.AsyncConnection[Any] | None = None
+        self._steps_conn: psycopg.AsyncConnection[Any] | None = None
+        """The connection of step commits (one flusher at a time uses it)."""
         self.commits = 0
         s = schema
         self.kv, self.alarms, self.instances = f"{s}.kv", f"{s}.alarms", f"{s}.instances"
+        self._steps_query = statement(self.kv, self.instances)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -92,6 +95,9 @@ class PostgresHost:
             if self._listener is not None:
                 await self._listener.close()
                 self._listener = None
+            if self._steps_conn is not None:
+                await self._steps_conn.close()
+                self._steps_conn = None
         finally:
             await self._pool.close()
 
@@ -224,12 +230,24 @@ class PostgresHost:
                 raise
 
     async def _commit_steps(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
-        """Commit units that only write rows of leased instances: one statement."""
+        """Commit units that only write rows of leased instances: one statement.
+
+        It runs on a connection of its own, where it is prepared with a generic plan:
+        planning it each time would cost about as much as running it.
+        """
+        conn = self._steps_conn
         try:
-            async with self._pool.connection() as conn:
-                await commit_steps(conn, self.kv, self.instances, batch, self.clock.now(), errors)
-        except psycopg.Error as e:  # the pool could not give a connection
+            if conn is None or conn.closed:
+                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+                self._steps_conn = conn
+            await commit_steps(conn, self._steps_query, batch, self.clock.now(), errors)
+        except psycopg.Error as e:
             raise StorageError("commit", None, e) from e
+        except StorageError:
+            if conn is not None and conn.broken:
+                self._steps_conn = None  # reconnect at the next commit
+            raise
         self.commits += 1
 
     async def _transaction(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:

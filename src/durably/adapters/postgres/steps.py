@@ -19,7 +19,7 @@ from durably.adapters.unit_of_work import UNCHANGED
 from durably.domain import keys
 from durably.domain.errors import StorageError
 
-__all__ = ["is_step_unit", "commit_steps", "FENCED_KEYS"]
+__all__ = ["is_step_unit", "commit_steps", "statement", "FENCED_KEYS"]
 
 FENCED_KEYS = (keys.STATUS, keys.CANCELLED, keys.CANCEL_REASON)
 """The keys read back by a fenced commit (what a cancel from elsewhere may write)."""
@@ -39,36 +39,45 @@ def is_step_unit(waiting: Waiting) -> bool:
     )
 
 
-def _statement(kv: str, instances: str) -> str:
+def statement(kv: str, instances: str) -> str:
+    """The step commit over tables ``kv`` and ``instances``.
+
+    It is planned once (a generic plan, on a connection of its own), so every lookup
+    must be by primary key whatever the parameters: the instances by ``id = ANY``
+    (the owner compared with ``IS NOT DISTINCT FROM``, which the index on
+    ``lease_owner`` cannot serve: a worker may hold thousands of leases), the keys read
+    back by literal keys.
+    """
+    read_back = ", ".join(
+        f"(SELECT value::text FROM {kv} WHERE instance_id = f.id AND key = '{key}')"
+        for key in FENCED_KEYS
+    )
     return (
         "WITH u AS (SELECT * FROM unnest(%(ids)s::text[], %(owners)s::text[],"
         " %(expires)s::bigint[]) AS u(id, owner, expires)),"
         f" fence AS (UPDATE {instances} AS i SET lease_expires_at = u.expires FROM u"
-        " WHERE i.id = u.id AND i.lease_owner = u.owner RETURNING i.id),"
+        " WHERE i.id = ANY(%(ids)s) AND i.id = u.id"
+        " AND i.lease_owner IS NOT DISTINCT FROM u.owner RETURNING i.id),"
         f" put AS (INSERT INTO {kv} (instance_id, key, value)"
         " SELECT r.id, r.key, r.value::jsonb FROM unnest(%(row_ids)s::text[],"
         " %(row_keys)s::text[], %(row_values)s::text[]) AS r(id, key, value)"
         " WHERE r.id IN (SELECT id FROM fence)"
         " ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value)"
-        " SELECT f.id, s.value::text, c.value::text, x.value::text FROM fence AS f"
-        f" LEFT JOIN {kv} AS s ON s.instance_id = f.id AND s.key = %(status)s"
-        f" LEFT JOIN {kv} AS c ON c.instance_id = f.id AND c.key = %(cancelled)s"
-        f" LEFT JOIN {kv} AS x ON x.instance_id = f.id AND x.key = %(reason)s"
+        f" SELECT f.id, {read_back} FROM fence AS f"
     )
 
 
 async def commit_steps(
     conn: psycopg.AsyncConnection[Any],
-    kv: str,
-    instances: str,
+    query: str,
     batch: list[Waiting],
     now: int,
     errors: list[BaseException | None],
 ) -> None:
-    """Commit the step units ``batch`` (distinct instances) in one statement.
+    """Commit the step units ``batch`` (distinct instances) with ``query`` (``statement``).
 
     Sets each unit's ``observed`` keys, or its error in ``errors`` when its lease is
-    gone; raises ``StorageError`` when the statement fails (then nothing was written).
+    gone; raises ``StorageError`` when the statement fails (nothing known written).
     """
     params: dict[str, Any] = {
         "ids": [w.instance_id for w in batch],
@@ -77,9 +86,6 @@ async def commit_steps(
         "row_ids": [],
         "row_keys": [],
         "row_values": [],
-        "status": keys.STATUS,
-        "cancelled": keys.CANCELLED,
-        "reason": keys.CANCEL_REASON,
     }
     for waiting in batch:
         for key, text in waiting.unit.writes.items():
@@ -87,7 +93,7 @@ async def commit_steps(
             params["row_keys"].append(key)
             params["row_values"].append(text)
     try:
-        cur = await conn.execute(_statement(kv, instances), params)
+        cur = await conn.execute(query, params, prepare=True)
         rows = await cur.fetchall()
     except psycopg.Error as e:
         raise StorageError("commit", None, e) from e
