@@ -207,3 +207,31 @@ async def test_a_cancel_from_another_engine_stops_the_workflow_after_the_step_in
     assert isinstance(result.status, Cancelled)
     assert result.status.reason == "stop"
     assert ran == ["one"]  # the step in flight finished; none started after it
+
+
+async def test_a_status_change_after_the_lease_moved_writes_nothing(host: InstanceHost) -> None:
+    holder = await _create(host, "i6")
+    assert await host.acquire("i6", OTHER, host.now() + LEASE_MS + 1, LEASE_MS)
+    paused = {"tag": "Paused", "reason": "sleep", "resume_at": 5, "step_name": None}
+    refused = await holder.put_batch({keys.STATUS: paused, "sleep:s": {"resume_at": 5}})
+    assert refused.failure().operation == "commit"
+    fresh = host.runtime("i6", None, LEASE_MS).storage
+    assert ok(await fresh.get(keys.STATUS)) == RUNNING
+    assert ok(await fresh.get("sleep:s")) is None
+    row = await host.instance("i6")
+    assert row is not None
+    assert row.status == "Running"
+    assert row.lease_owner == OTHER
+
+
+async def test_a_second_creation_of_one_id_writes_nothing(host: InstanceHost) -> None:
+    await _create(host, "i7")
+    second = host.runtime("i7", OTHER, LEASE_MS).storage
+    refused = await second.put_batch({keys.NAME: "other", keys.STATUS: RUNNING, "x": 1})
+    assert refused.failure().operation == "commit"
+    fresh = host.runtime("i7", None, LEASE_MS).storage
+    assert ok(await fresh.get(keys.NAME)) == "wf"
+    assert ok(await fresh.get("x")) is None
+    row = await host.instance("i7")
+    assert row is not None
+    assert row.lease_owner == OWNER
