@@ -50,6 +50,8 @@ _NOTHING_FENCED = dict.fromkeys(_FENCED_KEYS)
 
 
 _ROWS_PER_INSERT = 100
+_LONGEST_WITHOUT_A_TURN_S = 0.02
+"""How long commits made at once may keep the event loop from its other work."""
 
 
 @functools.lru_cache(maxsize=_ROWS_PER_INSERT)
@@ -86,6 +88,7 @@ class SqliteBackend(SqliteLeases):
         self._conn: sqlite3.Connection | None = None
         self._waiting: list[Waiting] = []
         self._flush_scheduled = False
+        self._last_turn = float("-inf")
         self.commits = 0
         self.schema_version_found: int | None = None
 
@@ -218,9 +221,14 @@ class SqliteBackend(SqliteLeases):
         if unit.is_empty():
             return None
         loop = asyncio.get_running_loop()
-        if not self._waiting and loop_is_idle(loop):
+        if (
+            not self._waiting
+            and loop_is_idle(loop)
+            and time.monotonic() - self._last_turn < _LONGEST_WITHOUT_A_TURN_S
+        ):
             # Nothing else is ready to run, so nothing could join a group before the next
-            # turn of the loop: commit now, and spare the turn.
+            # turn of the loop: commit now, and spare the turn. (Not for long: timers such
+            # as the lease heartbeat only run when the loop gets its turn.)
             alone = Waiting(instance_id, unit, owner, lease_ms, None)
             self._transaction([alone], [None])
             return alone.observed
@@ -234,6 +242,7 @@ class SqliteBackend(SqliteLeases):
         return waiting.observed
 
     def _flush(self) -> None:
+        self._last_turn = time.monotonic()
         self._flush_scheduled = False
         batch, self._waiting = self._waiting, []
         if not batch:
