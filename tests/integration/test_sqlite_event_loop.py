@@ -9,6 +9,7 @@ give it one regularly.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import durably
 from durably.engine import Engine
@@ -28,7 +29,7 @@ async def test_a_long_run_of_fast_steps_lets_a_timer_fire() -> None:
     @durably.workflow
     async def fast(_: None) -> int:
         for i in range(STEPS):
-            await durably.step(f"s{i}", lambda i=i: done(i))
+            await durably.step(f"s{i}", functools.partial(done, i))
         return STEPS
 
     async def ticker() -> None:
