@@ -255,53 +255,37 @@ class PostgresHost:
         single = len(batch) == 1
         notify = False
         try:
-            async with self._pool.connection() as conn:
-                if single:
-                    # Pipelined: the statements go in one round trip, their checks are
-                    # read back in it, and the COMMIT (or ROLLBACK) is the second one.
-                    async with conn.pipeline() as pipeline, conn.transaction():
-                        notify = await self._apply(conn, batch[0], now, pipeline)
-                        if notify:
-                            await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-                else:
-                    async with conn.transaction():
-                        for i, waiting in enumerate(batch):
-                            try:
-                                async with conn.transaction():  # a savepoint per unit
-                                    notify |= await self._apply(conn, waiting, now)
-                            except (LeaseLost, InstanceExists) as e:
-                                errors[i] = StorageError("commit", keys.STATUS, e)
-                        if notify:
-                            await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = conn.cursor()
+                for i, waiting in enumerate(batch):
+                    try:
+                        if single:
+                            notify |= await self._apply(cur, waiting, now)
+                        else:
+                            async with conn.transaction():  # a savepoint per unit
+                                notify |= await self._apply(cur, waiting, now)
+                    except (LeaseLost, InstanceExists) as e:
+                        if single:
+                            raise
+                        errors[i] = StorageError("commit", keys.STATUS, e)
+                if notify:
+                    await cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
         except (LeaseLost, InstanceExists) as e:
             raise StorageError("commit", keys.STATUS, e) from e
         except psycopg.Error as e:
             raise StorageError("commit", None, e) from e
         self.commits += 1
 
-    async def _apply(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        waiting: Waiting,
-        now: int,
-        pipeline: psycopg.AsyncPipeline | None = None,
-    ) -> bool:
-        """Apply one unit; returns whether it set an alarm (to announce).
-
-        Its checks (the creation, the fence) are read once every statement is sent:
-        in ``pipeline`` mode, after one sync; they raise, so the unit is rolled back.
-        """
+    async def _apply(self, cur: psycopg.AsyncCursor[Any], waiting: Waiting, now: int) -> bool:
+        """Apply one unit; returns whether it set an alarm (to announce)."""
         iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
-        cur = conn.cursor()
-        created: psycopg.AsyncCursor[Any] | None = None
-        fenced: psycopg.AsyncCursor[Any] | None = None
         expires = now + waiting.lease_ms
         tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
         # The instance row first: it takes the row lock that serializes us against claims.
         if name_text is not None and not unit.cleared:
             holder = owner if tag == "Running" else None
-            created = await conn.execute(
+            await cur.execute(
                 f"INSERT INTO {self.instances} ({_ROW}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
                 (
@@ -314,10 +298,13 @@ class PostgresHost:
                     expires if holder else None,
                 ),
             )
+            if cur.rowcount == 0:
+                raise InstanceExists(f"instance {iid!r} already exists")
+            waiting.observed = dict.fromkeys(FENCED_KEYS)  # a new instance: nobody cancelled it
         elif owner is not None:
             release = tag is not None and tag != "Running"
             # Fenced; and it reads back what a cancel from elsewhere may have written.
-            fenced = await conn.execute(
+            await cur.execute(
                 f"UPDATE {self.instances} SET"
                 " lease_owner = CASE WHEN %s THEN NULL ELSE lease_owner END,"
                 " lease_expires_at = CASE WHEN %s THEN NULL ELSE %s END,"
@@ -333,6 +320,10 @@ class PostgresHost:
                     *(part for key in FENCED_KEYS for part in (iid, key)),
                 ),
             )
+            fence = await cur.fetchone()
+            if fence is None:
+                raise LeaseLost(f"lease of instance {iid!r} is no longer held by {owner}")
+            waiting.observed = dict(zip(FENCED_KEYS, fence, strict=True))
         elif tag is not None:
             await cur.execute(
                 f"UPDATE {self.instances} SET status = %s, updated_at = %s WHERE id = %s",
@@ -352,7 +343,6 @@ class PostgresHost:
             await cur.executemany(
                 f"DELETE FROM {self.kv} WHERE instance_id = %s AND key = %s", deletes
             )
-        notify = False
         if unit.alarm is None:
             await cur.execute(f"DELETE FROM {self.alarms} WHERE instance_id = %s", (iid,))
         elif unit.alarm is not UNCHANGED:
@@ -361,7 +351,7 @@ class PostgresHost:
                 " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at",
                 (iid, unit.alarm),
             )
-            notify = True
+            return True
         elif tag == "Running" and owner is not None:
             # Running under a lease always has an alarm: at the lease's expiry.
             await cur.execute(
@@ -369,18 +359,7 @@ class PostgresHost:
                 " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at",
                 (iid, expires),
             )
-        if pipeline is not None:
-            await pipeline.sync()
-        if created is not None:
-            if created.rowcount == 0:
-                raise InstanceExists(f"instance {iid!r} already exists")
-            waiting.observed = dict.fromkeys(FENCED_KEYS)  # a new instance: nobody cancelled it
-        if fenced is not None:
-            fence = await fenced.fetchone()
-            if fence is None:
-                raise LeaseLost(f"lease of instance {iid!r} is no longer held by {owner}")
-            waiting.observed = dict(zip(FENCED_KEYS, fence, strict=True))
-        return notify
+        return False
 
     # -- leases ---------------------------------------------------------------------------
 
