@@ -268,17 +268,13 @@ class SqliteBackend(SqliteLeases):
                 time.sleep(0.01 * 2**attempt)
         try:
             for i, waiting in enumerate(batch):
-                if not single:
-                    conn.execute("SAVEPOINT unit")
                 try:
+                    # A unit is refused before it writes anything: nothing to undo.
                     self._apply(conn, waiting, now)
                 except (LeaseLost, InstanceExists) as e:
                     if single:
                         raise
-                    conn.execute("ROLLBACK TO unit")
                     errors[i] = StorageError("commit", keys.STATUS, e)
-                if not single:
-                    conn.execute("RELEASE unit")
             conn.execute("COMMIT")
             self.commits += 1
         except (LeaseLost, InstanceExists) as e:
@@ -292,18 +288,7 @@ class SqliteBackend(SqliteLeases):
     def _apply(self, conn: sqlite3.Connection, waiting: Waiting, now: int) -> None:
         iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
         expires = now + waiting.lease_ms
-        if unit.cleared:
-            conn.execute("DELETE FROM kv WHERE instance_id = ?", (iid,))
-        puts = [(k, v) for k, v in unit.writes.items() if v is not None]
-        for start in range(0, len(puts), _ROWS_PER_INSERT):
-            rows = puts[start : start + _ROWS_PER_INSERT]
-            params: list[object] = []
-            for key, value in rows:
-                params += (iid, key, value)
-            conn.execute(_upsert(len(rows)), params)
-        deletes = [(iid, k) for k, v in unit.writes.items() if v is None]
-        if deletes:
-            conn.executemany("DELETE FROM kv WHERE instance_id = ? AND key = ?", deletes)
+        # First what may refuse the unit (a second creation, a lost lease), then the writes.
         tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
         if name_text is not None and not unit.cleared:
@@ -346,6 +331,18 @@ class SqliteBackend(SqliteLeases):
             conn.execute(
                 "UPDATE instances SET status = ?, updated_at = ? WHERE id = ?", (tag, now, iid)
             )
+        if unit.cleared:
+            conn.execute("DELETE FROM kv WHERE instance_id = ?", (iid,))
+        puts = [(k, v) for k, v in unit.writes.items() if v is not None]
+        for start in range(0, len(puts), _ROWS_PER_INSERT):
+            rows = puts[start : start + _ROWS_PER_INSERT]
+            params: list[object] = []
+            for key, value in rows:
+                params += (iid, key, value)
+            conn.execute(_upsert(len(rows)), params)
+        deletes = [(iid, k) for k, v in unit.writes.items() if v is None]
+        if deletes:
+            conn.executemany("DELETE FROM kv WHERE instance_id = ? AND key = ?", deletes)
         if unit.alarm is None:
             conn.execute("DELETE FROM alarms WHERE instance_id = ?", (iid,))
         elif unit.alarm is not UNCHANGED:
