@@ -15,6 +15,7 @@ while holding the lease".
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -40,6 +41,12 @@ VOLATILE_KEYS: Final = frozenset(
 
 FRESH_S: Final = 0.1
 """How long a volatile key's last read (or commit) stands in for reading it again (s)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _covers_volatile(prefix: str) -> bool:
+    """Whether a listing of ``prefix`` includes keys that are never cached."""
+    return any(key.startswith(prefix) for key in VOLATILE_KEYS)
 
 
 class BufferedStorage:
@@ -168,7 +175,7 @@ class BufferedStorage:
         return found
 
     async def _committed_prefix(self, prefix: str) -> dict[str, str]:
-        if not self.caching or any(key.startswith(prefix) for key in VOLATILE_KEYS):
+        if not self.caching or _covers_volatile(prefix):
             return await self._load_prefix(prefix)
         cache = self._cache
         if cache is None:
