@@ -201,6 +201,19 @@ def db(schema_url: tuple[str, str]) -> Iterator[_Db]:
         reader.conn.close()
 
 
+def _run_since(log: Path, offset: int, ids: set[str], pid: int) -> set[str]:
+    """Those of ``ids`` with a step logged after ``offset`` by a process other than ``pid``."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode(errors="replace").splitlines()
+    found = set()
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[0] in ids and parts[2] != str(pid):
+            found.add(parts[0])
+    return found
+
+
 async def _wait_until(what: str, check: Callable[[], bool], within: float) -> None:
     deadline = time.monotonic() + within
     while not check():
@@ -248,18 +261,27 @@ async def test_killed_and_paused_workers_lose_nothing_and_commit_nothing_twice(
         )
         paused.signal(signal.SIGSTOP)
         stopped_at = time.monotonic()
+        logged_before_stop = log.stat().st_size
         held_by_paused = db.held_by(paused.pid)
         assert held_by_paused, "the paused worker held no instance"
         # Its leases expire after 1.5 s; the others take its instances over once they
         # have run what was due before them. Resume it only after a takeover.
         await asyncio.sleep(MIN_PAUSE_S)
+
+        def taken_over() -> set[str]:
+            # Leased by another worker now, or already finished by one (a taken-over
+            # instance may complete, and give its lease back, between two looks).
+            return db.taken_over(held_by_paused, paused.pid) | _run_since(
+                log, logged_before_stop, held_by_paused, paused.pid
+            )
+
         await _wait_until(
             "another worker took over an instance of the paused one",
-            lambda: bool(db.taken_over(held_by_paused, paused.pid)),
+            lambda: bool(taken_over()),
             MAX_PAUSE_S,
         )
         await asyncio.sleep(0.3)
-        taken = db.taken_over(held_by_paused, paused.pid)
+        taken = taken_over()
         paused.signal(signal.SIGCONT)
         pause = time.monotonic() - stopped_at
 
