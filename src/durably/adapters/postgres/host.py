@@ -27,9 +27,9 @@ from durably.adapters.commit_group import (
     resolve,
     status_tag,
 )
-from durably.adapters.owner import local_owner_is_dead
+from durably.adapters.postgres.leases import PostgresLeases
 from durably.adapters.postgres.schema import migrate
-from durably.adapters.postgres.steps import FENCED_KEYS, commit_steps, is_step_unit, statement
+from durably.adapters.postgres.steps import FENCED_KEYS, commit_steps, split_steps, statement
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
 from durably.domain import keys
 from durably.domain.errors import StorageError
@@ -41,7 +41,7 @@ CHANNEL = "durably_alarms"
 _ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
 
 
-class PostgresHost:
+class PostgresHost(PostgresLeases):
     """Hosts instances in a PostgreSQL schema (``durably`` by default)."""
 
     def __init__(
@@ -212,7 +212,7 @@ class PostgresHost:
         await asyncio.sleep(0)  # let the units that are ready join this transaction
         while self._waiting:
             batch, self._waiting = self._waiting, []
-            steps, others = _split(batch)
+            steps, others = split_steps(batch)
             try:
                 for group, commit in ((steps, self._commit_steps), (others, self._transaction)):
                     if not group:
@@ -361,109 +361,6 @@ class PostgresHost:
             )
         return False
 
-    # -- leases ---------------------------------------------------------------------------
-
-    async def _write(self, query: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                cur = await conn.execute(query, params)
-                rows = await cur.fetchall() if cur.description else []
-        except psycopg.Error as e:
-            raise StorageError("write", None, e) from e
-        self.commits += 1
-        return rows
-
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
-        """Lease up to ``limit`` due instances (``FOR UPDATE SKIP LOCKED``); move their alarms
-        to the lease's expiry, so that they come due again only if this owner dies."""
-        if limit <= 0:
-            return []
-        expires = now + lease_ms
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                cur = await conn.execute(
-                    f"WITH due AS (SELECT i.id FROM {self.alarms} a"
-                    f" JOIN {self.instances} i ON i.id = a.instance_id"
-                    " WHERE a.due_at <= %s AND (i.lease_owner IS NULL OR i.lease_expires_at <= %s)"
-                    " ORDER BY a.due_at LIMIT %s FOR UPDATE OF i SKIP LOCKED)"
-                    f" UPDATE {self.instances} AS t SET lease_owner = %s, lease_expires_at = %s"
-                    " FROM due WHERE t.id = due.id RETURNING t.id",
-                    (now, now, limit, owner, expires),
-                )
-                ids = [str(r[0]) for r in await cur.fetchall()]
-                if ids:
-                    await conn.execute(
-                        f"UPDATE {self.alarms} SET due_at = %s WHERE instance_id = ANY(%s)",
-                        (expires, ids),
-                    )
-        except psycopg.Error as e:
-            raise StorageError("claim", None, e) from e
-        self.commits += 1
-        return ids
-
-    async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
-        """Lease one instance if it is free, expired or already ours."""
-        rows = await self._write(
-            f"UPDATE {self.instances} SET lease_owner = %s, lease_expires_at = %s WHERE id = %s"
-            " AND (lease_owner IS NULL OR lease_owner = %s OR lease_expires_at <= %s) RETURNING id",
-            (owner, now + lease_ms, instance_id, owner, now),
-        )
-        return bool(rows)
-
-    async def release(self, instance_id: str, owner: str) -> None:
-        """Give the lease back (a no-op when it is not ours)."""
-        await self._write(
-            f"UPDATE {self.instances} SET lease_owner = NULL, lease_expires_at = NULL"
-            " WHERE id = %s AND lease_owner = %s",
-            (instance_id, owner),
-        )
-
-    async def renew(self, owner: str, now: int, lease_ms: int) -> None:
-        """Extend every lease of ``owner`` and the alarms behind its running instances.
-
-        Rows locked by a transaction in flight are skipped (``SKIP LOCKED``), never waited
-        for: a grouped commit of this owner locks its instance rows in its own order, so
-        waiting here would deadlock against it (and a fenced commit extends the lease of
-        its instance anyway); whatever is skipped is extended at the next beat.
-        """
-        expires = now + lease_ms
-        try:
-            async with self._pool.connection() as conn:
-                await conn.execute(
-                    f"WITH mine AS (SELECT id, status FROM {self.instances}"
-                    " WHERE lease_owner = %(owner)s ORDER BY id FOR UPDATE SKIP LOCKED),"
-                    f" leases AS (UPDATE {self.instances} AS i SET lease_expires_at = %(expires)s"
-                    " FROM mine WHERE i.id = mine.id),"
-                    f" due AS (SELECT a.instance_id FROM {self.alarms} AS a"
-                    " JOIN mine ON mine.id = a.instance_id"
-                    " WHERE mine.status = 'Running' AND a.due_at < %(expires)s"
-                    " FOR UPDATE OF a SKIP LOCKED)"
-                    f" UPDATE {self.alarms} AS a SET due_at = %(expires)s"
-                    " FROM due WHERE a.instance_id = due.instance_id",
-                    {"owner": owner, "expires": expires},
-                )
-        except psycopg.Error as e:
-            raise StorageError("renew", None, e) from e
-
-    async def expire_dead_local_owners(self, now: int) -> int:
-        """Expire at once the leases held by dead processes of this host."""
-        rows = await self._fetch(
-            f"SELECT DISTINCT lease_owner FROM {self.instances} WHERE lease_owner IS NOT NULL"
-        )
-        dead = [str(r[0]) for r in rows if local_owner_is_dead(str(r[0]))]
-        for owner in dead:
-            await self._write(
-                f"UPDATE {self.alarms} SET due_at = %s WHERE instance_id IN"
-                f" (SELECT id FROM {self.instances} WHERE lease_owner = %s)",
-                (now, owner),
-            )
-            await self._write(
-                f"UPDATE {self.instances} SET lease_owner = NULL, lease_expires_at = NULL"
-                " WHERE lease_owner = %s",
-                (owner,),
-            )
-        return len(dead)
-
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for a ``NOTIFY`` of a new alarm from any process."""
         try:
@@ -478,17 +375,3 @@ class PostgresHost:
                 with contextlib.suppress(psycopg.Error):
                     await listener.close()
             await asyncio.sleep(timeout_s)  # fall back to the poll interval
-
-
-def _split(batch: list[Waiting]) -> tuple[list[Waiting], list[Waiting]]:
-    """The step units of ``batch`` (one per instance), and the rest, each in order."""
-    units: dict[str, int] = {}
-    for waiting in batch:
-        units[waiting.instance_id] = units.get(waiting.instance_id, 0) + 1
-    steps, others = [], []
-    for waiting in batch:
-        if units[waiting.instance_id] == 1 and is_step_unit(waiting):
-            steps.append(waiting)
-        else:
-            others.append(waiting)
-    return steps, others

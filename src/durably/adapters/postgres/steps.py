@@ -19,7 +19,7 @@ from durably.adapters.unit_of_work import UNCHANGED
 from durably.domain import keys
 from durably.domain.errors import StorageError
 
-__all__ = ["is_step_unit", "commit_steps", "statement", "FENCED_KEYS"]
+__all__ = ["is_step_unit", "split_steps", "commit_steps", "statement", "FENCED_KEYS"]
 
 FENCED_KEYS = (keys.STATUS, keys.CANCELLED, keys.CANCEL_REASON)
 """The keys read back by a fenced commit (what a cancel from elsewhere may write)."""
@@ -107,3 +107,17 @@ async def commit_steps(
             errors[i] = StorageError("commit", keys.STATUS, lost)
         else:
             waiting.observed = dict(zip(FENCED_KEYS, found, strict=True))
+
+
+def split_steps(batch: list[Waiting]) -> tuple[list[Waiting], list[Waiting]]:
+    """The step units of ``batch`` (one per instance), and the rest, each in order."""
+    units: dict[str, int] = {}
+    for waiting in batch:
+        units[waiting.instance_id] = units.get(waiting.instance_id, 0) + 1
+    steps, others = [], []
+    for waiting in batch:
+        if units[waiting.instance_id] == 1 and is_step_unit(waiting):
+            steps.append(waiting)
+        else:
+            others.append(waiting)
+    return steps, others
