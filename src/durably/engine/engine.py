@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -16,31 +14,23 @@ from returns.result import Failure, Result, Success
 
 from durably.adapters.sqlite import owner_token
 from durably.containers import CURRENT_RUNTIME, build_root
-from durably.domain import keys
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
-    InstanceNotFoundError,
     OrchestratorError,
-    ResultTimeoutError,
     StorageError,
-    WorkflowCancelledError,
-    WorkflowFailedError,
 )
-from durably.domain.serialization import decode, loads
-from durably.domain.status import Cancelled, Completed, Failed, Running, is_terminal
+from durably.domain.status import Running, is_terminal
 from durably.engine.config import Lease, Purge, engine_options, parse_backend_url
 from durably.engine.purge import purge_finished
-from durably.engine.records import StepRecord, step_records
+from durably.engine.queries import EngineQueries
 from durably.engine.worker import AlarmWorker, Signal
 from durably.ports import InstanceHost
 from durably.services import RecoveryConfig, WorkflowDefinition, WorkflowOrchestrator
 from durably.services.types import (
     CancelResult,
-    InstanceSummary,
     StartResult,
     WorkflowCall,
-    WorkflowStatusResult,
 )
 
 __all__ = ["Engine"]
@@ -50,7 +40,7 @@ log = logging.getLogger("durably.engine")
 Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
 
 
-class Engine:
+class Engine(EngineQueries):
     """Runs workflows durably over a backend (``memory://``, ``sqlite:///path.db``).
 
     Use it as ``async with Engine([...], backend=...) as engine``: entering opens the
@@ -341,92 +331,6 @@ class Engine:
             return await self._orchestrator(id, fenced=False).cancel(reason)
         async with self._serving(id) as orchestrator:
             return await orchestrator.cancel(reason)
-
-    # -- queries --------------------------------------------------------------------------
-
-    async def status(self, id: str) -> Result[WorkflowStatusResult, StorageError]:
-        """The status and completed steps of instance ``id``."""
-        self._require_open()
-        result = await self._orchestrator(id, fenced=False).get_status()
-        if isinstance(result, Success):
-            return Success(result.unwrap())
-        error = result.failure()
-        cause = error.cause
-        return Failure(
-            cause if isinstance(cause, StorageError) else StorageError("status", None, error)
-        )
-
-    async def result(self, id: str, *, timeout: Any = None) -> Result[Any, DurablyError]:
-        """Wait until instance ``id`` ends: its output, or why it did not complete."""
-        self._require_open()
-        limit_ms = None if timeout is None else parse_duration(timeout, field="timeout")
-        deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
-        pause = 0.005
-        while True:
-            status_result = await self.status(id)
-            if isinstance(status_result, Failure):
-                return Failure(status_result.failure())
-            status = status_result.unwrap().status
-            if status is None:
-                return Failure(InstanceNotFoundError(id))
-            if is_terminal(status):
-                return await self._outcome(id, status)
-            if deadline is not None and time.monotonic() >= deadline:
-                return Failure(ResultTimeoutError(id, limit_ms or 0, status.tag))
-            wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
-            await self._changed.wait(wait)
-            pause = min(pause * 2, 0.25)
-
-    async def _outcome(self, id: str, status: Any) -> Result[Any, DurablyError]:
-        if isinstance(status, Completed):
-            raw = await self._host.read(id, keys.OUTPUT)
-            name = await self._host.read(id, keys.NAME)
-            output_type: Any = Any
-            if name is not None:
-                found = self.registry.get(decode(loads(name), str))
-                if isinstance(found, Success):
-                    output_type = found.unwrap().output_type
-            if raw is None:
-                return Success(None)
-            try:
-                return Success(decode(loads(raw), output_type, key=keys.OUTPUT))
-            except DurablyError as e:
-                return Failure(e)
-        if isinstance(status, Failed):
-            return Failure(WorkflowFailedError(id, status.error))
-        if isinstance(status, Cancelled):
-            return Failure(WorkflowCancelledError(id, status.reason))
-        return Failure(InstanceNotFoundError(id))  # pragma: no cover - not terminal
-
-    async def list(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
-    ) -> Result[builtins.list[InstanceSummary], StorageError]:
-        """Instances by status tag and/or workflow name, most recently updated first."""
-        self._require_open()
-        if limit <= 0:
-            raise ValueError(f"limit must be positive, got {limit}")
-        try:
-            rows = await self._host.list_instances(status, workflow, limit)
-        except StorageError as e:
-            return Failure(e)
-        return Success(
-            [InstanceSummary(r.id, r.workflow, r.status, r.created_at, r.updated_at) for r in rows]
-        )
-
-    async def steps(self, id: str) -> Result[builtins.list[StepRecord], StorageError]:
-        """The step timeline of instance ``id`` (completed steps in order, then pending retries)."""
-        self._require_open()
-        try:
-            entries = {
-                **(await self._host.read_prefix(id, keys.STEP_PREFIX)),
-                **(await self._host.read_prefix(id, keys.COMPLETED_PREFIX)),
-            }
-            loaded = {k: loads(v) for k, v in entries.items()}
-            return Success(step_records(loaded))
-        except StorageError as e:
-            return Failure(e)
-        except DurablyError as e:
-            return Failure(StorageError("steps", None, e))
 
     async def purge(self, *, before: Any = 0) -> Result[int, StorageError]:
         """Purge now every finished instance last updated more than ``before`` ago.

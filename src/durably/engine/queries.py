@@ -1,0 +1,127 @@
+"""The queries of ``Engine``: status, result, list and step timeline of instances."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from typing import Any
+
+from returns.result import Failure, Result, Success
+
+from durably.domain import keys
+from durably.domain.durations import parse_duration
+from durably.domain.errors import (
+    DurablyError,
+    InstanceNotFoundError,
+    ResultTimeoutError,
+    StorageError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+)
+from durably.domain.serialization import decode, loads
+from durably.domain.status import Cancelled, Completed, Failed, is_terminal
+from durably.engine.records import StepRecord, step_records
+from durably.engine.worker import Signal
+from durably.ports import InstanceHost
+from durably.services import WorkflowOrchestrator, WorkflowRegistry
+from durably.services.types import InstanceSummary, WorkflowStatusResult
+
+__all__ = ["EngineQueries"]
+
+
+class EngineQueries:
+    """What ``Engine`` answers about instances (it provides the host, registry, services)."""
+
+    _host: InstanceHost
+    _changed: Signal
+    registry: WorkflowRegistry
+
+    def _require_open(self) -> None:
+        raise NotImplementedError  # pragma: no cover - provided by the engine
+
+    def _orchestrator(self, instance_id: str, *, fenced: bool = True) -> WorkflowOrchestrator:
+        raise NotImplementedError  # pragma: no cover - provided by the engine
+
+    async def status(self, id: str) -> Result[WorkflowStatusResult, StorageError]:
+        """The status and completed steps of instance ``id``."""
+        self._require_open()
+        result = await self._orchestrator(id, fenced=False).get_status()
+        if isinstance(result, Success):
+            return Success(result.unwrap())
+        error = result.failure()
+        cause = error.cause
+        return Failure(
+            cause if isinstance(cause, StorageError) else StorageError("status", None, error)
+        )
+
+    async def result(self, id: str, *, timeout: Any = None) -> Result[Any, DurablyError]:
+        """Wait until instance ``id`` ends: its output, or why it did not complete."""
+        self._require_open()
+        limit_ms = None if timeout is None else parse_duration(timeout, field="timeout")
+        deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
+        pause = 0.005
+        while True:
+            status_result = await self.status(id)
+            if isinstance(status_result, Failure):
+                return Failure(status_result.failure())
+            status = status_result.unwrap().status
+            if status is None:
+                return Failure(InstanceNotFoundError(id))
+            if is_terminal(status):
+                return await self._outcome(id, status)
+            if deadline is not None and time.monotonic() >= deadline:
+                return Failure(ResultTimeoutError(id, limit_ms or 0, status.tag))
+            wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
+            await self._changed.wait(wait)
+            pause = min(pause * 2, 0.25)
+
+    async def _outcome(self, id: str, status: Any) -> Result[Any, DurablyError]:
+        if isinstance(status, Completed):
+            raw = await self._host.read(id, keys.OUTPUT)
+            name = await self._host.read(id, keys.NAME)
+            output_type: Any = Any
+            if name is not None:
+                found = self.registry.get(decode(loads(name), str))
+                if isinstance(found, Success):
+                    output_type = found.unwrap().output_type
+            if raw is None:
+                return Success(None)
+            try:
+                return Success(decode(loads(raw), output_type, key=keys.OUTPUT))
+            except DurablyError as e:
+                return Failure(e)
+        if isinstance(status, Failed):
+            return Failure(WorkflowFailedError(id, status.error))
+        if isinstance(status, Cancelled):
+            return Failure(WorkflowCancelledError(id, status.reason))
+        return Failure(InstanceNotFoundError(id))  # pragma: no cover - not terminal
+
+    async def list(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
+    ) -> Result[builtins.list[InstanceSummary], StorageError]:
+        """Instances by status tag and/or workflow name, most recently updated first."""
+        self._require_open()
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        try:
+            rows = await self._host.list_instances(status, workflow, limit)
+        except StorageError as e:
+            return Failure(e)
+        return Success(
+            [InstanceSummary(r.id, r.workflow, r.status, r.created_at, r.updated_at) for r in rows]
+        )
+
+    async def steps(self, id: str) -> Result[builtins.list[StepRecord], StorageError]:
+        """The step timeline of instance ``id`` (completed steps in order, then pending retries)."""
+        self._require_open()
+        try:
+            entries = {
+                **(await self._host.read_prefix(id, keys.STEP_PREFIX)),
+                **(await self._host.read_prefix(id, keys.COMPLETED_PREFIX)),
+            }
+            loaded = {k: loads(v) for k, v in entries.items()}
+            return Success(step_records(loaded))
+        except StorageError as e:
+            return Failure(e)
+        except DurablyError as e:
+            return Failure(StorageError("steps", None, e))
