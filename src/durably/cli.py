@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import json
 import os
 import re
 import signal
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, NoReturn, get_args
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
-import yaml
 from returns.result import Failure, Result, Success
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from durably import cli_format as fmt
-from durably.domain.durations import parse_duration
+from durably.cli_app import (
+    DEFAULT_BACKEND,
+    PROG,
+    STATUS_TAGS,
+    CliError,
+    check_input,
+    make_engine,
+    profile_concurrency,
+)
 from durably.domain.errors import (
     DurablyError,
     InstanceNotFoundError,
@@ -34,26 +38,11 @@ from durably.domain.errors import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
-from durably.domain.serialization import converter
-from durably.domain.status import Cancelled, Failed, StatusTag, WorkflowStatus
+from durably.domain.status import Cancelled, Failed, WorkflowStatus
 from durably.engine import Engine
-from durably.services.definition import WorkflowDefinition
 from durably.services.types import WorkflowStatusResult
 
 __all__ = ["main", "build_parser"]
-
-PROG = "durably"
-DEFAULT_BACKEND = "sqlite:///durably.db"
-STATUS_TAGS: tuple[str, ...] = get_args(StatusTag)
-Definitions = list[WorkflowDefinition[Any, Any]]
-
-
-class CliError(Exception):
-    """A failure shown as one line on stderr, with the exit code."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,113 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--before", default="0", metavar="AGE", help="only those finished AGE ago (e.g. 7d)"
     )
     return parser
-
-
-# -- choosing the workflows and the store ------------------------------------------------
-
-
-def _import_app(spec: str) -> tuple[Definitions, Engine | None]:
-    """The workflows named by ``module:attribute`` (and the Engine when it names one)."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise CliError(f"--app {spec!r} must be module:attribute (e.g. myapp.flows:workflows)")
-    if os.getcwd() not in sys.path:  # as `python -m` does: the app lives beside the user
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as e:
-        raise CliError(f"cannot import {module_name!r} for --app: {e}") from e
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise CliError(f"module {module_name!r} has no attribute {attribute!r}")
-        target = getattr(target, part)
-    if isinstance(target, Engine):
-        names = target.registry.list()
-        return [target.registry.get(name).unwrap() for name in names], target
-    if isinstance(target, WorkflowDefinition):
-        return [target], None
-    values = list(target.values()) if isinstance(target, Mapping) else target
-    if isinstance(values, list | tuple | set) and all(
-        isinstance(d, WorkflowDefinition) for d in values
-    ):
-        return list(values), None
-    raise CliError(
-        f"{spec} is a {type(target).__name__}: expected an Engine, a workflow "
-        "or a list of workflows (decorated with @durably.workflow)"
-    )
-
-
-def _option(args: argparse.Namespace, name: str, env: str) -> str | None:
-    return getattr(args, name, None) or os.environ.get(env) or None
-
-
-def _make_engine(args: argparse.Namespace) -> Engine:
-    """The engine over the chosen store, hosting the app's workflows."""
-    spec = getattr(args, "worker_app", None) or _option(args, "app", "DURABLY_APP")
-    workflows: Definitions = []
-    app_engine = None
-    if spec is not None:
-        workflows, app_engine = _import_app(spec)
-    elif args.command in ("start", "worker"):
-        raise CliError(
-            f"`{PROG} {args.command}` needs the workflows: pass --app module:attribute"
-            " (or set DURABLY_APP)"
-        )
-    profile = getattr(args, "profile", None)
-    try:
-        if profile is not None:
-            return Engine.from_profile(profile, workflows)
-        backend = _option(args, "backend", "DURABLY_BACKEND")
-        if backend is None and app_engine is not None:
-            return Engine(
-                workflows,
-                backend=app_engine.backend_url,
-                lease=app_engine.lease,
-                poll_interval=app_engine.poll_interval_ms,
-            )
-        return Engine(workflows, backend=backend or DEFAULT_BACKEND)
-    except OSError as e:
-        raise CliError(f"cannot read profile {profile}: {e.strerror or e}") from e
-    except (ValueError, TypeError, ImportError, yaml.YAMLError) as e:
-        raise CliError(" ".join(str(e).split())) from e
-
-
-def _profile_concurrency(args: argparse.Namespace) -> int:
-    if args.concurrency is not None:
-        return int(args.concurrency)
-    profile = getattr(args, "profile", None)
-    data: Any = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) if profile else None
-    worker = data.get("worker") if isinstance(data, dict) else None
-    return int(worker.get("concurrency", 100)) if isinstance(worker, dict) else 100
-
-
-def _check(args: argparse.Namespace, engine: Engine) -> None:
-    """Refuse bad input before the store is opened (and, for SQLite, created)."""
-    if args.command == "start":
-        try:
-            args.input_value = json.loads(args.input)
-        except json.JSONDecodeError as e:
-            raise CliError(f"--input is not valid JSON: {e}") from e
-        found = engine.registry.get(args.name)
-        if isinstance(found, Failure):
-            raise CliError(found.failure().message)
-        expected = found.unwrap().input_type
-        try:  # a mistyped input is refused here, instead of failing the new instance
-            args.input_value = converter.structure(args.input_value, expected)
-        except Exception as e:
-            leaves = e.exceptions if isinstance(e, ExceptionGroup) else (e,)  # cattrs' groups
-            detail = "; ".join(f"{type(x).__name__}: {x}" for x in leaves)
-            raise CliError(f"--input does not fit workflow {args.name!r}: {detail}") from e
-    elif args.command == "purge":
-        try:
-            parse_duration(args.before, field="--before")
-        except ValueError as e:
-            raise CliError(str(e)) from e
-    elif args.command == "list" and args.status is not None:
-        tags = {tag.lower(): tag for tag in STATUS_TAGS}
-        if args.status.lower() not in tags:
-            raise CliError(f"unknown status {args.status!r} (one of {', '.join(STATUS_TAGS)})")
-        args.status = tags[args.status.lower()]
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -336,7 +218,7 @@ async def _worker(engine: Engine, args: argparse.Namespace, err: Console) -> int
             handled.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread/Windows
             pass
-    concurrency = _profile_concurrency(args)
+    concurrency = profile_concurrency(args)
     names = ", ".join(engine.registry.list()) or "none"
     err.print(
         f"{PROG} worker: workflows {names} on {_masked(engine.backend_url)}, "
@@ -394,8 +276,8 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
 
 
 async def _run(args: argparse.Namespace) -> int:
-    engine = _make_engine(args)
-    _check(args, engine)
+    engine = make_engine(args)
+    check_input(args, engine)
     try:
         await engine.open()
     except Exception as e:
