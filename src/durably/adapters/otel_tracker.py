@@ -32,12 +32,9 @@ new one of the same instance begins, or when the tracker closes, is ended with
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import OrderedDict
 from typing import Final
-
-import attrs
 
 try:
     from opentelemetry import trace
@@ -57,6 +54,14 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError("OtelTracker needs OpenTelemetry: pip install 'durably[otel]'") from e
 
+from durably.adapters.otel_spans import (
+    Segment,
+    add_exception,
+    error_text,
+    error_type,
+    ns,
+    run_trace_ids,
+)
 from durably.domain.events import (
     EventBase,
     RetryExhausted,
@@ -76,7 +81,6 @@ from durably.domain.events import (
     WorkflowResumed,
     WorkflowStarted,
 )
-from durably.domain.status import WorkflowError
 
 __all__ = ["OtelTracker", "run_trace_ids"]
 
@@ -84,42 +88,6 @@ log = logging.getLogger("durably.trackers.otel")
 
 MAX_TRACKED: Final = 10_000
 """Open segments (and last segments, for links) kept at most; the oldest are ended first."""
-
-_NS_PER_MS: Final = 1_000_000
-
-
-def run_trace_ids(workflow_id: str) -> tuple[int, int]:
-    """The trace id and the virtual root span id of a workflow instance's trace."""
-    digest = hashlib.sha256(b"durably-run:" + workflow_id.encode()).digest()
-    trace_id = int.from_bytes(digest[:16], "big") or 1  # 0 is an invalid id
-    span_id = int.from_bytes(digest[16:24], "big") or 1
-    return trace_id, span_id
-
-
-@attrs.define
-class _Segment:
-    span: Span
-    steps: dict[str, Span] = attrs.field(factory=dict)
-
-
-def _ns(event: EventBase) -> int:
-    return event.timestamp * _NS_PER_MS
-
-
-def _error_type(error: WorkflowError) -> str:
-    return error.type or "Error"
-
-
-def _error_text(error: WorkflowError) -> str:
-    return f"{_error_type(error)}: {error.message}"
-
-
-def _add_exception(span: Span, error: WorkflowError, event: EventBase) -> None:
-    span.add_event(
-        "exception",
-        {"exception.type": _error_type(error), "exception.message": error.message},
-        timestamp=_ns(event),
-    )
 
 
 class OtelTracker:
@@ -132,7 +100,7 @@ class OtelTracker:
             if tracer_provider is not None
             else trace.get_tracer("durably")
         )
-        self._open: OrderedDict[str, _Segment] = OrderedDict()
+        self._open: OrderedDict[str, Segment] = OrderedDict()
         self._last: OrderedDict[str, SpanContext] = OrderedDict()
 
     # -- the Tracker protocol ------------------------------------------------------------
@@ -188,12 +156,12 @@ class OtelTracker:
                 )
             case WorkflowFailed(error=error, completed_steps=steps):
                 segment = self._finish_target(event)
-                _add_exception(segment.span, error, event)
+                add_exception(segment.span, error, event)
                 self._finish(
                     event,
                     "failed",
-                    Status(StatusCode.ERROR, _error_text(error)),
-                    {"error.type": _error_type(error), "workflow.completed_steps": len(steps)},
+                    Status(StatusCode.ERROR, error_text(error)),
+                    {"error.type": error_type(error), "workflow.completed_steps": len(steps)},
                 )
             case WorkflowCancelled(reason=reason, completed_steps=steps):
                 attributes: dict[str, str | int] = {"workflow.completed_steps": len(steps)}
@@ -225,7 +193,7 @@ class OtelTracker:
                 step = open_segment.steps.get(step_name) if open_segment else None
                 attrs_: dict[str, str | int] = {"step.name": step_name, "timeout_ms": timeout_ms}
                 if step is not None:
-                    step.add_event("timeout.exceeded", attrs_, timestamp=_ns(event))
+                    step.add_event("timeout.exceeded", attrs_, timestamp=ns(event))
                 else:
                     self._span_event(event, "timeout.exceeded", attrs_)
             case RetryScheduled():
@@ -274,10 +242,10 @@ class OtelTracker:
             attributes["workflow.execution_id"] = event.execution_id
         return attributes
 
-    def _begin(self, event: EventBase, kind: str, extra: dict[str, str | int]) -> _Segment:
+    def _begin(self, event: EventBase, kind: str, extra: dict[str, str | int]) -> Segment:
         workflow_id = event.workflow_id
         if workflow_id in self._open:  # its end was never seen (a crash in this process)
-            self._end_segment(workflow_id, "interrupted", None, end_ns=_ns(event))
+            self._end_segment(workflow_id, "interrupted", None, end_ns=ns(event))
         previous = self._last.get(workflow_id)
         links = [Link(previous, {"durably.link": "previous_segment"})] if previous else []
         span = self._tracer.start_span(
@@ -285,15 +253,15 @@ class OtelTracker:
             context=self._root_context(workflow_id),
             attributes={**self._common(event), "workflow.segment": kind, **extra},
             links=links,
-            start_time=_ns(event),
+            start_time=ns(event),
         )
-        segment = _Segment(span)
+        segment = Segment(span)
         self._open[workflow_id] = segment
         while len(self._open) > MAX_TRACKED:
             self._end_segment(next(iter(self._open)), "evicted", None)
         return segment
 
-    def _finish_target(self, event: EventBase) -> _Segment:
+    def _finish_target(self, event: EventBase) -> Segment:
         """The open segment that ``event`` ends, or an instant one when none is open."""
         segment = self._open.get(event.workflow_id)
         if segment is None:
@@ -310,7 +278,7 @@ class OtelTracker:
         segment = self._finish_target(event)
         segment.span.set_attributes(attributes)
         terminal = outcome != "paused"
-        self._end_segment(event.workflow_id, outcome, status, end_ns=_ns(event), terminal=terminal)
+        self._end_segment(event.workflow_id, outcome, status, end_ns=ns(event), terminal=terminal)
 
     def _end_segment(
         self,
@@ -344,7 +312,7 @@ class OtelTracker:
         if segment is None:
             log.debug("OtelTracker: no open segment for %s of %s", name, event.workflow_id)
             return
-        segment.span.add_event(name, attributes, timestamp=_ns(event))
+        segment.span.add_event(name, attributes, timestamp=ns(event))
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -355,7 +323,7 @@ class OtelTracker:
         stale = segment.steps.pop(event.step_name, None)
         if stale is not None:  # an attempt whose end was never seen
             stale.set_attribute("status", "abandoned")
-            stale.end(end_time=_ns(event))
+            stale.end(end_time=ns(event))
         segment.steps[event.step_name] = self._tracer.start_span(
             f"step {event.step_name}",
             context=trace.set_span_in_context(segment.span),
@@ -364,7 +332,7 @@ class OtelTracker:
                 "step.name": event.step_name,
                 "step.attempt": event.attempt,
             },
-            start_time=_ns(event),
+            start_time=ns(event),
         )
 
     def _take_step(self, event: StepCompleted | StepFailed) -> Span | None:
@@ -380,7 +348,7 @@ class OtelTracker:
             return
         span.set_attributes({"status": "completed", "step.duration_ms": event.duration_ms})
         span.set_status(Status(StatusCode.OK))
-        span.end(end_time=_ns(event))
+        span.end(end_time=ns(event))
 
     def _step_failed(self, event: StepFailed) -> None:
         span = self._take_step(event)
@@ -391,11 +359,11 @@ class OtelTracker:
                 {
                     "step.name": event.step_name,
                     "step.attempt": event.attempt,
-                    "error.type": _error_type(event.error),
+                    "error.type": error_type(event.error),
                 },
             )
             return
-        _add_exception(span, event.error, event)
+        add_exception(span, event.error, event)
         span.set_attributes(
             {
                 "status": "failed",
@@ -403,5 +371,5 @@ class OtelTracker:
                 "error.type": event.error.type,
             }
         )
-        span.set_status(Status(StatusCode.ERROR, _error_text(event.error)))
-        span.end(end_time=_ns(event))
+        span.set_status(Status(StatusCode.ERROR, error_text(event.error)))
+        span.end(end_time=ns(event))
