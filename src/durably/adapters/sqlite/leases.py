@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from durably.adapters.owner import local_owner_is_dead
 from durably.domain.errors import StorageError
@@ -25,20 +26,25 @@ class SqliteLeases:
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         raise NotImplementedError  # pragma: no cover - provided by the backend
 
-    def _write(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+    @contextmanager
+    def _immediate(self, operation: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                rows = conn.execute(sql, params).fetchall()
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
-            raise StorageError("write", None, e) from e
+            raise StorageError(operation, None, e) from e
         self.commits += 1
-        return rows
+
+    def _write(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        with self._immediate("write") as conn:
+            return conn.execute(sql, params).fetchall()
 
     def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
         """Take the lease of up to ``limit`` due instances whose lease is free or expired.
@@ -48,31 +54,21 @@ class SqliteLeases:
         if limit <= 0:
             return []
         expires = now + lease_ms
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = conn.execute(
-                    "UPDATE instances SET lease_owner = ?, lease_expires_at = ?"
-                    " WHERE id IN (SELECT a.instance_id FROM alarms a"
-                    "   JOIN instances i ON i.id = a.instance_id"
-                    "   WHERE a.due_at <= ? AND (i.lease_owner IS NULL OR i.lease_expires_at <= ?)"
-                    "   ORDER BY a.due_at LIMIT ?)"
-                    " RETURNING id",
-                    (owner, expires, now, now, limit),
-                ).fetchall()
-                ids = [str(r[0]) for r in rows]
-                conn.executemany(
-                    "UPDATE alarms SET due_at = ? WHERE instance_id = ?",
-                    [(expires, i) for i in ids],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise StorageError("claim", None, e) from e
-        self.commits += 1
+        with self._immediate("claim") as conn:
+            rows = conn.execute(
+                "UPDATE instances SET lease_owner = ?, lease_expires_at = ?"
+                " WHERE id IN (SELECT a.instance_id FROM alarms a"
+                "   JOIN instances i ON i.id = a.instance_id"
+                "   WHERE a.due_at <= ? AND (i.lease_owner IS NULL OR i.lease_expires_at <= ?)"
+                "   ORDER BY a.due_at LIMIT ?)"
+                " RETURNING id",
+                (owner, expires, now, now, limit),
+            ).fetchall()
+            ids = [str(r[0]) for r in rows]
+            conn.executemany(
+                "UPDATE alarms SET due_at = ? WHERE instance_id = ?",
+                [(expires, i) for i in ids],
+            )
         return ids
 
     def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
@@ -95,26 +91,16 @@ class SqliteLeases:
     def renew(self, owner: str, now: int, lease_ms: int) -> None:
         """Extend every lease of ``owner`` (its heartbeat), and the alarms behind them."""
         expires = now + lease_ms
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "UPDATE instances SET lease_expires_at = ? WHERE lease_owner = ?",
-                    (expires, owner),
-                )
-                conn.execute(
-                    "UPDATE alarms SET due_at = ? WHERE due_at < ? AND instance_id IN"
-                    " (SELECT id FROM instances WHERE lease_owner = ? AND status = 'Running')",
-                    (expires, expires, owner),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise StorageError("renew", None, e) from e
-        self.commits += 1
+        with self._immediate("renew") as conn:
+            conn.execute(
+                "UPDATE instances SET lease_expires_at = ? WHERE lease_owner = ?",
+                (expires, owner),
+            )
+            conn.execute(
+                "UPDATE alarms SET due_at = ? WHERE due_at < ? AND instance_id IN"
+                " (SELECT id FROM instances WHERE lease_owner = ? AND status = 'Running')",
+                (expires, expires, owner),
+            )
 
     def expire_dead_local_owners(self, now: int) -> int:
         """Expire at once the leases held by dead processes of this host; returns how many."""
