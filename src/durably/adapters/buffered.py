@@ -138,16 +138,7 @@ class BufferedStorage:
         """The committed text of ``key`` (from the cache when the storage may cache it)."""
         if not self.caching:
             return await self._load(key)
-        if key in VOLATILE_KEYS:
-            known, text = self._fresh(key)
-            if not known:
-                text = await self._load(key)
-                self._saw((key,), {} if text is None else {key: text})
-            return text
-        cache = self._cache
-        if cache is None:
-            cache = await self._fill()
-        return cache.get(key)
+        return (await self._committed_many((key,))).get(key)
 
     async def _committed_many(self, wanted: Sequence[str]) -> dict[str, str]:
         if not self.caching:
@@ -168,8 +159,12 @@ class BufferedStorage:
             text = cache.get(key)
             if text is not None:
                 found[key] = text
+        if len(direct) == 1:  # a point read is the cheaper query
+            text = await self._load(direct[0])
+            loaded = {} if text is None else {direct[0]: text}
+        else:
+            loaded = await self._load_many(direct) if direct else {}
         if direct:
-            loaded = await self._load_many(direct)
             self._saw(direct, loaded)
             found.update(loaded)
         return found
