@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -29,6 +29,7 @@ from durably.adapters.commit_group import (
 )
 from durably.adapters.postgres.leases import PostgresLeases
 from durably.adapters.postgres.schema import migrate
+from durably.adapters.postgres.single import SingleStatements, fits_one_statement
 from durably.adapters.postgres.steps import FENCED_KEYS, commit_steps, split_steps, statement
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
 from durably.domain import keys
@@ -65,11 +66,12 @@ class PostgresHost(PostgresLeases):
         self._flusher: asyncio.Task[None] | None = None
         self._listener: psycopg.AsyncConnection[Any] | None = None
         self._steps_conn: psycopg.AsyncConnection[Any] | None = None
-        """The connection of step commits (one flusher at a time uses it)."""
+        """The connection of one-statement commits (one flusher at a time uses it)."""
         self.commits = 0
         s = schema
         self.kv, self.alarms, self.instances = f"{s}.kv", f"{s}.alarms", f"{s}.instances"
         self._steps_query = statement(self.kv, self.instances)
+        self._single = SingleStatements(self.kv, self.alarms, self.instances, CHANNEL)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -214,7 +216,9 @@ class PostgresHost(PostgresLeases):
             batch, self._waiting = self._waiting, []
             steps, others = split_steps(batch)
             try:
-                for group, commit in ((steps, self._commit_steps), (others, self._transaction)):
+                alone = len(others) == 1 and fits_one_statement(others[0])
+                other_commit = self._commit_single if alone else self._transaction
+                for group, commit in ((steps, self._commit_steps), (others, other_commit)):
                     if not group:
                         continue
                     errors: list[BaseException | None] = [None] * len(group)
@@ -229,19 +233,37 @@ class PostgresHost(PostgresLeases):
                         waiting.future.set_exception(StorageError("commit", None, e))
                 raise
 
-    async def _commit_steps(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
-        """Commit units that only write rows of leased instances: one statement.
-
-        It runs on a connection of its own, where it is prepared with a generic plan:
-        planning it each time would cost about as much as running it.
-        """
+    async def _statement_conn(self) -> psycopg.AsyncConnection[Any]:
+        """The connection of one-statement commits, where they are prepared with a generic
+        plan: planning them each time would cost about as much as running them."""
         conn = self._steps_conn
+        if conn is None or conn.closed:
+            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            self._steps_conn = conn
+        return conn
+
+    async def _commit_steps(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
+        """Commit units that only write rows of leased instances: one statement."""
+        await self._one_statement(
+            lambda conn: commit_steps(conn, self._steps_query, batch, self.clock.now(), errors)
+        )
+
+    async def _commit_single(
+        self, batch: list[Waiting], errors: list[BaseException | None]
+    ) -> None:
+        """Commit one creation or fenced unit: one statement (``single.py``)."""
+        await self._one_statement(
+            lambda conn: self._single.commit(conn, batch[0], self.clock.now())
+        )
+
+    async def _one_statement(
+        self, run: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+    ) -> None:
+        conn = None
         try:
-            if conn is None or conn.closed:
-                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-                await conn.execute("SET plan_cache_mode = force_generic_plan")
-                self._steps_conn = conn
-            await commit_steps(conn, self._steps_query, batch, self.clock.now(), errors)
+            conn = await self._statement_conn()
+            await run(conn)
         except psycopg.Error as e:
             raise StorageError("commit", None, e) from e
         except StorageError:

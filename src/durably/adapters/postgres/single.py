@@ -1,0 +1,141 @@
+"""One unit of work, one statement: the start and the end of a workflow over PostgreSQL.
+
+A grouped commit that carries a single unit (every commit of a workflow run alone) does
+not need a transaction of four or five statements: the unit's whole effect is one
+statement of data-modifying CTEs, in autocommit (its own transaction, one round trip).
+
+- A creation (the unit writes the workflow's name) inserts the instance row with
+  ``ON CONFLICT DO NOTHING``; its rows and its alarm are written only when the row was
+  inserted, so an instance that exists already is refused and left untouched.
+- A fenced unit (its owner's lease) updates the instance row only where the lease is
+  still held, and writes its rows, deletions and alarm only where it did; the keys a
+  cancel from another process may write are read back, as the step statement does.
+
+Units of any other shape (a clear, an unfenced status change) take the transaction path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+from durably.adapters.commit_group import InstanceExists, LeaseLost, Waiting, status_tag
+from durably.adapters.postgres.steps import FENCED_KEYS
+from durably.adapters.unit_of_work import UNCHANGED
+from durably.domain import keys
+from durably.domain.errors import StorageError
+
+__all__ = ["SingleStatements", "fits_one_statement"]
+
+
+def fits_one_statement(waiting: Waiting) -> bool:
+    """Whether ``waiting`` is a creation or a fenced unit (and no clear)."""
+    unit = waiting.unit
+    if unit.cleared:
+        return False
+    if keys.NAME in unit.writes:
+        return unit.writes[keys.NAME] is not None
+    return waiting.owner is not None
+
+
+class SingleStatements:
+    """The two statements over tables ``kv``, ``alarms``, ``instances`` of one schema."""
+
+    def __init__(self, kv: str, alarms: str, instances: str, channel: str) -> None:
+        rows = (
+            "unnest(%(put_keys)s::text[], %(put_values)s::text[]) AS r(key, value)"
+            " ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        tail = (
+            f" del AS (DELETE FROM {kv} WHERE instance_id IN (SELECT id FROM t)"
+            " AND key = ANY(%(deleted)s::text[])),"
+            f" unset AS (DELETE FROM {alarms} WHERE instance_id IN (SELECT id FROM t)"
+            " AND %(alarm)s::text = 'delete'),"
+            f" alarm AS (INSERT INTO {alarms} (instance_id, due_at)"
+            " SELECT id, %(due)s::bigint FROM t WHERE %(alarm)s::text = 'set'"
+            " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at)"
+        )
+        # pg_notify in the final SELECT: a CTE that only reads runs only if used.
+        notify = f"CASE WHEN %(notify)s::boolean THEN pg_notify('{channel}', '') END"
+        self.create = (
+            f"WITH t AS (INSERT INTO {instances} (id, workflow, status, created_at,"
+            " updated_at, lease_owner, lease_expires_at) VALUES (%(id)s::text,"
+            " %(workflow)s::text, %(tag)s::text, %(now)s::bigint, %(now)s::bigint,"
+            " %(holder)s::text, %(expires)s::bigint)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id),"
+            f" put AS (INSERT INTO {kv} (instance_id, key, value)"
+            f" SELECT t.id, r.key, r.value::jsonb FROM t, {rows}),"
+            f"{tail} SELECT t.id, {notify} FROM t"
+        )
+        read_back = ", ".join(
+            f"(SELECT value::text FROM {kv} WHERE instance_id = t.id AND key = '{key}')"
+            for key in FENCED_KEYS
+        )
+        self.fenced = (
+            f"WITH t AS (UPDATE {instances} SET"
+            " lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_owner END,"
+            " lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL"
+            " ELSE %(expires)s::bigint END,"
+            " status = COALESCE(%(tag)s::text, status),"
+            " updated_at = CASE WHEN %(tag)s::text IS NULL THEN updated_at ELSE %(now)s::bigint END"
+            " WHERE id = %(id)s::text AND lease_owner = %(owner)s::text RETURNING id),"
+            f" put AS (INSERT INTO {kv} (instance_id, key, value)"
+            f" SELECT t.id, r.key, r.value::jsonb FROM t, {rows}),"
+            f"{tail} SELECT t.id, {notify}, {read_back} FROM t"
+        )
+
+    async def commit(self, conn: psycopg.AsyncConnection[Any], waiting: Waiting, now: int) -> None:
+        """Commit one unit that ``fits_one_statement``; ``StorageError`` when refused."""
+        iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
+        expires = now + waiting.lease_ms
+        tag = status_tag(unit.writes.get(keys.STATUS))
+        name_text = unit.writes.get(keys.NAME)
+        alarm, due = "keep", None
+        if unit.alarm is None:
+            alarm = "delete"
+        elif unit.alarm is not UNCHANGED:
+            alarm, due = "set", unit.alarm
+        elif tag == "Running" and owner is not None:
+            alarm, due = "set", expires  # Running under a lease always has an alarm
+        params: dict[str, Any] = {
+            "id": iid,
+            "now": now,
+            "tag": tag,
+            "expires": expires,
+            "put_keys": [k for k, v in unit.writes.items() if v is not None],
+            "put_values": [v for v in unit.writes.values() if v is not None],
+            "deleted": [k for k, v in unit.writes.items() if v is None],
+            "alarm": alarm,
+            "due": due,
+            "notify": alarm == "set" and unit.alarm is not UNCHANGED,
+        }
+        if name_text is not None:
+            holder = owner if tag == "Running" else None
+            params["workflow"] = json.loads(name_text)
+            params["tag"] = tag or "Pending"
+            params["holder"] = holder
+            params["expires"] = expires if holder else None
+            query = self.create
+        else:
+            params["owner"] = owner
+            params["release"] = tag is not None and tag != "Running"
+            query = self.fenced
+        try:
+            cur = await conn.execute(query, params, prepare=True)
+            row = await cur.fetchone()
+        except psycopg.Error as e:
+            raise StorageError("commit", None, e) from e
+        creating = name_text is not None
+        if row is None:
+            refused: Exception = (
+                InstanceExists(f"instance {iid!r} already exists")
+                if creating
+                else LeaseLost(f"lease of instance {iid!r} is no longer held by {owner}")
+            )
+            raise StorageError("commit", keys.STATUS, refused) from refused
+        if creating:
+            waiting.observed = dict.fromkeys(FENCED_KEYS)  # a new instance: nobody cancelled it
+        else:
+            waiting.observed = dict(zip(FENCED_KEYS, row[2:], strict=True))
