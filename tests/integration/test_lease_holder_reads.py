@@ -235,3 +235,64 @@ async def test_a_second_creation_of_one_id_writes_nothing(host: InstanceHost) ->
     row = await host.instance("i7")
     assert row is not None
     assert row.lease_owner == OWNER
+
+
+async def test_a_commit_that_gives_the_lease_back_is_remembered_once(host: InstanceHost) -> None:
+    storage = await _create(host, "g1")
+    assert not host.released_by_commit("g1", OWNER)  # Running: the lease is held
+    ok(await storage.put(keys.STATUS, {"tag": "Sleeping", "until": 5}))
+    row = await host.instance("g1")
+    assert row is not None
+    assert row.lease_owner is None  # the commit released it...
+    assert host.released_by_commit("g1", OWNER)  # ...and the host knows without a read
+    assert not host.released_by_commit("g1", OWNER)  # answered once
+    assert not host.released_by_commit("g1", OTHER)
+
+
+async def test_taking_the_lease_again_forgets_that_a_commit_gave_it_back(
+    host: InstanceHost,
+) -> None:
+    storage = await _create(host, "g2")
+    ok(await storage.put(keys.STATUS, {"tag": "Sleeping", "until": 5}))
+    assert await host.acquire("g2", OWNER, host.now(), LEASE_MS)
+    assert not host.released_by_commit("g2", OWNER)  # held again: the engine must release
+    row = await host.instance("g2")
+    assert row is not None
+    assert row.lease_owner == OWNER
+
+
+async def test_a_claim_forgets_that_a_commit_gave_the_lease_back(host: InstanceHost) -> None:
+    storage = await _create(host, "g3")
+    ok(await storage.put(keys.STATUS, {"tag": "Queued", "at": 1}))
+    await host.runtime("g3", None, LEASE_MS).scheduler.schedule(host.now())
+    assert await host.claim_due(OWNER, host.now() + 1, LEASE_MS, 10) == ["g3"]
+    assert not host.released_by_commit("g3", OWNER)
+
+
+async def test_the_engine_releases_a_lease_still_held_and_skips_the_read_otherwise(
+    tmp_path: Path,
+) -> None:
+    @durably.workflow
+    async def two_steps(n: int) -> int:
+        return await durably.step("a", lambda: n) + await durably.step("b", lambda: 1)
+
+    async with Engine([two_steps], backend=f"sqlite:///{tmp_path / 'e.db'}") as engine:
+        host = engine._host
+        rows: list[str] = []
+        real = host.instance
+
+        async def spied(instance_id: str) -> Any:
+            rows.append(instance_id)
+            return await real(instance_id)
+
+        host.instance = spied  # type: ignore[method-assign]
+        done = ok(await engine.start(two_steps, 1, id="done"))
+        assert done.output == 2
+        assert rows == []  # its end commit released the lease: nothing to read
+        # An instance whose lease is still held when the engine is done with it.
+        async with engine._serving("done"):
+            assert await host.acquire("done", engine.owner, host.now(), 60_000)
+        assert rows == ["done"]
+        row = await real("done")
+        assert row is not None
+        assert row.lease_owner is None

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 
 import attrs
 
 from durably.adapters.unit_of_work import UnitOfWork
+from durably.domain import keys
 
-__all__ = ["LeaseLost", "InstanceExists", "Waiting", "status_tag", "resolve", "loop_is_idle"]
+__all__ = [
+    "LeaseLost",
+    "InstanceExists",
+    "Waiting",
+    "GivenBack",
+    "status_tag",
+    "resolve",
+    "loop_is_idle",
+]
 
 
 class LeaseLost(Exception):
@@ -32,6 +42,50 @@ class Waiting:
     """Resolved once the group is committed (``None``: committed by its own caller)."""
     observed: dict[str, str | None] | None = None
     """The volatile keys the commit read in its transaction (fenced units only)."""
+
+
+class GivenBack:
+    """The leases that commits of this process gave back, so that nobody reads to know.
+
+    The backends' rule: a fenced commit that writes a status other than ``Running``
+    releases the instance's lease in its transaction (and a creation holds the lease only
+    when it writes ``Running``). Once the engine is done with an instance, it gives back
+    the lease if it still holds it; when the last commit already did, there is nothing
+    to read. Anything that takes a lease (a claim, an acquire, a ``Running`` commit)
+    forgets the instance here, so an entry always means "not held by this owner".
+    """
+
+    _LIMIT = 10_000  # entries left by instances the engine never asks about
+
+    def __init__(self) -> None:
+        self._leases: set[tuple[str, str]] = set()
+
+    def committed(self, instance_id: str, unit: UnitOfWork, owner: str | None) -> None:
+        """Note what a successful commit of ``owner`` did to its lease."""
+        if owner is None:
+            return
+        text = unit.writes.get(keys.STATUS)
+        if text is None:
+            return
+        if status_tag(text) == "Running":
+            self._leases.discard((instance_id, owner))
+        else:
+            if len(self._leases) >= self._LIMIT:
+                self._leases.clear()  # only costs reads
+            self._leases.add((instance_id, owner))
+
+    def taken(self, instance_ids: Iterable[str], owner: str) -> None:
+        """Forget instances whose lease ``owner`` just took."""
+        for instance_id in instance_ids:
+            self._leases.discard((instance_id, owner))
+
+    def pop(self, instance_id: str, owner: str) -> bool:
+        """Whether a commit of ``owner`` released this lease since it last took it."""
+        try:
+            self._leases.remove((instance_id, owner))
+        except KeyError:
+            return False
+        return True
 
 
 def status_tag(text: str | None) -> str | None:

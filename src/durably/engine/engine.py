@@ -197,6 +197,8 @@ class Engine(EngineQueries):
             self._changed.fire()
 
     async def _release(self, instance_id: str) -> None:
+        if self._host.released_by_commit(instance_id, self.owner):
+            return  # the last commit gave it back
         try:
             row = await self._host.instance(instance_id)
             if row is not None and row.lease_owner == self.owner:

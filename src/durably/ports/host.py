@@ -80,6 +80,13 @@ class InstanceHost(Protocol):
         """Give a lease back (a no-op if it is not ``owner``'s)."""
         ...
 
+    def released_by_commit(self, instance_id: str, owner: str) -> bool:
+        """Whether a commit of ``owner`` released the lease since ``owner`` last took it.
+
+        (Answered from memory, once: the engine then need not read the row to know.)
+        """
+        ...
+
     async def renew(self, owner: str, now: int, lease_ms: int) -> None:
         """Extend every lease of ``owner``."""
         ...

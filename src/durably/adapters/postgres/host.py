@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from durably.adapters.clock import Clock, SystemClock
 from durably.adapters.commit_group import (
+    GivenBack,
     InstanceExists,
     LeaseLost,
     Waiting,
@@ -68,6 +69,7 @@ class PostgresHost(PostgresLeases):
         self._steps_conn: psycopg.AsyncConnection[Any] | None = None
         """The connection of one-statement commits (one flusher at a time uses it)."""
         self.commits = 0
+        self.given_back = GivenBack()
         s = schema
         self.kv, self.alarms, self.instances = f"{s}.kv", f"{s}.alarms", f"{s}.instances"
         self._steps_query = statement(self.kv, self.instances)
@@ -208,6 +210,7 @@ class PostgresHost(PostgresLeases):
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         await future
+        self.given_back.committed(instance_id, unit, owner)
         return waiting.observed
 
     async def _flush(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from durably.adapters.commit_group import GivenBack
 from durably.adapters.owner import local_owner_is_dead
 from durably.domain.errors import StorageError
 
@@ -21,6 +22,7 @@ class PostgresLeases:
     instances: str
     alarms: str
     commits: int
+    given_back: GivenBack
 
     async def _fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError  # pragma: no cover - provided by the host
@@ -53,6 +55,7 @@ class PostgresLeases:
                     (now, now, limit, owner, expires),
                 )
                 ids = [str(r[0]) for r in await cur.fetchall()]
+                self.given_back.taken(ids, owner)
                 if ids:
                     await conn.execute(
                         f"UPDATE {self.alarms} SET due_at = %s WHERE instance_id = ANY(%s)",
@@ -70,6 +73,8 @@ class PostgresLeases:
             " AND (lease_owner IS NULL OR lease_owner = %s OR lease_expires_at <= %s) RETURNING id",
             (owner, now + lease_ms, instance_id, owner, now),
         )
+        if rows:
+            self.given_back.taken((instance_id,), owner)
         return bool(rows)
 
     async def release(self, instance_id: str, owner: str) -> None:
@@ -79,6 +84,10 @@ class PostgresLeases:
             " WHERE id = %s AND lease_owner = %s",
             (instance_id, owner),
         )
+
+    def released_by_commit(self, instance_id: str, owner: str) -> bool:
+        """Whether a commit of ``owner`` gave the lease back since ``owner`` took it."""
+        return self.given_back.pop(instance_id, owner)
 
     async def renew(self, owner: str, now: int, lease_ms: int) -> None:
         """Extend every lease of ``owner`` and the alarms behind its running instances.

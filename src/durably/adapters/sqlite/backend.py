@@ -18,6 +18,7 @@ from typing import Literal
 
 from durably.adapters.clock import Clock, SystemClock
 from durably.adapters.commit_group import (
+    GivenBack,
     InstanceExists,
     LeaseLost,
     Waiting,
@@ -90,6 +91,7 @@ class SqliteBackend(SqliteLeases):
         self._flush_scheduled = False
         self._last_turn = float("-inf")
         self.commits = 0
+        self.given_back = GivenBack()
         self.schema_version_found: int | None = None
 
     # -- connection -----------------------------------------------------------------
@@ -231,6 +233,7 @@ class SqliteBackend(SqliteLeases):
             # as the lease heartbeat only run when the loop gets its turn.)
             alone = Waiting(instance_id, unit, owner, lease_ms, None)
             self._transaction([alone], [None])
+            self.given_back.committed(instance_id, unit, owner)
             return alone.observed
         future = loop.create_future()
         waiting = Waiting(instance_id, unit, owner, lease_ms, future)
@@ -239,6 +242,7 @@ class SqliteBackend(SqliteLeases):
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         await future
+        self.given_back.committed(instance_id, unit, owner)
         return waiting.observed
 
     def _flush(self) -> None:

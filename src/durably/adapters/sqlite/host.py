@@ -70,6 +70,10 @@ class SqliteHost:
         """Give a lease back."""
         self.backend.release(instance_id, owner)
 
+    def released_by_commit(self, instance_id: str, owner: str) -> bool:
+        """Whether a commit of ``owner`` gave the lease back since ``owner`` took it."""
+        return self.backend.given_back.pop(instance_id, owner)
+
     async def renew(self, owner: str, now: int, lease_ms: int) -> None:
         """Extend every lease of ``owner``."""
         self.backend.renew(owner, now, lease_ms)

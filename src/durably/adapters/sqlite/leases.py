@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from durably.adapters.commit_group import GivenBack
 from durably.adapters.owner import local_owner_is_dead
 from durably.domain.errors import StorageError
 
@@ -17,6 +18,7 @@ class SqliteLeases:
     """The lease statements of ``SqliteBackend`` (which provides ``conn`` and ``_query``)."""
 
     commits: int
+    given_back: GivenBack
 
     @property
     def conn(self) -> sqlite3.Connection:  # pragma: no cover - provided by the backend
@@ -65,6 +67,7 @@ class SqliteLeases:
                 (owner, expires, now, now, limit),
             ).fetchall()
             ids = [str(r[0]) for r in rows]
+            self.given_back.taken(ids, owner)
             conn.executemany(
                 "UPDATE alarms SET due_at = ? WHERE instance_id = ?",
                 [(expires, i) for i in ids],
@@ -78,6 +81,8 @@ class SqliteLeases:
             " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at <= ?) RETURNING id",
             (owner, now + lease_ms, instance_id, owner, now),
         )
+        if rows:
+            self.given_back.taken((instance_id,), owner)
         return bool(rows)
 
     def release(self, instance_id: str, owner: str) -> None:
