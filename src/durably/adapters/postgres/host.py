@@ -31,7 +31,13 @@ from durably.adapters.commit_group import (
 from durably.adapters.postgres.leases import PostgresLeases
 from durably.adapters.postgres.schema import migrate
 from durably.adapters.postgres.single import SingleStatements, fits_one_statement
-from durably.adapters.postgres.steps import FENCED_KEYS, commit_steps, split_steps, statement
+from durably.adapters.postgres.steps import (
+    FENCED_KEYS,
+    commit_steps,
+    split_steps,
+    statement,
+    statement_of_one,
+)
 from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
 from durably.domain import keys
 from durably.domain.errors import StorageError
@@ -72,7 +78,10 @@ class PostgresHost(PostgresLeases):
         self.given_back = GivenBack()
         s = schema
         self.kv, self.alarms, self.instances = f"{s}.kv", f"{s}.alarms", f"{s}.instances"
-        self._steps_query = statement(self.kv, self.instances)
+        self._steps_queries = (
+            statement(self.kv, self.instances),
+            statement_of_one(self.kv, self.instances),
+        )
         self._single = SingleStatements(self.kv, self.alarms, self.instances, CHANNEL)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -249,7 +258,7 @@ class PostgresHost(PostgresLeases):
     async def _commit_steps(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
         """Commit units that only write rows of leased instances: one statement."""
         await self._one_statement(
-            lambda conn: commit_steps(conn, self._steps_query, batch, self.clock.now(), errors)
+            lambda conn: commit_steps(conn, self._steps_queries, batch, self.clock.now(), errors)
         )
 
     async def _commit_single(

@@ -19,7 +19,14 @@ from durably.adapters.unit_of_work import UNCHANGED
 from durably.domain import keys
 from durably.domain.errors import StorageError
 
-__all__ = ["is_step_unit", "split_steps", "commit_steps", "statement", "FENCED_KEYS"]
+__all__ = [
+    "is_step_unit",
+    "split_steps",
+    "commit_steps",
+    "statement",
+    "statement_of_one",
+    "FENCED_KEYS",
+]
 
 FENCED_KEYS = (keys.STATUS, keys.CANCELLED, keys.CANCEL_REASON)
 """The keys read back by a fenced commit (what a cancel from elsewhere may write)."""
@@ -67,18 +74,52 @@ def statement(kv: str, instances: str) -> str:
     )
 
 
+def statement_of_one(kv: str, instances: str) -> str:
+    """``statement`` for one unit that writes one row: the same effect, with scalars.
+
+    (Arrays cost a tenth of a millisecond more per call, in psycopg and in the server:
+    a step of a workflow run alone is this case.)
+    """
+    read_back = ", ".join(
+        f"(SELECT value::text FROM {kv} WHERE instance_id = f.id AND key = '{key}')"
+        for key in FENCED_KEYS
+    )
+    return (
+        f"WITH fence AS (UPDATE {instances} SET lease_expires_at = %(expires)s::bigint"
+        " WHERE id = %(id)s::text AND lease_owner IS NOT DISTINCT FROM %(owner)s::text"
+        " RETURNING id),"
+        f" put AS (INSERT INTO {kv} (instance_id, key, value)"
+        " SELECT id, %(key)s::text, %(value)s::jsonb FROM fence"
+        " ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value)"
+        f" SELECT f.id, {read_back} FROM fence AS f"
+    )
+
+
 async def commit_steps(
     conn: psycopg.AsyncConnection[Any],
-    query: str,
+    queries: tuple[str, str],
     batch: list[Waiting],
     now: int,
     errors: list[BaseException | None],
 ) -> None:
-    """Commit the step units ``batch`` (distinct instances) with ``query`` (``statement``).
+    """Commit the step units ``batch`` (distinct instances) by ``queries``: ``statement``,
+    and ``statement_of_one`` for a batch of one unit that writes one row.
 
     Sets each unit's ``observed`` keys, or its error in ``errors`` when its lease is
     gone; raises ``StorageError`` when the statement fails (nothing known written).
     """
+    if len(batch) == 1 and len(batch[0].unit.writes) == 1:
+        waiting = batch[0]
+        ((key, text),) = waiting.unit.writes.items()
+        one = {
+            "id": waiting.instance_id,
+            "owner": waiting.owner,
+            "expires": now + waiting.lease_ms,
+            "key": key,
+            "value": text,
+        }
+        await _run(conn, queries[1], one, batch, errors)
+        return
     params: dict[str, Any] = {
         "ids": [w.instance_id for w in batch],
         "owners": [w.owner for w in batch],
@@ -92,6 +133,16 @@ async def commit_steps(
             params["row_ids"].append(waiting.instance_id)
             params["row_keys"].append(key)
             params["row_values"].append(text)
+    await _run(conn, queries[0], params, batch, errors)
+
+
+async def _run(
+    conn: psycopg.AsyncConnection[Any],
+    query: str,
+    params: dict[str, Any],
+    batch: list[Waiting],
+    errors: list[BaseException | None],
+) -> None:
     try:
         cur = await conn.execute(query, params, prepare=True)
         rows = await cur.fetchall()
