@@ -9,7 +9,6 @@ from collections.abc import Iterable
 import attrs
 
 from durably.adapters.unit_of_work import UnitOfWork
-from durably.domain import keys
 
 __all__ = [
     "LeaseLost",
@@ -42,6 +41,8 @@ class Waiting:
     """Resolved once the group is committed (``None``: committed by its own caller)."""
     observed: dict[str, str | None] | None = None
     """The volatile keys the commit read in its transaction (fenced units only)."""
+    tag: str | None = None
+    """The tag of the status the unit writes, once the commit has parsed it."""
 
 
 class GivenBack:
@@ -60,14 +61,13 @@ class GivenBack:
     def __init__(self) -> None:
         self._leases: set[tuple[str, str]] = set()
 
-    def committed(self, instance_id: str, unit: UnitOfWork, owner: str | None) -> None:
-        """Note what a successful commit of ``owner`` did to its lease."""
-        if owner is None:
-            return
-        text = unit.writes.get(keys.STATUS)
-        if text is None:
-            return
-        if status_tag(text) == "Running":
+    def committed(self, waiting: Waiting) -> None:
+        """Note what the successful commit of ``waiting`` did to its owner's lease."""
+        owner, tag = waiting.owner, waiting.tag
+        if owner is None or tag is None:
+            return  # no status written: the lease is as it was
+        instance_id = waiting.instance_id
+        if tag == "Running":
             self._leases.discard((instance_id, owner))
         else:
             if len(self._leases) >= self._LIMIT:

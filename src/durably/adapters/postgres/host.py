@@ -219,7 +219,7 @@ class PostgresHost(PostgresLeases):
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         await future
-        self.given_back.committed(instance_id, unit, owner)
+        self.given_back.committed(waiting)
         return waiting.observed
 
     async def _flush(self) -> None:
@@ -314,7 +314,7 @@ class PostgresHost(PostgresLeases):
         """Apply one unit; returns whether it set an alarm (to announce)."""
         iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
         expires = now + waiting.lease_ms
-        tag = status_tag(unit.writes.get(keys.STATUS))
+        tag = waiting.tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
         # The instance row first: it takes the row lock that serializes us against claims.
         if name_text is not None and not unit.cleared:

@@ -90,7 +90,7 @@ class SingleStatements:
         """Commit one unit that ``fits_one_statement``; ``StorageError`` when refused."""
         iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
         expires = now + waiting.lease_ms
-        tag = status_tag(unit.writes.get(keys.STATUS))
+        tag = waiting.tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
         alarm, due = "keep", None
         if unit.alarm is None:

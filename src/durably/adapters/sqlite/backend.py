@@ -233,7 +233,7 @@ class SqliteBackend(SqliteLeases):
             # as the lease heartbeat only run when the loop gets its turn.)
             alone = Waiting(instance_id, unit, owner, lease_ms, None)
             self._transaction([alone], [None])
-            self.given_back.committed(instance_id, unit, owner)
+            self.given_back.committed(alone)
             return alone.observed
         future = loop.create_future()
         waiting = Waiting(instance_id, unit, owner, lease_ms, future)
@@ -242,7 +242,7 @@ class SqliteBackend(SqliteLeases):
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         await future
-        self.given_back.committed(instance_id, unit, owner)
+        self.given_back.committed(waiting)
         return waiting.observed
 
     def _flush(self) -> None:
@@ -293,7 +293,7 @@ class SqliteBackend(SqliteLeases):
         iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
         expires = now + waiting.lease_ms
         # First what may refuse the unit (a second creation, a lost lease), then the writes.
-        tag = status_tag(unit.writes.get(keys.STATUS))
+        tag = waiting.tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
         if name_text is not None and not unit.cleared:
             holder = owner if tag == "Running" else None
