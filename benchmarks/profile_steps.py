@@ -8,7 +8,11 @@ does) on SQLite (WAL + ``--synchronous``) or PostgreSQL, and reports per step:
 - every SQL statement, by kind (time spent inside the driver call, and calls per step),
   so the fsync of ``COMMIT`` and the round trips show apart from the Python around them;
 - with ``--cprofile``, the functions with the most own time, grouped by package, and
-  the top functions (cProfile inflates Python-heavy code, so use it for shares).
+  the top functions (cProfile inflates Python-heavy code, so use it for shares);
+- with ``--replay`` (SQLite), the bound that durably's statements set by themselves:
+  every statement of the run, with its parameters, is recorded and then executed again,
+  in order and without the engine, on a new database file at the same settings,
+  alternating with the floor (one tiny insert per transaction) measured alike.
 
 Run: ``.venv/bin/python benchmarks/profile_steps.py [--backend postgres] [--cprofile]``.
 """
@@ -23,6 +27,8 @@ import os
 import pstats
 import re
 import shutil
+import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -44,6 +50,9 @@ SERVER = os.environ.get("DURABLY_BENCH_POSTGRES", "postgresql://postgres@127.0.0
 
 _SQL_TIME: dict[str, float] = defaultdict(float)
 _SQL_CALLS: dict[str, int] = defaultdict(int)
+_RECORDED: list[tuple[str, Any, bool]] = []
+"""(sql, parameters, executemany) of every statement, when ``--replay`` records them."""
+_RECORDING = [False]
 
 
 def _kind(sql: Any) -> str:
@@ -77,6 +86,8 @@ class _TimedSqlite:
         self._conn = conn
 
     def execute(self, sql: str, params: Any = ()) -> Any:
+        if _RECORDING[0]:
+            _RECORDED.append((sql, params, False))
         started = time.perf_counter()
         try:
             return self._conn.execute(sql, params)
@@ -84,6 +95,9 @@ class _TimedSqlite:
             _record(_kind(sql), started)
 
     def executemany(self, sql: str, rows: Any) -> Any:
+        if _RECORDING[0]:
+            rows = list(rows)
+            _RECORDED.append((sql, rows, True))
         started = time.perf_counter()
         try:
             return self._conn.executemany(sql, rows)
@@ -143,6 +157,7 @@ async def _run(url: str, workflows: int, profiler: cProfile.Profile | None) -> d
             (await engine.start(trivial_steps, STEPS, id=f"warm-{i}")).unwrap()
         _SQL_TIME.clear()
         _SQL_CALLS.clear()
+        _RECORDING[0] = url.startswith("sqlite")
         wall, cpu = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
@@ -150,7 +165,58 @@ async def _run(url: str, workflows: int, profiler: cProfile.Profile | None) -> d
             (await engine.start(trivial_steps, STEPS, id=f"p-{i}")).unwrap()
         if profiler is not None:
             profiler.disable()
+        _RECORDING[0] = False
         return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+
+
+def _fresh_database(folder: str, name: str, synchronous: str) -> sqlite3.Connection:
+    """A new database file at the engine's settings (WAL, ``synchronous``, its schema)."""
+    from durably.adapters.sqlite.schema import migrate
+
+    conn = sqlite3.connect(str(Path(folder) / name), isolation_level=None)
+    migrate(conn)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("CREATE TABLE floor (id INTEGER PRIMARY KEY, v INTEGER)")
+    return conn
+
+
+def _replay(synchronous: str, steps: int, rounds: int = 3) -> None:
+    """Run the recorded statements again without the engine, alternating with the floor."""
+    commits = sum(1 for sql, _, _ in _RECORDED if sql.strip().upper() == "COMMIT")
+    replays: list[float] = []
+    floors: list[float] = []
+    folder = tempfile.mkdtemp(prefix="durably-replay-")
+    try:
+        for i in range(rounds):
+            conn = _fresh_database(folder, f"replay-{i}.db", synchronous)
+            started = time.perf_counter()
+            for sql, params, many in _RECORDED:
+                if many:
+                    conn.executemany(sql, params)
+                else:
+                    conn.execute(sql, params).fetchall()
+            replays.append(time.perf_counter() - started)
+            conn.close()
+            conn = _fresh_database(folder, f"floor-{i}.db", synchronous)
+            started = time.perf_counter()
+            for _ in range(commits):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT INTO floor (v) VALUES (?)", (1,))
+                conn.execute("COMMIT")
+            floors.append((time.perf_counter() - started) / commits)
+            conn.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    replay, floor = statistics.median(replays) / steps, statistics.median(floors)
+    print(
+        f"  replay of durably's {len(_RECORDED)} statements ({commits} commits) without the"
+        f" engine, median of {rounds}:"
+    )
+    print(
+        f"    {replay * 1e3:.3f} ms/step; floor {floor * 1e3:.3f} ms/commit;"
+        f" replay / floor = {replay / floor:.2f} per step ({commits / steps:.2f} commits/step)"
+    )
 
 
 def _package(filename: str) -> str:
@@ -172,6 +238,7 @@ def main() -> None:
     parser.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--workflows", type=int, default=300)
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--replay", action="store_true", help="SQLite: replay the statements")
     args = parser.parse_args()
     if args.backend == "postgres":
         _time_psycopg()
@@ -196,6 +263,8 @@ def main() -> None:
             f"  {spent / _SQL_CALLS[kind] * 1e3:7.3f} ms/call"
         )
     print(f"  outside the SQL calls: {(figures['wall'] - sql_total) * per:.3f} ms/step")
+    if args.replay and args.backend == "sqlite":
+        _replay(args.synchronous, steps)
     if profiler is None:
         return
     stats = pstats.Stats(profiler)
