@@ -208,3 +208,38 @@ async def test_a_unit_alone_is_committed_by_one_statement(host: PostgresHost) ->
     row = await host.instance("alone")
     assert row is not None
     assert (row.status, row.lease_owner) == ("Completed", None)
+
+
+async def test_units_that_arrive_during_an_inline_commit_wait_and_then_form_one_group(
+    host: PostgresHost,
+) -> None:
+    """A unit committed when nothing else is ready runs in its caller's task; others
+    that arrive meanwhile are not committed beside it but together, right after."""
+    batches: list[list[str]] = []
+    in_flight = [0, 0]  # now, most at once
+    real = host._commit_batch
+    late: list[asyncio.Task[Any]] = []
+
+    async def spy(batch: list[Waiting]) -> list[BaseException | None]:
+        batches.append([w.instance_id for w in batch])
+        if not late:  # the first (inline) commit: two more units arrive while it runs
+            late.extend(
+                asyncio.create_task(host.commit(iid, _create("Running"), OWNER, LEASE_MS))
+                for iid in ("b", "c")
+            )
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        try:
+            return await real(batch)
+        finally:
+            in_flight[0] -= 1
+
+    host._commit_batch = spy  # type: ignore[method-assign]
+    await host.commit("a", _create("Running"), OWNER, LEASE_MS)
+    await asyncio.gather(*late)
+    assert batches == [["a"], ["b", "c"]]
+    assert in_flight[1] == 1
+    for iid in ("a", "b", "c"):
+        row = await host.instance(iid)
+        assert row is not None
+        assert row.lease_owner == OWNER

@@ -1,8 +1,11 @@
 """``PostgresHost``: instances in one PostgreSQL database, shared by any number of workers.
 
-Commits of concurrent instances are grouped: while one transaction is in flight, the
-units of work that arrive wait, and the next transaction carries all of them (each
-under a savepoint, so a unit that lost its lease fails alone). Claims use
+Commits of concurrent instances are grouped: while one commit is in flight, the units
+of work that arrive wait, and the next commit carries all of them: the step units in
+one statement (``steps.py``), the rest in one transaction, each under a savepoint, so a
+unit that lost its lease fails alone (``transaction.py``). A unit alone is one
+statement (``single.py``), committed in its caller's task when nothing else is ready
+to run. Claims use
 ``FOR UPDATE SKIP LOCKED``; every commit of an owner checks its lease (fencing); a new
 alarm is announced with ``NOTIFY``, so idle workers wake without polling fast.
 """
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -25,20 +27,21 @@ from durably.adapters.commit_group import (
     InstanceExists,
     LeaseLost,
     Waiting,
+    loop_is_idle,
     resolve,
-    status_tag,
 )
 from durably.adapters.postgres.leases import PostgresLeases
 from durably.adapters.postgres.schema import migrate
 from durably.adapters.postgres.single import SingleStatements, fits_one_statement
 from durably.adapters.postgres.steps import (
-    FENCED_KEYS,
     commit_steps,
     split_steps,
     statement,
     statement_of_one,
 )
-from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
+from durably.adapters.postgres.transaction import INSTANCE_COLUMNS as _ROW
+from durably.adapters.postgres.transaction import UnitStatements
+from durably.adapters.unit_of_work import UnitOfWork
 from durably.domain import keys
 from durably.domain.errors import StorageError
 from durably.ports import InstanceRow, InstanceRuntime
@@ -46,7 +49,6 @@ from durably.ports import InstanceRow, InstanceRuntime
 __all__ = ["PostgresHost", "LeaseLost", "InstanceExists"]
 
 CHANNEL = "durably_alarms"
-_ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
 
 
 class PostgresHost(PostgresLeases):
@@ -71,6 +73,8 @@ class PostgresHost(PostgresLeases):
         )
         self._waiting: list[Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._inline = False
+        """Whether a unit is being committed in its caller's task (``commit``)."""
         self._listener: psycopg.AsyncConnection[Any] | None = None
         self._steps_conn: psycopg.AsyncConnection[Any] | None = None
         """The connection of one-statement commits (one flusher at a time uses it)."""
@@ -83,6 +87,7 @@ class PostgresHost(PostgresLeases):
             statement_of_one(self.kv, self.instances),
         )
         self._single = SingleStatements(self.kv, self.alarms, self.instances, CHANNEL)
+        self._units = UnitStatements(self.kv, self.alarms, self.instances)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -213,12 +218,28 @@ class PostgresHost(PostgresLeases):
         if unit.is_empty():
             return None
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        waiting = Waiting(instance_id, unit, owner, lease_ms, future)
-        self._waiting.append(waiting)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
-        await future
+        idle = self._flusher is None or self._flusher.done()
+        if idle and not self._inline and not self._waiting and loop_is_idle(loop):
+            # Nothing else is ready to run, so nothing could join a group now: commit in
+            # this task, sparing the flusher's turns of the loop. Units that arrive while
+            # it is in flight wait for it, and then form the next group.
+            waiting = Waiting(instance_id, unit, owner, lease_ms, None)
+            self._inline = True
+            try:
+                (error,) = await self._commit_batch([waiting])
+            finally:
+                self._inline = False
+                if self._waiting:
+                    self._flusher = loop.create_task(self._flush())
+            if error is not None:
+                raise error
+        else:
+            future = loop.create_future()
+            waiting = Waiting(instance_id, unit, owner, lease_ms, future)
+            self._waiting.append(waiting)
+            if idle and not self._inline:
+                self._flusher = loop.create_task(self._flush())
+            await future
         self.given_back.committed(waiting)
         return waiting.observed
 
@@ -226,24 +247,32 @@ class PostgresHost(PostgresLeases):
         await asyncio.sleep(0)  # let the units that are ready join this transaction
         while self._waiting:
             batch, self._waiting = self._waiting, []
-            steps, others = split_steps(batch)
             try:
-                alone = len(others) == 1 and fits_one_statement(others[0])
-                other_commit = self._commit_single if alone else self._transaction
-                for group, commit in ((steps, self._commit_steps), (others, other_commit)):
-                    if not group:
-                        continue
-                    errors: list[BaseException | None] = [None] * len(group)
-                    try:
-                        await commit(group, errors)
-                    except StorageError as e:
-                        errors = [e] * len(group)
-                    resolve(group, errors)
+                await self._commit_batch(batch)
             except BaseException as e:  # cancelled mid-commit: nothing is known to be durable
                 for waiting in batch:
                     if waiting.future is not None and not waiting.future.done():
                         waiting.future.set_exception(StorageError("commit", None, e))
                 raise
+
+    async def _commit_batch(self, batch: list[Waiting]) -> list[BaseException | None]:
+        """Commit ``batch``: its step units by one statement, the rest by another (a unit
+        alone) or by one transaction. Wakes the units; returns their errors, in order."""
+        steps, others = split_steps(batch)
+        alone = len(others) == 1 and fits_one_statement(others[0])
+        other_commit = self._commit_single if alone else self._transaction
+        outcome: dict[int, BaseException | None] = {}
+        for group, commit in ((steps, self._commit_steps), (others, other_commit)):
+            if not group:
+                continue
+            errors: list[BaseException | None] = [None] * len(group)
+            try:
+                await commit(group, errors)
+            except StorageError as e:
+                errors = [e] * len(group)
+            resolve(group, errors)
+            outcome.update(zip(map(id, group), errors, strict=True))
+        return [outcome[id(waiting)] for waiting in batch]
 
     async def _statement_conn(self) -> psycopg.AsyncConnection[Any]:
         """The connection of one-statement commits, where they are prepared with a generic
@@ -294,10 +323,10 @@ class PostgresHost(PostgresLeases):
                 for i, waiting in enumerate(batch):
                     try:
                         if single:
-                            notify |= await self._apply(cur, waiting, now)
+                            notify |= await self._units.apply(cur, waiting, now)
                         else:
                             async with conn.transaction():  # a savepoint per unit
-                                notify |= await self._apply(cur, waiting, now)
+                                notify |= await self._units.apply(cur, waiting, now)
                     except (LeaseLost, InstanceExists) as e:
                         if single:
                             raise
@@ -309,91 +338,6 @@ class PostgresHost(PostgresLeases):
         except psycopg.Error as e:
             raise StorageError("commit", None, e) from e
         self.commits += 1
-
-    async def _apply(self, cur: psycopg.AsyncCursor[Any], waiting: Waiting, now: int) -> bool:
-        """Apply one unit; returns whether it set an alarm (to announce)."""
-        iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
-        expires = now + waiting.lease_ms
-        tag = waiting.tag = status_tag(unit.writes.get(keys.STATUS))
-        name_text = unit.writes.get(keys.NAME)
-        # The instance row first: it takes the row lock that serializes us against claims.
-        if name_text is not None and not unit.cleared:
-            holder = owner if tag == "Running" else None
-            await cur.execute(
-                f"INSERT INTO {self.instances} ({_ROW}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO NOTHING",
-                (
-                    iid,
-                    json.loads(name_text),
-                    tag or "Pending",
-                    now,
-                    now,
-                    holder,
-                    expires if holder else None,
-                ),
-            )
-            if cur.rowcount == 0:
-                raise InstanceExists(f"instance {iid!r} already exists")
-            waiting.observed = dict.fromkeys(FENCED_KEYS)  # a new instance: nobody cancelled it
-        elif owner is not None:
-            release = tag is not None and tag != "Running"
-            # Fenced; and it reads back what a cancel from elsewhere may have written.
-            await cur.execute(
-                f"UPDATE {self.instances} SET"
-                " lease_owner = CASE WHEN %s THEN NULL ELSE lease_owner END,"
-                " lease_expires_at = CASE WHEN %s THEN NULL ELSE %s END,"
-                " status = COALESCE(%s, status),"
-                " updated_at = CASE WHEN %s::text IS NULL THEN updated_at ELSE %s END"
-                " WHERE id = %s AND lease_owner = %s RETURNING "
-                + ", ".join(
-                    f"(SELECT value::text FROM {self.kv} WHERE instance_id = %s AND key = %s)"
-                    for _ in FENCED_KEYS
-                ),
-                (
-                    *(release, release, expires, tag, tag, now, iid, owner),
-                    *(part for key in FENCED_KEYS for part in (iid, key)),
-                ),
-            )
-            fence = await cur.fetchone()
-            if fence is None:
-                raise LeaseLost(f"lease of instance {iid!r} is no longer held by {owner}")
-            waiting.observed = dict(zip(FENCED_KEYS, fence, strict=True))
-        elif tag is not None:
-            await cur.execute(
-                f"UPDATE {self.instances} SET status = %s, updated_at = %s WHERE id = %s",
-                (tag, now, iid),
-            )
-        if unit.cleared:
-            await cur.execute(f"DELETE FROM {self.kv} WHERE instance_id = %s", (iid,))
-        puts = [(iid, k, v) for k, v in unit.writes.items() if v is not None]
-        if puts:
-            await cur.executemany(
-                f"INSERT INTO {self.kv} (instance_id, key, value) VALUES (%s, %s, %s::jsonb)"
-                " ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value",
-                puts,
-            )
-        deletes = [(iid, k) for k, v in unit.writes.items() if v is None]
-        if deletes:
-            await cur.executemany(
-                f"DELETE FROM {self.kv} WHERE instance_id = %s AND key = %s", deletes
-            )
-        if unit.alarm is None:
-            await cur.execute(f"DELETE FROM {self.alarms} WHERE instance_id = %s", (iid,))
-        elif unit.alarm is not UNCHANGED:
-            await cur.execute(
-                f"INSERT INTO {self.alarms} (instance_id, due_at) VALUES (%s, %s)"
-                " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at",
-                (iid, unit.alarm),
-            )
-            return True
-        elif tag == "Running" and owner is not None:
-            # Running under a lease always has an alarm: at the lease's expiry.
-            await cur.execute(
-                f"INSERT INTO {self.alarms} (instance_id, due_at) VALUES (%s, %s)"
-                " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at",
-                (iid, expires),
-            )
-        return False
 
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for a ``NOTIFY`` of a new alarm from any process."""
