@@ -5,19 +5,31 @@ statement (``adapters/postgres/single.py``) instead of a transaction of several.
 shape of unit is committed both ways, on two instances in the same state, and the rows
 that result (instance, key-value, alarm) must be the same; a refused unit (an instance
 that exists, a lease that is gone) must write nothing either way.
+
+When nothing else is ready to run, such a statement is run on a blocking connection,
+without leaving the event loop: not for long (a timer still fires during a long run of
+fast steps), and never waiting for a row lock (it goes back through the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import pytest
-from tests.integration.pg_support import acquire_database, drop_schema, release_database
+from tests.integration.pg_support import (
+    acquire_database,
+    drop_schema,
+    engine_url,
+    release_database,
+)
 
+import durably
 from durably.adapters.clock import ManualClock
 from durably.adapters.commit_group import Waiting
 from durably.adapters.postgres import PostgresHost
@@ -26,6 +38,7 @@ from durably.adapters.postgres.single import fits_one_statement
 from durably.adapters.unit_of_work import UNCHANGED, Unchanged, UnitOfWork
 from durably.domain import keys
 from durably.domain.errors import StorageError
+from durably.engine import Engine
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,9 +203,9 @@ async def test_a_unit_alone_is_committed_by_one_statement(host: PostgresHost) ->
     for name in ("_commit_single", "_transaction"):
         real = getattr(host, name)
 
-        async def spy(batch: Any, errors: Any, real: Any = real, name: str = name) -> None:
+        async def spy(*args: Any, real: Any = real, name: str = name) -> None:
             used.append(name)
-            await real(batch, errors)
+            await real(*args)
 
         setattr(host, name, spy)
     await host.commit("alone", _create("Running"), OWNER, LEASE_MS)
@@ -220,7 +233,7 @@ async def test_units_that_arrive_during_an_inline_commit_wait_and_then_form_one_
     real = host._commit_batch
     late: list[asyncio.Task[Any]] = []
 
-    async def spy(batch: list[Waiting]) -> list[BaseException | None]:
+    async def spy(batch: list[Waiting], **kwargs: Any) -> list[BaseException | None]:
         batches.append([w.instance_id for w in batch])
         if not late:  # the first (inline) commit: two more units arrive while it runs
             late.extend(
@@ -230,7 +243,7 @@ async def test_units_that_arrive_during_an_inline_commit_wait_and_then_form_one_
         in_flight[0] += 1
         in_flight[1] = max(in_flight)
         try:
-            return await real(batch)
+            return await real(batch, **kwargs)
         finally:
             in_flight[0] -= 1
 
@@ -243,3 +256,93 @@ async def test_units_that_arrive_during_an_inline_commit_wait_and_then_form_one_
         row = await host.instance(iid)
         assert row is not None
         assert row.lease_owner == OWNER
+
+
+def _count_blocking(host: PostgresHost) -> list[bool]:
+    """Record each statement tried on the blocking connection (True: it ran there)."""
+    calls: list[bool] = []
+    real = host._statements.run_blocking
+
+    def spy(query: str, params: dict[str, Any]) -> Any:
+        rows = real(query, params)
+        calls.append(rows is not None)
+        return rows
+
+    host._statements.run_blocking = spy  # type: ignore[method-assign]
+    return calls
+
+
+async def test_a_statement_that_waits_for_a_row_lock_goes_back_through_the_loop(
+    host: PostgresHost,
+) -> None:
+    await host.commit("locked", _create("Running"), OWNER, LEASE_MS)
+    calls = _count_blocking(host)
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(0.005)
+            ticks.append(time.monotonic())
+
+    async with await psycopg.AsyncConnection.connect(host.dsn) as other:
+        # Another transaction holds the instance's row lock for a while.
+        await other.execute(f"SELECT 1 FROM {host.instances} WHERE id = 'locked' FOR UPDATE")
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0.02)
+        host._statements.last_turn = time.monotonic()  # so that the next commit is made blocking
+        commit = asyncio.create_task(
+            host.commit("locked", _unit({"step": json.dumps(1)}), OWNER, LEASE_MS)
+        )
+        await asyncio.sleep(0.4)
+        assert not commit.done()  # still waiting for the lock, through the loop
+        during = len(ticks)
+        await other.rollback()
+        await commit
+        ticking.cancel()
+    assert calls == [False]  # tried blocking once, gave up at the lock timeout
+    assert during >= 20  # the loop kept running while the commit waited (0.4 s / 5 ms)
+    async with host._pool.connection() as conn:
+        cur = await conn.execute(
+            f"SELECT value FROM {host.kv} WHERE instance_id = 'locked' AND key = 'step'"
+        )
+        assert await cur.fetchall() == [(1,)]
+
+
+async def test_a_long_run_of_fast_steps_lets_a_timer_fire(request: pytest.FixtureRequest) -> None:
+    steps = 300
+    fired: list[int] = []
+    seen: dict[int, int] = {}
+
+    def done(i: int) -> int:
+        if i in (20, steps - 1):
+            seen[i] = len(fired)  # how often the timer fired before this step
+        return i
+
+    @durably.workflow
+    async def fast(_: None) -> int:
+        for i in range(steps):
+            await durably.step(f"s{i}", functools.partial(done, i))
+        return steps
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(0.001)
+            fired.append(1)
+
+    dsn = acquire_database()
+    schema = f"loop_{id(request)}"
+    try:
+        async with Engine([fast], backend=engine_url(dsn, schema)) as engine:
+            host = engine._host
+            assert isinstance(host, PostgresHost)
+            calls = _count_blocking(host)
+            ticks = asyncio.create_task(ticker())
+            await asyncio.sleep(0)
+            result = (await engine.start(fast, None, id="fast")).unwrap()
+            ticks.cancel()
+    finally:
+        drop_schema(dsn, schema)
+        release_database()
+    assert result.output == steps
+    assert sum(calls) > steps // 2  # most commits were made without leaving the loop...
+    assert seen[steps - 1] > seen[20]  # ...and yet the timer fired while the steps ran

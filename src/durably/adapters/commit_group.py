@@ -11,6 +11,7 @@ import attrs
 from durably.adapters.unit_of_work import UnitOfWork
 
 __all__ = [
+    "LONGEST_WITHOUT_A_TURN_S",
     "LeaseLost",
     "InstanceExists",
     "Waiting",
@@ -19,6 +20,11 @@ __all__ = [
     "resolve",
     "loop_is_idle",
 ]
+
+
+LONGEST_WITHOUT_A_TURN_S = 0.02
+"""How long commits made without a turn of the event loop may keep it from its other
+work (timers such as the lease heartbeat run only when the loop gets its turn)."""
 
 
 class LeaseLost(Exception):

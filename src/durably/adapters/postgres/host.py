@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from durably.adapters.clock import Clock, SystemClock
 from durably.adapters.commit_group import (
+    LONGEST_WITHOUT_A_TURN_S,
     GivenBack,
     InstanceExists,
     LeaseLost,
@@ -33,11 +35,13 @@ from durably.adapters.commit_group import (
 from durably.adapters.postgres.leases import PostgresLeases
 from durably.adapters.postgres.schema import migrate
 from durably.adapters.postgres.single import SingleStatements, fits_one_statement
+from durably.adapters.postgres.statements import StatementConnections
 from durably.adapters.postgres.steps import (
-    commit_steps,
+    settle_steps,
     split_steps,
     statement,
     statement_of_one,
+    steps_query,
 )
 from durably.adapters.postgres.transaction import INSTANCE_COLUMNS as _ROW
 from durably.adapters.postgres.transaction import UnitStatements
@@ -76,8 +80,8 @@ class PostgresHost(PostgresLeases):
         self._inline = False
         """Whether a unit is being committed in its caller's task (``commit``)."""
         self._listener: psycopg.AsyncConnection[Any] | None = None
-        self._steps_conn: psycopg.AsyncConnection[Any] | None = None
-        """The connection of one-statement commits (one flusher at a time uses it)."""
+        self._statements = StatementConnections(dsn)
+        """The connections of one-statement commits (one commit at a time uses them)."""
         self.commits = 0
         self.given_back = GivenBack()
         s = schema
@@ -113,9 +117,7 @@ class PostgresHost(PostgresLeases):
             if self._listener is not None:
                 await self._listener.close()
                 self._listener = None
-            if self._steps_conn is not None:
-                await self._steps_conn.close()
-                self._steps_conn = None
+            await self._statements.close()
         finally:
             await self._pool.close()
 
@@ -226,7 +228,9 @@ class PostgresHost(PostgresLeases):
             waiting = Waiting(instance_id, unit, owner, lease_ms, None)
             self._inline = True
             try:
-                (error,) = await self._commit_batch([waiting])
+                # Without a turn of the loop (statements.py), but not for long.
+                blocking = time.monotonic() - self._statements.last_turn < LONGEST_WITHOUT_A_TURN_S
+                (error,) = await self._commit_batch([waiting], blocking=blocking)
             finally:
                 self._inline = False
                 if self._waiting:
@@ -245,6 +249,7 @@ class PostgresHost(PostgresLeases):
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the units that are ready join this transaction
+        self._statements.last_turn = time.monotonic()
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
@@ -255,7 +260,9 @@ class PostgresHost(PostgresLeases):
                         waiting.future.set_exception(StorageError("commit", None, e))
                 raise
 
-    async def _commit_batch(self, batch: list[Waiting]) -> list[BaseException | None]:
+    async def _commit_batch(
+        self, batch: list[Waiting], *, blocking: bool = False
+    ) -> list[BaseException | None]:
         """Commit ``batch``: its step units by one statement, the rest by another (a unit
         alone) or by one transaction. Wakes the units; returns their errors, in order."""
         steps, others = split_steps(batch)
@@ -267,53 +274,37 @@ class PostgresHost(PostgresLeases):
                 continue
             errors: list[BaseException | None] = [None] * len(group)
             try:
-                await commit(group, errors)
+                await commit(group, errors, blocking)
             except StorageError as e:
                 errors = [e] * len(group)
             resolve(group, errors)
             outcome.update(zip(map(id, group), errors, strict=True))
         return [outcome[id(waiting)] for waiting in batch]
 
-    async def _statement_conn(self) -> psycopg.AsyncConnection[Any]:
-        """The connection of one-statement commits, where they are prepared with a generic
-        plan: planning them each time would cost about as much as running them."""
-        conn = self._steps_conn
-        if conn is None or conn.closed:
-            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-            await conn.execute("SET plan_cache_mode = force_generic_plan")
-            self._steps_conn = conn
-        return conn
-
-    async def _commit_steps(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
+    async def _commit_steps(
+        self, batch: list[Waiting], errors: list[BaseException | None], blocking: bool = False
+    ) -> None:
         """Commit units that only write rows of leased instances: one statement."""
-        await self._one_statement(
-            lambda conn: commit_steps(conn, self._steps_queries, batch, self.clock.now(), errors)
-        )
+        query, params = steps_query(self._steps_queries, batch, self.clock.now())
+        settle_steps(batch, await self._one_statement(query, params, blocking), errors)
 
     async def _commit_single(
-        self, batch: list[Waiting], errors: list[BaseException | None]
+        self, batch: list[Waiting], errors: list[BaseException | None], blocking: bool = False
     ) -> None:
         """Commit one creation or fenced unit: one statement (``single.py``)."""
-        await self._one_statement(
-            lambda conn: self._single.commit(conn, batch[0], self.clock.now())
-        )
+        query, params = self._single.query(batch[0], self.clock.now())
+        self._single.settle(batch[0], await self._one_statement(query, params, blocking))
 
     async def _one_statement(
-        self, run: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
-    ) -> None:
-        conn = None
-        try:
-            conn = await self._statement_conn()
-            await run(conn)
-        except psycopg.Error as e:
-            raise StorageError("commit", None, e) from e
-        except StorageError:
-            if conn is not None and conn.broken:
-                self._steps_conn = None  # reconnect at the next commit
-            raise
+        self, query: str, params: dict[str, Any], blocking: bool
+    ) -> list[tuple[Any, ...]]:
+        rows = await self._statements.run(query, params, blocking=blocking)
         self.commits += 1
+        return rows
 
-    async def _transaction(self, batch: list[Waiting], errors: list[BaseException | None]) -> None:
+    async def _transaction(
+        self, batch: list[Waiting], errors: list[BaseException | None], blocking: bool = False
+    ) -> None:
         now = self.clock.now()
         single = len(batch) == 1
         notify = False

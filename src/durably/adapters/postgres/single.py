@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import psycopg
-
 from durably.adapters.commit_group import InstanceExists, LeaseLost, Waiting, status_tag
 from durably.adapters.postgres.steps import FENCED_KEYS
 from durably.adapters.unit_of_work import UNCHANGED
@@ -86,8 +84,9 @@ class SingleStatements:
             f"{tail} SELECT t.id, {notify}, {read_back} FROM t"
         )
 
-    async def commit(self, conn: psycopg.AsyncConnection[Any], waiting: Waiting, now: int) -> None:
-        """Commit one unit that ``fits_one_statement``; ``StorageError`` when refused."""
+    def query(self, waiting: Waiting, now: int) -> tuple[str, dict[str, Any]]:
+        """The statement that commits ``waiting`` (it ``fits_one_statement``), and its
+        parameters."""
         iid, unit, owner = waiting.instance_id, waiting.unit, waiting.owner
         expires = now + waiting.lease_ms
         tag = waiting.tag = status_tag(unit.writes.get(keys.STATUS))
@@ -122,12 +121,15 @@ class SingleStatements:
             params["owner"] = owner
             params["release"] = tag is not None and tag != "Running"
             query = self.fenced
-        try:
-            cur = await conn.execute(query, params, prepare=True)
-            row = await cur.fetchone()
-        except psycopg.Error as e:
-            raise StorageError("commit", None, e) from e
-        creating = name_text is not None
+        return query, params
+
+    @staticmethod
+    def settle(waiting: Waiting, rows: list[tuple[Any, ...]]) -> None:
+        """From the rows of ``query``: the unit's ``observed`` keys; ``StorageError`` when
+        it was refused (an instance that exists, a lease that is gone)."""
+        iid, owner = waiting.instance_id, waiting.owner
+        row = rows[0] if rows else None
+        creating = keys.NAME in waiting.unit.writes
         if row is None:
             refused: Exception = (
                 InstanceExists(f"instance {iid!r} already exists")

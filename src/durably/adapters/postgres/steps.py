@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from durably.adapters.commit_group import LeaseLost, Waiting
 from durably.adapters.unit_of_work import UNCHANGED
 from durably.domain import keys
@@ -22,7 +20,8 @@ from durably.domain.errors import StorageError
 __all__ = [
     "is_step_unit",
     "split_steps",
-    "commit_steps",
+    "steps_query",
+    "settle_steps",
     "statement",
     "statement_of_one",
     "FENCED_KEYS",
@@ -95,19 +94,12 @@ def statement_of_one(kv: str, instances: str) -> str:
     )
 
 
-async def commit_steps(
-    conn: psycopg.AsyncConnection[Any],
-    queries: tuple[str, str],
-    batch: list[Waiting],
-    now: int,
-    errors: list[BaseException | None],
-) -> None:
-    """Commit the step units ``batch`` (distinct instances) by ``queries``: ``statement``,
-    and ``statement_of_one`` for a batch of one unit that writes one row.
-
-    Sets each unit's ``observed`` keys, or its error in ``errors`` when its lease is
-    gone; raises ``StorageError`` when the statement fails (nothing known written).
-    """
+def steps_query(
+    queries: tuple[str, str], batch: list[Waiting], now: int
+) -> tuple[str, dict[str, Any]]:
+    """The statement that commits the step units ``batch`` (distinct instances), and its
+    parameters: ``queries`` are ``statement`` and ``statement_of_one``, which serves a
+    batch of one unit that writes one row."""
     if len(batch) == 1 and len(batch[0].unit.writes) == 1:
         waiting = batch[0]
         ((key, text),) = waiting.unit.writes.items()
@@ -118,8 +110,7 @@ async def commit_steps(
             "key": key,
             "value": text,
         }
-        await _run(conn, queries[1], one, batch, errors)
-        return
+        return queries[1], one
     params: dict[str, Any] = {
         "ids": [w.instance_id for w in batch],
         "owners": [w.owner for w in batch],
@@ -133,21 +124,14 @@ async def commit_steps(
             params["row_ids"].append(waiting.instance_id)
             params["row_keys"].append(key)
             params["row_values"].append(text)
-    await _run(conn, queries[0], params, batch, errors)
+    return queries[0], params
 
 
-async def _run(
-    conn: psycopg.AsyncConnection[Any],
-    query: str,
-    params: dict[str, Any],
-    batch: list[Waiting],
-    errors: list[BaseException | None],
+def settle_steps(
+    batch: list[Waiting], rows: list[tuple[Any, ...]], errors: list[BaseException | None]
 ) -> None:
-    try:
-        cur = await conn.execute(query, params, prepare=True)
-        rows = await cur.fetchall()
-    except psycopg.Error as e:
-        raise StorageError("commit", None, e) from e
+    """From the rows of ``steps_query``: each unit's ``observed`` keys, or its error in
+    ``errors`` when its lease is gone (its instance is not among the rows)."""
     fenced = {str(row[0]): row[1:] for row in rows}
     for i, waiting in enumerate(batch):
         found = fenced.get(waiting.instance_id)

@@ -18,6 +18,7 @@ from typing import Literal
 
 from durably.adapters.clock import Clock, SystemClock
 from durably.adapters.commit_group import (
+    LONGEST_WITHOUT_A_TURN_S,
     GivenBack,
     InstanceExists,
     LeaseLost,
@@ -51,8 +52,6 @@ _NOTHING_FENCED = dict.fromkeys(_FENCED_KEYS)
 
 
 _ROWS_PER_INSERT = 100
-_LONGEST_WITHOUT_A_TURN_S = 0.02
-"""How long commits made at once may keep the event loop from its other work."""
 
 
 @functools.lru_cache(maxsize=_ROWS_PER_INSERT)
@@ -226,7 +225,7 @@ class SqliteBackend(SqliteLeases):
         if (
             not self._waiting
             and loop_is_idle(loop)
-            and time.monotonic() - self._last_turn < _LONGEST_WITHOUT_A_TURN_S
+            and time.monotonic() - self._last_turn < LONGEST_WITHOUT_A_TURN_S
         ):
             # Nothing else is ready to run, so nothing could join a group before the next
             # turn of the loop: commit now, and spare the turn. (Not for long: timers such
