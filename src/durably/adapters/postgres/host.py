@@ -136,9 +136,11 @@ class PostgresHost(PostgresLeases):
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)
-                return await cur.fetchall()
+                rows = await cur.fetchall()
         except psycopg.Error as e:
             raise StorageError("read", None, e) from e
+        self._statements.last_turn = time.monotonic()  # the loop had its turns meanwhile
+        return rows
 
     async def read(self, instance_id: str, key: str) -> str | None:
         """One stored value as JSON text."""
