@@ -110,7 +110,7 @@ class _TimedSqlite:
 
 
 def _time_psycopg() -> None:
-    """Time psycopg's async statements by kind (wall time of the awaited call)."""
+    """Time psycopg's statements by kind (wall time of the call, awaited or blocking)."""
     import psycopg
 
     def wrap(method: Callable[..., Any], suffix: str) -> Callable[..., Any]:
@@ -126,6 +126,19 @@ def _time_psycopg() -> None:
     cursor: Any = psycopg.AsyncCursor
     cursor.execute = wrap(cursor.execute, "")
     cursor.executemany = wrap(cursor.executemany, " (many)")
+
+    def wrap_blocking(method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(self, query, *args, **kwargs)
+            finally:
+                _record(_kind(query) + " (blocking)", started)
+
+        return timed
+
+    blocking: Any = psycopg.Cursor  # the commits made without leaving the event loop
+    blocking.execute = wrap_blocking(blocking.execute)
 
 
 @contextmanager

@@ -259,13 +259,14 @@ async def test_units_that_arrive_during_an_inline_commit_wait_and_then_form_one_
 
 
 def _count_blocking(host: PostgresHost) -> list[bool]:
-    """Record each statement tried on the blocking connection (True: it ran there)."""
+    """Record each commit tried on the blocking connection (True: it ran there)."""
     calls: list[bool] = []
     real = host._statements.run_blocking
 
-    def spy(query: str, params: dict[str, Any]) -> Any:
-        rows = real(query, params)
-        calls.append(rows is not None)
+    def spy(query: str, params: Any, operation: str = "commit") -> Any:
+        rows = real(query, params, operation=operation)
+        if operation == "commit":
+            calls.append(rows is not None)
         return rows
 
     host._statements.run_blocking = spy  # type: ignore[method-assign]
@@ -346,3 +347,28 @@ async def test_a_long_run_of_fast_steps_lets_a_timer_fire(request: pytest.Fixtur
     assert result.output == steps
     assert sum(calls) > steps // 2  # most commits were made without leaving the loop...
     assert seen[steps - 1] > seen[20]  # ...and yet the timer fired while the steps ran
+
+
+async def test_a_read_of_one_instance_is_blocking_only_when_nothing_else_is_ready(
+    host: PostgresHost,
+) -> None:
+    await host.commit("r", _create("Running"), OWNER, LEASE_MS)
+    operations: list[str] = []
+    real = host._statements.run_blocking
+
+    def spy(query: str, params: Any, operation: str = "commit") -> Any:
+        operations.append(operation)
+        return real(query, params, operation=operation)
+
+    host._statements.run_blocking = spy  # type: ignore[method-assign]
+    await asyncio.sleep(0.05)  # what the commit left ready (the pool's tasks) has run
+    host._statements.last_turn = time.monotonic()
+    assert await host.read("r", keys.INPUT) == '{"n": 1}'
+    assert operations == ["read"]  # nothing else was ready: without leaving the loop
+    other = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(other.set_result, None)  # something is ready
+    row = await host.instance("r")
+    await other
+    assert row is not None
+    assert row.status == "Running"
+    assert operations == ["read"]  # through the loop, not blocking

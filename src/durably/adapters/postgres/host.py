@@ -132,7 +132,15 @@ class PostgresHost(PostgresLeases):
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def _fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    async def _fetch(
+        self, query: str, params: Sequence[object] = (), *, one_instance: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """The rows of a read; a read of one instance's rows may be made blocking (as a
+        commit is, when nothing else is ready: ``statements.py``)."""
+        if one_instance and self._may_block(asyncio.get_running_loop()):
+            rows = self._statements.run_blocking(query, params, operation="read")
+            if rows is not None:
+                return rows
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)
@@ -147,6 +155,7 @@ class PostgresHost(PostgresLeases):
         rows = await self._fetch(
             f"SELECT value::text FROM {self.kv} WHERE instance_id = %s AND key = %s",
             (instance_id, key),
+            one_instance=True,
         )
         return str(rows[0][0]) if rows else None
 
@@ -155,6 +164,7 @@ class PostgresHost(PostgresLeases):
         rows = await self._fetch(
             f"SELECT key, value::text FROM {self.kv} WHERE instance_id = %s AND key = ANY(%s)",
             (instance_id, list(keys_)),
+            one_instance=True,
         )
         return {str(k): str(v) for k, v in rows}
 
@@ -162,7 +172,9 @@ class PostgresHost(PostgresLeases):
         """Stored values under ``prefix`` (an indexed range)."""
         if not prefix:
             rows = await self._fetch(
-                f"SELECT key, value::text FROM {self.kv} WHERE instance_id = %s", (instance_id,)
+                f"SELECT key, value::text FROM {self.kv} WHERE instance_id = %s",
+                (instance_id,),
+                one_instance=True,
             )
         else:
             end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -170,20 +182,23 @@ class PostgresHost(PostgresLeases):
                 f"SELECT key, value::text FROM {self.kv} WHERE instance_id = %s"
                 " AND key >= %s AND key < %s",
                 (instance_id, prefix, end),
+                one_instance=True,
             )
         return {str(k): str(v) for k, v in rows}
 
     async def read_alarm(self, instance_id: str) -> int | None:
         """The instance's alarm."""
         rows = await self._fetch(
-            f"SELECT due_at FROM {self.alarms} WHERE instance_id = %s", (instance_id,)
+            f"SELECT due_at FROM {self.alarms} WHERE instance_id = %s",
+            (instance_id,),
+            one_instance=True,
         )
         return int(rows[0][0]) if rows else None
 
     async def instance(self, instance_id: str) -> InstanceRow | None:
         """The row of one instance."""
         rows = await self._fetch(
-            f"SELECT {_ROW} FROM {self.instances} WHERE id = %s", (instance_id,)
+            f"SELECT {_ROW} FROM {self.instances} WHERE id = %s", (instance_id,), one_instance=True
         )
         return InstanceRow(*rows[0]) if rows else None
 
@@ -223,16 +238,14 @@ class PostgresHost(PostgresLeases):
             return None
         loop = asyncio.get_running_loop()
         idle = self._flusher is None or self._flusher.done()
-        if idle and not self._inline and not self._waiting and loop_is_idle(loop):
+        if idle and not self._inline and not self._waiting and self._may_block(loop, False):
             # Nothing else is ready to run, so nothing could join a group now: commit in
             # this task, sparing the flusher's turns of the loop. Units that arrive while
             # it is in flight wait for it, and then form the next group.
             waiting = Waiting(instance_id, unit, owner, lease_ms, None)
             self._inline = True
             try:
-                # Without a turn of the loop (statements.py), but not for long.
-                blocking = time.monotonic() - self._statements.last_turn < LONGEST_WITHOUT_A_TURN_S
-                (error,) = await self._commit_batch([waiting], blocking=blocking)
+                (error,) = await self._commit_batch([waiting], blocking=self._may_block(loop))
             finally:
                 self._inline = False
                 if self._waiting:
@@ -248,6 +261,16 @@ class PostgresHost(PostgresLeases):
             await future
         self.given_back.committed(waiting)
         return waiting.observed
+
+    def _may_block(self, loop: asyncio.AbstractEventLoop, recent_turn: bool = True) -> bool:
+        """Whether nothing else is ready to run (and, with ``recent_turn``, the loop had a
+        turn less than ``LONGEST_WITHOUT_A_TURN_S`` ago): a statement may then be made
+        without leaving the loop, on the blocking connection (``statements.py``)."""
+        if not loop_is_idle(loop):
+            return False
+        return not recent_turn or (
+            time.monotonic() - self._statements.last_turn < LONGEST_WITHOUT_A_TURN_S
+        )
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the units that are ready join this transaction

@@ -72,7 +72,9 @@ class StatementConnections:
         self.last_turn = time.monotonic()
         return rows
 
-    def run_blocking(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]] | None:
+    def run_blocking(
+        self, query: str, params: Any, *, operation: str = "commit"
+    ) -> list[tuple[Any, ...]] | None:
         """The rows of ``query`` run on the blocking connection; ``None`` when it must run
         through the loop instead (nothing written): it would have waited for a row lock or
         run too long (cancelled by the server), or the connection cannot be opened."""
@@ -88,8 +90,8 @@ class StatementConnections:
         except psycopg.Error as e:
             if conn is not None and conn.broken:
                 conn.close()
-                self._blocking = None  # reconnect at the next commit
-            raise StorageError("commit", None, e) from e
+                self._blocking = None  # reconnect at the next statement
+            raise StorageError(operation, None, e) from e
 
     def _open_blocking(self) -> psycopg.Connection[Any] | None:
         """Open the blocking connection; ``None`` (and no new try for a while) if it fails."""
