@@ -78,7 +78,10 @@ class SingleStatements:
             " ELSE %(expires)s::bigint END,"
             " status = COALESCE(%(tag)s::text, status),"
             " updated_at = CASE WHEN %(tag)s::text IS NULL THEN updated_at ELSE %(now)s::bigint END"
-            " WHERE id = %(id)s::text AND lease_owner = %(owner)s::text RETURNING id),"
+            # By primary key only, whatever the generic plan (as in steps.py: the index on
+            # lease_owner cannot serve IS NOT DISTINCT FROM; the owner is never NULL here).
+            " WHERE id = %(id)s::text AND lease_owner IS NOT DISTINCT FROM %(owner)s::text"
+            " RETURNING id),"
             f" put AS (INSERT INTO {kv} (instance_id, key, value)"
             f" SELECT t.id, r.key, r.value::jsonb FROM t, {rows}),"
             f"{tail} SELECT t.id, {notify}, {read_back} FROM t"
