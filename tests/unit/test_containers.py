@@ -202,3 +202,29 @@ async def test_memory_runtime_layers_do_not_share_instances() -> None:
 def test_memory_runtime_layer_requires_an_instance_id() -> None:
     with pytest.raises(errors.Error):
         MemoryRuntimeLayer().instance()
+
+
+def test_the_roots_layer_serves_the_ports_of_the_instance_in_context() -> None:
+    """The root reads the instance's storage, scheduler and clock from the context in one
+    call each; every service of the graph gets those of the runtime being served."""
+    from durably.containers import CURRENT_RUNTIME, build_root
+
+    root = build_root([SIMPLE], {"backend": {"kind": "memory"}, "tracker": {"kind": "noop"}})
+    layer = root.layer()
+    # One provider each, not the layer's attribute-of-runtime chain of three.
+    assert layer.storage.last_overriding is root.instance_storage
+    assert layer.scheduler.last_overriding is root.instance_scheduler
+    assert layer.clock.last_overriding is root.instance_clock
+    for iid in ("root-a", "root-b"):
+        runtime, _ = create_in_memory_runtime(instance_id=iid)
+        token = CURRENT_RUNTIME.set(runtime)
+        try:
+            orchestrator = layer.orchestrator()
+        finally:
+            CURRENT_RUNTIME.reset(token)
+        assert orchestrator.instance_id == iid
+        assert orchestrator._storage is runtime.storage
+        assert orchestrator._scheduler is runtime.scheduler
+        assert orchestrator._runtime is runtime.runtime
+        assert orchestrator._sm._storage is runtime.storage
+        assert orchestrator._executor._storage is runtime.storage

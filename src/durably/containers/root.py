@@ -33,6 +33,21 @@ def current_runtime() -> InstanceRuntime:
         raise RuntimeError("no instance is being served in this context") from None
 
 
+def current_storage() -> Any:
+    """The storage of the instance being served (one call instead of three providers)."""
+    return current_runtime().storage
+
+
+def current_scheduler() -> Any:
+    """The scheduler of the instance being served."""
+    return current_runtime().scheduler
+
+
+def current_clock() -> Any:
+    """The runtime adapter (clock) of the instance being served."""
+    return current_runtime().runtime
+
+
 def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
     """A ``PostgresHost`` (imported here: psycopg is the optional extra ``durably[postgres]``)."""
     try:
@@ -118,9 +133,17 @@ class Durably(containers.DeclarativeContainer):
     purge = providers.Object(PurgeConfig())
 
     runtime = providers.Callable(current_runtime)
+    # The layer's ports of the instance served, each read from the context in one call
+    # (the layer's own way, an attribute of its ``runtime``, takes three providers).
+    instance_storage = providers.Callable(current_storage)
+    instance_scheduler = providers.Callable(current_scheduler)
+    instance_clock = providers.Callable(current_clock)
     layer = providers.Singleton(
         WorkflowLayer,
         runtime=runtime.provider,
+        storage=instance_storage.provider,
+        scheduler=instance_scheduler.provider,
+        clock=instance_clock.provider,
         workflows=workflows.provider,
         tracker=tracker.provider,
         recovery=recovery.provider,
