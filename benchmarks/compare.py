@@ -111,11 +111,24 @@ def _postgres_reachable() -> str | None:
 # -- one repetition ----------------------------------------------------------------------------
 
 
-def _engines(scenario: str, backend: str, wanted: set[str] | None) -> list[str]:
+def _engines(
+    scenario: str, backend: str, wanted: set[str] | None, floor_beside: bool = False
+) -> list[str]:
+    """The engines of one repetition; with ``floor_beside``, a floor run too, for the
+    per-step scenarios: their ratio to the floor then compares runs of the same minutes
+    (the disk's fsync latency moves from minute to minute)."""
     if scenario == "floor":
         return ["floor"]
     engines = [e for e in ENGINES if backend == "sqlite" or e not in SQLITE_ONLY]
-    return [e for e in engines if wanted is None or e in wanted]
+    engines = [e for e in engines if wanted is None or e in wanted]
+    if floor_beside and METRICS[scenario][0] == "s_per_step":
+        engines.append("floor")
+    return engines
+
+
+def _metric(scenario: str, engine: str) -> tuple[str, str]:
+    """The metric of ``engine``'s runs in ``scenario`` (a floor run measures commits)."""
+    return METRICS["floor"] if engine == "floor" else METRICS[scenario]
 
 
 def _once(
@@ -125,6 +138,8 @@ def _once(
     try:
         if scenario == "recovery":
             return recovery.drive(engine, target, sizes)
+        if engine == "floor":
+            return run_child("floor", "floor", target, sizes)
         return run_child(scenario, engine, target, sizes)
     finally:
         targets.drop(target)
@@ -208,7 +223,7 @@ def _aggregate(samples: dict[tuple[str, str, str], list[dict[str, Any]]]) -> lis
     for (scenario, backend, engine), runs in samples.items():
         if not runs:
             continue
-        metric, unit = METRICS[scenario]
+        metric, unit = _metric(scenario, engine)
         figures = [r["figures"] for r in runs]
         row = _row(scenario, backend, engine, metric, unit, [f[metric] for f in figures])
         details = {
@@ -231,7 +246,7 @@ def _find(rows: list[dict[str, Any]], scenario: str, backend: str, engine: str) 
             scenario,
             backend,
             engine,
-            METRICS[scenario][0],
+            _metric(scenario, engine)[0],
         ):
             return r
     return None
@@ -252,10 +267,19 @@ def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[di
                     (other, _find(rows, scenario, backend, other)) for other in ("dbos", "dbos_wal")
                 ]
                 if METRICS[scenario][0] == "s_per_step":
+                    # The floor measured in the same repetitions, else the floor scenario's.
+                    beside = _find(rows, scenario, backend, "floor")
                     if ours == "durably":
-                        versus.append(("floor", _find(rows, "floor", backend, "floor")))
+                        floor = beside or _find(rows, "floor", backend, "floor")
+                        versus.append(("floor", floor))
                     elif backend == "sqlite":
-                        versus.append(("floor_wal_normal", normal_floor))
+                        normal = (beside or {}).get("details_median", {})
+                        if "s_per_commit_wal_normal" in normal:
+                            versus.append(
+                                ("floor_wal_normal", {"median": normal["s_per_commit_wal_normal"]})
+                            )
+                        else:
+                            versus.append(("floor_wal_normal", normal_floor))
                 for other, theirs in versus:
                     if theirs is None or not theirs["median"]:
                         continue
@@ -460,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for scenario in scenarios:
             for backend in backends:
-                engines = _engines(scenario, backend, wanted)
+                engines = _engines(scenario, backend, wanted, "floor" in scenarios)
                 for rep in range(args.repeats):
                     order = engines if rep % 2 == 0 else engines[::-1]
                     for engine in order:
@@ -483,7 +507,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             continue
                         samples[key].append(result)
                         settings.setdefault(f"{backend}/{engine}", result.get("settings"))
-                        metric = METRICS[scenario][0]
+                        metric = _metric(scenario, engine)[0]
                         print(
                             f"  {scenario}/{backend}/{engine} #{rep + 1}: "
                             f"{metric}={result['figures'][metric]:.6g}"
