@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from durably.adapters.unit_of_work import UnitOfWork
+from durably.adapters.unit_of_work import Unchanged, UnitOfWork
 
 __all__ = [
     "LONGEST_WITHOUT_A_TURN_S",
@@ -17,6 +17,9 @@ __all__ = [
     "Waiting",
     "GivenBack",
     "status_tag",
+    "new_instance_row",
+    "releases_lease",
+    "alarm_change",
     "resolve",
     "loop_is_idle",
 ]
@@ -73,7 +76,7 @@ class GivenBack:
         if owner is None or tag is None:
             return  # no status written: the lease is as it was
         instance_id = waiting.instance_id
-        if tag == "Running":
+        if not releases_lease(tag):
             self._leases.discard((instance_id, owner))
         else:
             if len(self._leases) >= self._LIMIT:
@@ -101,6 +104,39 @@ def status_tag(text: str | None) -> str | None:
     data = json.loads(text)
     tag = data.get("tag") if isinstance(data, dict) else None
     return tag if isinstance(tag, str) else None
+
+
+# The lease rules every backend writes the same way (SQLite, PostgreSQL's transaction and
+# its one-statement commits), and ``GivenBack`` relies on.
+
+
+def new_instance_row(
+    waiting: Waiting, tag: str | None, workflow: str, now: int
+) -> tuple[str, str, str, int, int, str | None, int | None]:
+    """The instances row a creation writes (``id, workflow, status, created_at, updated_at,
+    lease_owner, lease_expires_at``): it holds its owner's lease only if it is Running."""
+    holder = waiting.owner if tag == "Running" else None
+    expires = now + waiting.lease_ms if holder is not None else None
+    return (waiting.instance_id, workflow, tag or "Pending", now, now, holder, expires)
+
+
+def releases_lease(tag: str | None) -> bool:
+    """Whether a fenced commit writing status ``tag`` gives the lease back (it stops running)."""
+    return tag is not None and tag != "Running"
+
+
+def alarm_change(waiting: Waiting, tag: str | None, now: int) -> tuple[str, int | None]:
+    """What a unit does to its instance's alarm: ``("delete", None)``, ``("keep", None)``
+    or ``("set", due)``. Running under a lease is never without an alarm: at the lease's
+    expiry, so that if the owner dies the next claim recovers the instance."""
+    alarm = waiting.unit.alarm
+    if alarm is None:
+        return "delete", None
+    if not isinstance(alarm, Unchanged):
+        return "set", alarm
+    if tag == "Running" and waiting.owner is not None:
+        return "set", now + waiting.lease_ms
+    return "keep", None
 
 
 def resolve(batch: list[Waiting], errors: list[BaseException | None]) -> None:

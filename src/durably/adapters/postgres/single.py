@@ -19,7 +19,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from durably.adapters.commit_group import InstanceExists, LeaseLost, Waiting, status_tag
+from durably.adapters.commit_group import (
+    InstanceExists,
+    LeaseLost,
+    Waiting,
+    alarm_change,
+    new_instance_row,
+    releases_lease,
+    status_tag,
+)
 from durably.adapters.postgres.steps import FENCED_KEYS
 from durably.adapters.unit_of_work import UNCHANGED
 from durably.domain import keys
@@ -94,13 +102,7 @@ class SingleStatements:
         expires = now + waiting.lease_ms
         tag = waiting.tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
-        alarm, due = "keep", None
-        if unit.alarm is None:
-            alarm = "delete"
-        elif unit.alarm is not UNCHANGED:
-            alarm, due = "set", unit.alarm
-        elif tag == "Running" and owner is not None:
-            alarm, due = "set", expires  # Running under a lease always has an alarm
+        alarm, due = alarm_change(waiting, tag, now)
         params: dict[str, Any] = {
             "id": iid,
             "now": now,
@@ -114,15 +116,13 @@ class SingleStatements:
             "notify": alarm == "set" and unit.alarm is not UNCHANGED,
         }
         if name_text is not None:
-            holder = owner if tag == "Running" else None
-            params["workflow"] = json.loads(name_text)
-            params["tag"] = tag or "Pending"
-            params["holder"] = holder
-            params["expires"] = expires if holder else None
+            row = new_instance_row(waiting, tag, json.loads(name_text), now)
+            params["workflow"], params["tag"] = row[1], row[2]
+            params["holder"], params["expires"] = row[5], row[6]
             query = self.create
         else:
             params["owner"] = owner
-            params["release"] = tag is not None and tag != "Running"
+            params["release"] = releases_lease(tag)
             query = self.fenced
         return query, params
 

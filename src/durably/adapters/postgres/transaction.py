@@ -11,7 +11,15 @@ from typing import Any
 
 import psycopg
 
-from durably.adapters.commit_group import InstanceExists, LeaseLost, Waiting, status_tag
+from durably.adapters.commit_group import (
+    InstanceExists,
+    LeaseLost,
+    Waiting,
+    alarm_change,
+    new_instance_row,
+    releases_lease,
+    status_tag,
+)
 from durably.adapters.postgres.steps import FENCED_KEYS
 from durably.adapters.unit_of_work import UNCHANGED
 from durably.domain import keys
@@ -36,25 +44,16 @@ class UnitStatements:
         name_text = unit.writes.get(keys.NAME)
         # The instance row first: it takes the row lock that serializes us against claims.
         if name_text is not None and not unit.cleared:
-            holder = owner if tag == "Running" else None
             await cur.execute(
                 f"INSERT INTO {self.instances} ({_ROW}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO NOTHING",
-                (
-                    iid,
-                    json.loads(name_text),
-                    tag or "Pending",
-                    now,
-                    now,
-                    holder,
-                    expires if holder else None,
-                ),
+                new_instance_row(waiting, tag, json.loads(name_text), now),
             )
             if cur.rowcount == 0:
                 raise InstanceExists(f"instance {iid!r} already exists")
             waiting.observed = dict.fromkeys(FENCED_KEYS)  # a new instance: nobody cancelled it
         elif owner is not None:
-            release = tag is not None and tag != "Running"
+            release = releases_lease(tag)
             # Fenced; and it reads back what a cancel from elsewhere may have written.
             await cur.execute(
                 f"UPDATE {self.instances} SET"
@@ -95,20 +94,14 @@ class UnitStatements:
             await cur.executemany(
                 f"DELETE FROM {self.kv} WHERE instance_id = %s AND key = %s", deletes
             )
-        if unit.alarm is None:
+        change, due = alarm_change(waiting, tag, now)
+        if change == "delete":
             await cur.execute(f"DELETE FROM {self.alarms} WHERE instance_id = %s", (iid,))
-        elif unit.alarm is not UNCHANGED:
+        elif change == "set":
             await cur.execute(
                 f"INSERT INTO {self.alarms} (instance_id, due_at) VALUES (%s, %s)"
                 " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at",
-                (iid, unit.alarm),
+                (iid, due),
             )
-            return True
-        elif tag == "Running" and owner is not None:
-            # Running under a lease always has an alarm: at the lease's expiry.
-            await cur.execute(
-                f"INSERT INTO {self.alarms} (instance_id, due_at) VALUES (%s, %s)"
-                " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at",
-                (iid, expires),
-            )
+            return unit.alarm is not UNCHANGED  # an alarm of its own: announce it
         return False

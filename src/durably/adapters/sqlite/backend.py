@@ -23,13 +23,16 @@ from durably.adapters.commit_group import (
     InstanceExists,
     LeaseLost,
     Waiting,
+    alarm_change,
     loop_is_idle,
+    new_instance_row,
+    releases_lease,
     resolve,
     status_tag,
 )
 from durably.adapters.sqlite.leases import SqliteLeases
 from durably.adapters.sqlite.schema import migrate
-from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
+from durably.adapters.unit_of_work import UnitOfWork
 from durably.domain import keys
 from durably.domain.errors import StorageError
 from durably.ports.host import InstanceRow
@@ -295,20 +298,11 @@ class SqliteBackend(SqliteLeases):
         tag = waiting.tag = status_tag(unit.writes.get(keys.STATUS))
         name_text = unit.writes.get(keys.NAME)
         if name_text is not None and not unit.cleared:
-            holder = owner if tag == "Running" else None
             try:
                 conn.execute(
                     "INSERT INTO instances (id, workflow, status, created_at, updated_at,"
                     " lease_owner, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        iid,
-                        json.loads(name_text),
-                        tag or "Pending",
-                        now,
-                        now,
-                        holder,
-                        expires if holder else None,
-                    ),
+                    new_instance_row(waiting, tag, json.loads(name_text), now),
                 )
             except sqlite3.IntegrityError as e:
                 raise InstanceExists(f"instance {iid!r} already exists") from e
@@ -322,7 +316,7 @@ class SqliteBackend(SqliteLeases):
                 raise LeaseLost(f"lease of instance {iid!r} is no longer held by {owner}")
             waiting.observed = dict(zip(_FENCED_KEYS, fence[1:], strict=True))
             if tag is not None:
-                release = tag != "Running"
+                release = releases_lease(tag)
                 conn.execute(
                     "UPDATE instances SET status = ?, updated_at = ?,"
                     " lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,"
@@ -346,19 +340,12 @@ class SqliteBackend(SqliteLeases):
         deletes = [(iid, k) for k, v in unit.writes.items() if v is None]
         if deletes:
             conn.executemany("DELETE FROM kv WHERE instance_id = ? AND key = ?", deletes)
-        if unit.alarm is None:
+        change, due = alarm_change(waiting, tag, now)
+        if change == "delete":
             conn.execute("DELETE FROM alarms WHERE instance_id = ?", (iid,))
-        elif unit.alarm is not UNCHANGED:
+        elif change == "set":
             conn.execute(
                 "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?)"
                 " ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at",
-                (iid, unit.alarm),
-            )
-        elif tag == "Running" and owner is not None:
-            # Running under a lease is never without an alarm: if the owner dies, it comes
-            # due when the lease expires, and the next claim recovers the instance.
-            conn.execute(
-                "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?)"
-                " ON CONFLICT (instance_id) DO UPDATE SET due_at = excluded.due_at",
-                (iid, expires),
+                (iid, due),
             )
