@@ -16,7 +16,8 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -31,6 +32,7 @@ __all__ = [
     "dsn_of",
     "engine_url",
     "pg_database",
+    "postgres_host",
     "release_database",
     "server_url",
 ]
@@ -160,4 +162,20 @@ def pg_database() -> Iterator[str]:
     try:
         yield dsn
     finally:
+        release_database()
+
+
+@contextlib.asynccontextmanager
+async def postgres_host(schema: str, **options: Any) -> AsyncIterator[Any]:
+    """An open ``PostgresHost`` on ``schema`` of the test database; dropped afterwards."""
+    from durably.adapters.postgres import PostgresHost
+
+    dsn = acquire_database()
+    host = PostgresHost(dsn, schema=schema, **options)
+    await host.open()
+    try:
+        yield host
+    finally:
+        await host.close()
+        drop_schema(dsn, schema)
         release_database()

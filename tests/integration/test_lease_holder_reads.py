@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.pg_support import acquire_database, drop_schema, release_database
+from tests.integration.pg_support import postgres_host
 
 import durably
 from durably.adapters.buffered import FRESH_S, BufferedStorage
-from durably.adapters.postgres import PostgresHost
 from durably.adapters.sqlite import SqliteHost
 from durably.domain import keys
 from durably.domain.results import ok
@@ -68,16 +67,8 @@ async def host(request: pytest.FixtureRequest) -> AsyncIterator[InstanceHost]:
             await sqlite.close()
             shutil.rmtree(folder, ignore_errors=True)
         return
-    dsn = acquire_database()
-    schema = f"reads_{id(request)}"
-    postgres = PostgresHost(dsn, schema=schema)
-    await postgres.open()
-    try:
+    async with postgres_host(f"reads_{id(request)}") as postgres:
         yield postgres
-    finally:
-        await postgres.close()
-        drop_schema(dsn, schema)
-        release_database()
 
 
 async def _create(host: InstanceHost, instance_id: str, owner: str = OWNER) -> Any:

@@ -26,6 +26,7 @@ from tests.integration.pg_support import (
     acquire_database,
     drop_schema,
     engine_url,
+    postgres_host,
     release_database,
 )
 
@@ -52,16 +53,8 @@ def _status(tag: str) -> str:
 
 @pytest.fixture
 async def host(request: pytest.FixtureRequest) -> AsyncIterator[PostgresHost]:
-    dsn = acquire_database()
-    schema = f"single_{id(request)}"
-    postgres = PostgresHost(dsn, schema=schema, clock=ManualClock(1_000))
-    await postgres.open()
-    try:
+    async with postgres_host(f"single_{id(request)}", clock=ManualClock(1_000)) as postgres:
         yield postgres
-    finally:
-        await postgres.close()
-        drop_schema(dsn, schema)
-        release_database()
 
 
 def _unit(writes: dict[str, str | None], alarm: int | Unchanged | None = UNCHANGED) -> UnitOfWork:
