@@ -137,7 +137,7 @@ class PostgresHost(PostgresLeases):
     ) -> list[tuple[Any, ...]]:
         """The rows of a read; a read of one instance's rows may be made blocking (as a
         commit is, when nothing else is ready: ``statements.py``)."""
-        if one_instance and self._may_block(asyncio.get_running_loop()):
+        if one_instance and loop_is_idle(asyncio.get_running_loop()) and self._had_a_turn():
             rows = self._statements.run_blocking(query, params, operation="read")
             if rows is not None:
                 return rows
@@ -238,14 +238,16 @@ class PostgresHost(PostgresLeases):
             return None
         loop = asyncio.get_running_loop()
         idle = self._flusher is None or self._flusher.done()
-        if idle and not self._inline and not self._waiting and self._may_block(loop, False):
+        if idle and not self._inline and not self._waiting and loop_is_idle(loop):
             # Nothing else is ready to run, so nothing could join a group now: commit in
             # this task, sparing the flusher's turns of the loop. Units that arrive while
             # it is in flight wait for it, and then form the next group.
             waiting = Waiting(instance_id, unit, owner, lease_ms, None)
             self._inline = True
             try:
-                (error,) = await self._commit_batch([waiting], blocking=self._may_block(loop))
+                # Without a turn of the loop too, if it had one lately (statements.py).
+                blocking = self._had_a_turn()
+                (error,) = await self._commit_batch([waiting], blocking=blocking)
             finally:
                 self._inline = False
                 if self._waiting:
@@ -262,15 +264,10 @@ class PostgresHost(PostgresLeases):
         self.given_back.committed(waiting)
         return waiting.observed
 
-    def _may_block(self, loop: asyncio.AbstractEventLoop, recent_turn: bool = True) -> bool:
-        """Whether nothing else is ready to run (and, with ``recent_turn``, the loop had a
-        turn less than ``LONGEST_WITHOUT_A_TURN_S`` ago): a statement may then be made
-        without leaving the loop, on the blocking connection (``statements.py``)."""
-        if not loop_is_idle(loop):
-            return False
-        return not recent_turn or (
-            time.monotonic() - self._statements.last_turn < LONGEST_WITHOUT_A_TURN_S
-        )
+    def _had_a_turn(self) -> bool:
+        """Whether the loop had a turn less than ``LONGEST_WITHOUT_A_TURN_S`` ago: until then
+        a statement may be made without leaving it, on the blocking connection."""
+        return time.monotonic() - self._statements.last_turn < LONGEST_WITHOUT_A_TURN_S
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let the units that are ready join this transaction
