@@ -56,6 +56,7 @@ async def test_a_blocking_connection_that_cannot_be_opened_is_not_tried_again_fo
     try:
         assert await conns.run("SELECT 1", {}, blocking=True) == [(1,)]  # through the loop
         assert await conns.run("SELECT 2", {}, blocking=True) == [(2,)]
+        assert conns.run_blocking("SELECT 4", {}, operation="read") is None  # reads too
         assert tries == ["connect"]  # once, not at every statement
         monkeypatch.setattr(conns, "_blocking_from", time.monotonic() - 1)  # time passed
         assert await conns.run("SELECT 3", {}, blocking=True) == [(3,)]

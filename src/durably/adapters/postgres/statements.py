@@ -53,7 +53,7 @@ class StatementConnections:
         self, query: str, params: dict[str, Any], *, blocking: bool
     ) -> list[tuple[Any, ...]]:
         """The rows of ``query``; ``StorageError`` when it fails (nothing known written)."""
-        if blocking and time.monotonic() >= self._blocking_from:
+        if blocking:
             rows = self.run_blocking(query, params)
             if rows is not None:
                 return rows
@@ -80,6 +80,8 @@ class StatementConnections:
         run too long (cancelled by the server), or the connection cannot be opened."""
         conn = self._blocking
         if conn is None or conn.closed:
+            if time.monotonic() < self._blocking_from:
+                return None  # it could not be opened a moment ago: through the loop
             conn = self._open_blocking()
             if conn is None:
                 return None
