@@ -25,8 +25,9 @@ from durably.adapters.buffered import FRESH_S, BufferedStorage
 from durably.adapters.sqlite import SqliteHost
 from durably.domain import keys
 from durably.domain.results import ok
-from durably.domain.status import Cancelled
+from durably.domain.status import Cancelled, Paused
 from durably.engine import Engine, Lease
+from durably.engine import engine as engine_module
 from durably.ports import InstanceHost
 
 pytestmark = pytest.mark.timeout(60)
@@ -287,3 +288,59 @@ async def test_the_engine_releases_a_lease_still_held_and_skips_the_read_otherwi
         row = await real("done")
         assert row is not None
         assert row.lease_owner is None
+
+
+@durably.workflow
+async def napper(_: None) -> str:
+    await durably.step("before", lambda: "x")
+    await durably.sleep("1h")
+    return "woke"
+
+
+async def test_a_cancel_waits_for_the_lease_of_a_waiting_instance_then_records_it(
+    tmp_path: Path,
+) -> None:
+    """Another engine holds the lease of a paused instance (it is resuming or re-arming
+    it): the cancel only raises the flag meanwhile, and records Cancelled once it can."""
+    url = f"sqlite:///{tmp_path / 'wait.db'}"
+    async with (
+        Engine([napper], backend=url) as holder,
+        Engine([napper], backend=url) as canceller,
+    ):
+        ok(await holder.start(napper, None, id="n1"))
+        assert await holder.host.acquire("n1", holder.owner, holder.now(), LEASE_MS)
+        cancel = asyncio.create_task(canceller.cancel("n1", reason="stop"))
+        await asyncio.sleep(0.2)
+        assert not cancel.done()
+        row = await holder.host.instance("n1")
+        assert row is not None
+        assert (row.status, row.lease_owner) == ("Paused", holder.owner)  # not written over
+        assert isinstance(ok(await canceller.status("n1")).status, Paused)
+        await holder.host.release("n1", holder.owner)
+        result = ok(await asyncio.wait_for(cancel, 5))
+        assert (result.cancelled, result.previous_status) == (True, "Paused")
+        status = ok(await canceller.status("n1")).status
+        assert isinstance(status, Cancelled)
+        assert status.reason == "stop"
+        row = await canceller.host.instance("n1")
+        assert row is not None
+        assert (row.status, row.lease_owner) == ("Cancelled", None)
+
+
+async def test_a_cancel_gives_up_waiting_with_the_flag_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "CANCEL_WAIT_S", 0.1)
+    url = f"sqlite:///{tmp_path / 'gives-up.db'}"
+    async with (
+        Engine([napper], backend=url) as holder,
+        Engine([napper], backend=url) as canceller,
+    ):
+        ok(await holder.start(napper, None, id="n2"))
+        assert await holder.host.acquire("n2", holder.owner, holder.now(), LEASE_MS)
+        result = ok(await asyncio.wait_for(canceller.cancel("n2", reason="stop"), 5))
+        assert (result.cancelled, result.previous_status) == (True, "Paused")
+        assert isinstance(ok(await canceller.status("n2")).status, Paused)
+        flag = holder.host.runtime("n2", None, LEASE_MS).storage
+        assert ok(await flag.get(keys.CANCELLED)) is True
+        assert ok(await flag.get(keys.CANCEL_REASON)) == "stop"

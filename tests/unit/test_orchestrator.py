@@ -338,6 +338,78 @@ async def test_cancel_of_a_pending_instance() -> None:
     assert (await h.status()).status == Cancelled(1000, "never mind")
 
 
+# A cancel from a process that cannot take the lease only raises the flag; the worker that
+# holds the lease records Cancelled when it handles the instance's next alarm.
+
+
+async def test_raise_cancel_of_a_paused_instance_writes_only_the_flag() -> None:
+    h = harness()
+    await h.start()
+    before = h.handle.storage_snapshot()
+    result = (await h.orchestrator().raise_cancel(reason="from afar")).unwrap()
+    assert result == CancelResult(True, None, "Paused")
+    after = h.handle.storage_snapshot()
+    assert after.pop("workflow:cancelled") is True
+    assert after.pop("workflow:cancelReason") == "from afar"
+    assert after == before  # status, pause and alarm untouched
+    assert h.handle.scheduled_time() == 6000
+    assert h.tracker.of_type("workflow.cancelled") == []
+
+
+@pytest.mark.parametrize("alarm_at", [3000, 6000], ids=["early", "due"])
+async def test_the_next_alarm_of_a_paused_instance_records_a_raised_cancel(alarm_at: int) -> None:
+    ran: list[str] = []
+
+    async def body(_: Any) -> str:
+        await durably.step("a", lambda: ran.append("a"))
+        await durably.sleep("5s")
+        ran.append("after the sleep")  # no step or sleep left that would see the flag
+        return "done"
+
+    h = harness(body)
+    await h.start()
+    (await h.orchestrator().raise_cancel(reason="from afar")).unwrap()
+    await h.alarm_at(alarm_at)
+    status = await h.status()
+    assert status.status == Cancelled(alarm_at, "from afar")
+    assert status.completed_steps == ("a",)
+    assert ran == ["a"]
+    assert h.handle.scheduled_time() is None
+    assert "workflow:pendingResumeAt" not in h.handle.storage_snapshot()
+    (event,) = h.tracker.of_type("workflow.cancelled")
+    assert (event.reason, event.completed_steps) == ("from afar", ("a",))
+    assert h.tracker.of_type("workflow.resumed") == []
+
+
+async def test_the_alarm_of_a_queued_instance_records_a_raised_cancel() -> None:
+    ran: list[int] = []
+
+    async def body(_: Any) -> None:
+        await durably.step("a", lambda: ran.append(1))
+
+    h = harness(body)
+    (await h.orchestrator().queue(durably.WorkflowCall("wf", None))).unwrap()
+    result = (await h.orchestrator().raise_cancel(reason="from afar")).unwrap()
+    assert result == CancelResult(True, None, "Queued")
+    assert isinstance((await h.status()).status, Queued)
+    await h.alarm_at(1000)
+    assert (await h.status()).status == Cancelled(1000, "from afar")
+    assert ran == []
+    assert h.handle.scheduled_time() is None
+    assert h.tracker.of_type("workflow.started") == []
+
+
+async def test_raise_cancel_of_nothing_or_a_finished_instance_writes_nothing() -> None:
+    h = harness(checkout)
+    nothing = (await h.orchestrator().raise_cancel()).unwrap()
+    assert nothing == CancelResult(False, "not_found", None)
+    await h.start()
+    before = h.handle.storage_snapshot()
+    result = (await h.orchestrator().raise_cancel(reason="late")).unwrap()
+    assert result == CancelResult(False, "already_terminal", "Completed")
+    assert h.handle.storage_snapshot() == before
+
+
 async def test_cancel_interrupts_a_running_execution_in_the_same_process() -> None:
     entered, release = asyncio.Event(), asyncio.Event()
     after: list[int] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -36,6 +37,12 @@ from durably.services.types import (
 __all__ = ["Engine"]
 
 log = logging.getLogger("durably.engine")
+
+CANCEL_WAIT_S = 1.0
+"""How long ``cancel`` waits for another worker to give back the lease of a waiting instance."""
+
+CANCEL_RETRY_S = 0.02
+"""How often ``cancel`` tries to take that lease meanwhile."""
 
 Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
 
@@ -324,15 +331,30 @@ class Engine(EngineQueries):
         if self._executions.running(id):
             # Running here: raise the flag and interrupt it (its own commit records Cancelled).
             return await self._orchestrator(id, fenced=False).cancel(reason)
-        try:
-            acquired = await self._host.acquire(id, self.owner, self.now(), self.lease.duration_ms)
-        except StorageError as e:
-            return Failure(OrchestratorError("cancel", e))
-        if not acquired:
-            # Another live worker holds it: raise the flag; it stops at its next step or sleep.
-            return await self._orchestrator(id, fenced=False).cancel(reason)
-        async with self._serving(id) as orchestrator:
-            return await orchestrator.cancel(reason)
+        waited_until = time.monotonic() + CANCEL_WAIT_S
+        while True:
+            try:
+                acquired = await self._host.acquire(
+                    id, self.owner, self.now(), self.lease.duration_ms
+                )
+            except StorageError as e:
+                return Failure(OrchestratorError("cancel", e))
+            if acquired:
+                async with self._serving(id) as orchestrator:
+                    return await orchestrator.cancel(reason)
+            # Another live worker holds it: only raise the flag (writing the status here
+            # could race its commits). It stops at its next step or sleep, or, when the
+            # instance waits, records Cancelled at its next alarm; a waiting instance is
+            # leased only while a worker starts, resumes or re-arms it, so wait for that.
+            raised = await self._orchestrator(id, fenced=False).raise_cancel(reason)
+            waiting = isinstance(raised, Success) and raised.unwrap().previous_status in (
+                "Queued",
+                "Paused",
+                "Pending",
+            )
+            if not waiting or time.monotonic() >= waited_until:
+                return raised
+            await asyncio.sleep(CANCEL_RETRY_S)
 
     async def purge(self, *, before: Any = 0) -> Result[int, StorageError]:
         """Purge now every finished instance last updated more than ``before`` ago.

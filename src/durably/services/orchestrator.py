@@ -195,15 +195,25 @@ class WorkflowOrchestrator:
                 return
             case Queued():
                 state = await self._state()
+                if state.cancelled:
+                    # Cancelled while another worker held the lease: record it now.
+                    await self._record_cancel(status, state.cancel_reason)
+                    return
                 definition = ok(self._registry.get(state.workflow_name))
                 ok(await self._sm.apply_transition(Start(input=state.input)))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowStarted, input=state.input)
                 await self._run(definition, self._context(state, "fresh"), emitter)
             case Paused(resume_at=resume_at) if now < resume_at:
+                if ok(await self._sm.is_cancelled()):
+                    await self._record_cancel(status, ok(await self._sm.get_cancel_reason()))
+                    return
                 ok(await self._scheduler.schedule(resume_at))  # fix: never resume early
             case Paused():
                 state = await self._state()
+                if state.cancelled:
+                    await self._record_cancel(status, state.cancel_reason)
+                    return
                 definition = ok(self._registry.get(state.workflow_name))
                 ok(await self._sm.apply_transition(Resume()))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
@@ -306,16 +316,31 @@ class WorkflowOrchestrator:
         """Cancel the instance now (queued, paused) or at its next await/step (running)."""
         return await self._guard("cancel", self._cancel(reason))
 
-    async def _cancel(self, reason: str | None) -> CancelResult:
+    async def raise_cancel(
+        self, reason: str | None = None
+    ) -> Result[CancelResult, OrchestratorError]:
+        """Only raise the cancel flag, for an instance whose lease another worker holds.
+
+        That worker acts on it: a running execution stops at its next step or sleep, and
+        an instance that waits (queued, paused) is recorded ``Cancelled`` at its next alarm.
+        """
+        return await self._guard("cancel", self._cancel(reason, flag_only=True))
+
+    async def _cancel(self, reason: str | None, *, flag_only: bool = False) -> CancelResult:
         status = ok(await self._sm.get_status())
         if status is None:
             return CancelResult(False, "not_found", None)
         if is_terminal(status):
             return CancelResult(False, "already_terminal", status.tag)
-        if isinstance(status, Running):
+        if flag_only or isinstance(status, Running):
             ok(await self._sm.set_cancelled(reason))
             self._executions.interrupt(self.instance_id)
             return CancelResult(True, None, status.tag)
+        await self._record_cancel(status, reason)
+        return CancelResult(True, None, status.tag)
+
+    async def _record_cancel(self, status: WorkflowStatus, reason: str | None) -> None:
+        """Record ``Cancelled`` for an instance that waits (queued, paused, pending)."""
         async with self._storage.transaction():
             ok(await self._sm.set_cancelled(reason))
             steps = ok(await self._sm.get_completed_steps())
@@ -337,7 +362,6 @@ class WorkflowOrchestrator:
         self._events.bound(name, execution_id).emit(
             WorkflowCancelled, reason=reason, completed_steps=steps
         )
-        return CancelResult(True, None, status.tag)
 
     async def get_status(self) -> Result[WorkflowStatusResult, OrchestratorError]:
         """The status and the completed steps."""
