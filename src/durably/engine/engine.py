@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -21,6 +20,7 @@ from durably.domain.errors import (
     OrchestratorError,
     StorageError,
 )
+from durably.domain.events import uuid7
 from durably.domain.status import Running, is_terminal
 from durably.engine.config import Lease, Purge, engine_options, parse_backend_url
 from durably.engine.purge import purge_finished
@@ -240,7 +240,9 @@ class Engine(EngineQueries):
     @staticmethod
     def _check_id(instance_id: str | None) -> str:
         if instance_id is None:
-            return str(uuid.uuid4())
+            # Time-ordered: a new instance's rows go at the end of the tables' b-trees
+            # (fewer page splits, so fewer pages per commit than with random ids).
+            return uuid7(time.time_ns() // 1_000_000)
         if not isinstance(instance_id, str) or not instance_id.strip():
             raise ValueError(f"an instance id must be a non-empty string, got {instance_id!r}")
         return instance_id
