@@ -14,6 +14,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -297,18 +298,25 @@ async def napper(_: None) -> str:
     return "woke"
 
 
+@asynccontextmanager
+async def _paused_and_leased(tmp_path: Path, iid: str) -> AsyncIterator[tuple[Engine, Engine]]:
+    """Two engines on one file; ``iid`` sleeps, and the first engine holds its lease."""
+    url = f"sqlite:///{tmp_path / 'cancel.db'}"
+    async with (
+        Engine([napper], backend=url) as holder,
+        Engine([napper], backend=url) as canceller,
+    ):
+        ok(await holder.start(napper, None, id=iid))
+        assert await holder.host.acquire(iid, holder.owner, holder.now(), LEASE_MS)
+        yield holder, canceller
+
+
 async def test_a_cancel_waits_for_the_lease_of_a_waiting_instance_then_records_it(
     tmp_path: Path,
 ) -> None:
     """Another engine holds the lease of a paused instance (it is resuming or re-arming
     it): the cancel only raises the flag meanwhile, and records Cancelled once it can."""
-    url = f"sqlite:///{tmp_path / 'wait.db'}"
-    async with (
-        Engine([napper], backend=url) as holder,
-        Engine([napper], backend=url) as canceller,
-    ):
-        ok(await holder.start(napper, None, id="n1"))
-        assert await holder.host.acquire("n1", holder.owner, holder.now(), LEASE_MS)
+    async with _paused_and_leased(tmp_path, "n1") as (holder, canceller):
         cancel = asyncio.create_task(canceller.cancel("n1", reason="stop"))
         await asyncio.sleep(0.2)
         assert not cancel.done()
@@ -331,13 +339,7 @@ async def test_a_cancel_gives_up_waiting_with_the_flag_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine_module, "CANCEL_WAIT_S", 0.1)
-    url = f"sqlite:///{tmp_path / 'gives-up.db'}"
-    async with (
-        Engine([napper], backend=url) as holder,
-        Engine([napper], backend=url) as canceller,
-    ):
-        ok(await holder.start(napper, None, id="n2"))
-        assert await holder.host.acquire("n2", holder.owner, holder.now(), LEASE_MS)
+    async with _paused_and_leased(tmp_path, "n2") as (holder, canceller):
         result = ok(await asyncio.wait_for(canceller.cancel("n2", reason="stop"), 5))
         assert (result.cancelled, result.previous_status) == (True, "Paused")
         assert isinstance(ok(await canceller.status("n2")).status, Paused)
