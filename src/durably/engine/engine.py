@@ -44,6 +44,9 @@ CANCEL_WAIT_S = 1.0
 CANCEL_RETRY_S = 0.02
 """How often ``cancel`` tries to take that lease meanwhile."""
 
+_WAITING = frozenset({"Queued", "Paused", "Pending"})
+"""The statuses of an instance that no execution runs."""
+
 Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
 
 
@@ -333,6 +336,7 @@ class Engine(EngineQueries):
         if self._executions.running(id):
             # Running here: raise the flag and interrupt it (its own commit records Cancelled).
             return await self._orchestrator(id, fenced=False).cancel(reason)
+        raised: Result[CancelResult, OrchestratorError] | None = None
         waited_until = time.monotonic() + CANCEL_WAIT_S
         while True:
             try:
@@ -344,17 +348,17 @@ class Engine(EngineQueries):
             if acquired:
                 async with self._serving(id) as orchestrator:
                     return await orchestrator.cancel(reason)
-            # Another live worker holds it: only raise the flag (writing the status here
-            # could race its commits). It stops at its next step or sleep, or, when the
-            # instance waits, records Cancelled at its next alarm; a waiting instance is
-            # leased only while a worker starts, resumes or re-arms it, so wait for that.
-            raised = await self._orchestrator(id, fenced=False).raise_cancel(reason)
-            waiting = isinstance(raised, Success) and raised.unwrap().previous_status in (
-                "Queued",
-                "Paused",
-                "Pending",
-            )
-            if not waiting or time.monotonic() >= waited_until:
+            if raised is None:
+                # Another live worker holds it: only raise the flag (writing the status
+                # here could race its commits). It stops at its next step or sleep, or,
+                # when the instance waits, records Cancelled at its next alarm.
+                raised = await self._orchestrator(id, fenced=False).raise_cancel(reason)
+                answer = raised.value_or(None)
+                if answer is None or answer.previous_status not in _WAITING:
+                    return raised
+            # A waiting instance is leased only while a worker starts, resumes or re-arms
+            # it: take the lease when it is given back, and record Cancelled here.
+            if time.monotonic() >= waited_until:
                 return raised
             await asyncio.sleep(CANCEL_RETRY_S)
 
