@@ -20,6 +20,7 @@ import durably
 from durably.containers import WorkflowLayer
 from durably.domain.records import JsonValue
 from durably.ports import InstanceRuntime, StorageAdapter
+from durably.services import WorkflowStateMachine
 from durably.status import Cancelled, Completed, Failed, Paused, WorkflowStatus
 from durably.testing import TestRuntimeHandle, create_in_memory_runtime
 from durably.trackers import InMemoryTracker
@@ -192,6 +193,53 @@ async def test_repeated_names_get_their_own_keys_and_results_and_replay_them() -
     assert len(calls) == 3  # replay read the stored values; fn was not called again
     assert await h.output() == [10, 20, 30]
     assert await h.completed_steps() == ("x", "x#2", "x#3")
+
+
+async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_listing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Completed steps are counted as they commit: the end of a segment does not list the
+    step records again, and still names the ones of earlier segments, retried ones and
+    repeated names in the order they completed."""
+    attempts: list[int] = []
+
+    def flaky() -> str:
+        attempts.append(durably.step_info().attempt)
+        if len(attempts) == 1:
+            raise ConnectionError("try again")
+        return "ok"
+
+    @durably.workflow
+    async def segments(_: Any) -> str:
+        await durably.step("a", lambda: 1)
+        await durably.sleep("1s")
+        await durably.step("a", lambda: 2)
+        await durably.step("b", flaky, retry=durably.Retry(max_attempts=1, delay="1s"))
+        await durably.step("c", lambda: 3)
+        return "done"
+
+    listed: list[str] = []
+    real = WorkflowStateMachine.get_completed_steps
+
+    def spied(self: Any) -> Any:
+        listed.append("get_completed_steps")
+        return real(self)
+
+    monkeypatch.setattr(WorkflowStateMachine, "get_completed_steps", spied)
+    h = Harness(segments)
+    await h.start()  # a, then the sleep
+    await h.resume()  # a#2, then b fails and waits for its retry
+    paused = await h.status()
+    assert isinstance(paused, Paused)
+    h.handle.set_time(paused.resume_at)
+    listed.clear()
+    (await h.layer().orchestrator().handle_alarm()).unwrap()  # b (attempt 2) and c
+    assert listed == ["get_completed_steps"]  # the alarm's read of the state; none at the end
+    assert isinstance(await h.status(), Completed)
+    (completed,) = h.tracker.of_type("workflow.completed")
+    assert completed.completed_steps == ("a", "a#2", "b", "c")
+    assert await h.completed_steps() == ("a", "a#2", "b", "c")
+    assert attempts == [1, 2]
 
 
 async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions() -> None:

@@ -111,14 +111,33 @@ class ExecutionScope:
     """id(exception) -> (step key, attempt), to tell the executor where an error came from."""
     completed: int | None = None
     """How many steps have completed (read once per segment, then counted here)."""
+    completed_steps: list[str] | None = None
+    """The completed step keys in order, known with ``completed`` (``None``: read them)."""
     sleep_names: dict[str, int] = attrs.field(factory=dict)
     pending_events: list[tuple[type[EventBase], dict[str, Any]]] = attrs.field(factory=list)
 
     async def completed_count(self) -> int:
         """The place of the next step to complete (read once per segment, then counted)."""
-        if self.completed is None:
-            self.completed = ok(await self.state_machine.next_completion_index())
+        if self.completed is None or self.completed_steps is None:
+            self.completed, self.completed_steps = ok(await self.state_machine.completion_order())
         return self.completed
+
+    def step_completed(self, key: str, index: int) -> None:
+        """Count the step ``key``, committed at place ``index``."""
+        self.completed = index + 1
+        if self.completed_steps is not None:
+            self.completed_steps.append(key)
+
+    def forget_completions(self) -> None:
+        """What completed is no longer known here (a commit failed): read it again."""
+        self.completed = None
+        self.completed_steps = None
+
+    async def all_completed_steps(self) -> tuple[str, ...]:
+        """Every completed step key, in completion order (read only if not known here)."""
+        if self.completed_steps is not None:
+            return tuple(self.completed_steps)
+        return ok(await self.state_machine.get_completed_steps())
 
     def next_sleep_key(self, name: str | None) -> str:
         """The key of this sleep: its name (``name#2`` when repeated), or ``sleep#n``."""

@@ -212,7 +212,7 @@ class WorkflowExecutor:
         return ExecutionCompleted(
             output=output,
             duration_ms=await self._duration(),
-            completed_steps=ok(await self._sm.get_completed_steps()),
+            completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
             events=scope.take_events(),
         )
@@ -225,7 +225,7 @@ class WorkflowExecutor:
         return ExecutionFailed(
             error=error,
             duration_ms=await self._duration(),
-            completed_steps=ok(await self._sm.get_completed_steps()),
+            completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
             events=scope.take_events(),
         )
@@ -233,7 +233,7 @@ class WorkflowExecutor:
     async def _cancelled(self, scope: ExecutionScope) -> ExecutionCancelled:
         return ExecutionCancelled(
             reason=ok(await self._sm.get_cancel_reason()),
-            completed_steps=ok(await self._sm.get_completed_steps()),
+            completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
             events=scope.take_events(),
         )

@@ -218,9 +218,9 @@ async def run_step(
                 ok(await scope.storage.put_batch(writes))
                 ok(await scope.storage.delete(attempt_key))
     except DurablyError as e:
-        scope.completed = None
+        scope.forget_completions()
         raise InfrastructureFailure(e) from e
-    scope.completed = index + 1
+    scope.step_completed(key, index)
     for event_type, fields in waiting_events:
         scope.events.emit(event_type, **fields)
     scope.events.emit(
