@@ -178,16 +178,8 @@ class WorkflowStateMachine:
         return tuple(name for _, name in await self._completions())
 
     @as_result(DurablyError)
-    async def next_completion_index(self) -> int:
-        """The place in the completion order of the next step to complete."""
-        return (await self._completion_order())[0]
-
-    @as_result(DurablyError)
     async def completion_order(self) -> tuple[int, list[str]]:
         """The place of the next step to complete, and the completed step keys in order."""
-        return await self._completion_order()
-
-    async def _completion_order(self) -> tuple[int, list[str]]:
         count = int(await self._get(keys.COMPLETED_COUNT) or 0)
         completions = await self._completions()
         after = max(count, completions[-1][0] + 1) if completions else count
