@@ -2,9 +2,12 @@
 
 from durably.domain.errors import (
     DurablyError,
+    ExecutionStopped,
+    InstanceExists,
     InstanceNotFoundError,
     InvalidDurationError,
     InvalidTransitionError,
+    LeaseLost,
     OrchestratorError,
     RecoveryError,
     ResultTimeoutError,
@@ -40,4 +43,7 @@ __all__ = [
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "LeaseLost",
+    "InstanceExists",
+    "ExecutionStopped",
 ]

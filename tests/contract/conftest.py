@@ -20,8 +20,8 @@ import pytest
 from durably.adapters.clock import ManualClock
 from durably.adapters.memory import MemoryBackend
 from durably.adapters.postgres import PostgresHost
-from durably.adapters.sqlite import SqliteBackend, sqlite_runtime
-from durably.ports import InstanceRuntime
+from durably.adapters.sqlite import SqliteHost
+from durably.ports import InstanceHost, InstanceRuntime
 from durably.testing import TestRuntimeHandle, create_in_memory_runtime
 
 # The PostgreSQL helpers live with the integration tests (``tests.integration.pg_support``).
@@ -53,6 +53,11 @@ class BackendHarness(Protocol):
         """Whether ``set_time``/``advance_time`` work (a virtual clock)."""
         ...
 
+    @property
+    def host(self) -> InstanceHost:
+        """The backend itself, as the engine sees it."""
+        ...
+
     def runtime(self, instance_id: str) -> InstanceRuntime:
         """The runtime of ``instance_id`` over the harness's shared backend."""
         ...
@@ -74,9 +79,14 @@ class MemoryHarness:
     """The in-memory backend, with a virtual clock shared by its runtimes."""
 
     def __init__(self) -> None:
-        self.backend = MemoryBackend()
+        self.backend = MemoryBackend(clock=ManualClock(START_TIME))
         self._time = START_TIME
         self._handles: list[TestRuntimeHandle] = []
+
+    @property
+    def host(self) -> InstanceHost:
+        """The ``MemoryBackend``."""
+        return self.backend
 
     @property
     def controls_clock(self) -> bool:
@@ -92,6 +102,8 @@ class MemoryHarness:
     def set_time(self, ms: int) -> None:
         """Set every runtime's virtual clock."""
         self._time = ms
+        assert isinstance(self.backend.clock, ManualClock)
+        self.backend.clock.time_ms = ms
         for handle in self._handles:
             handle.set_time(ms)
 
@@ -108,10 +120,18 @@ class SqliteHarness:
 
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="durably-contract-")
-        self.backend = SqliteBackend(
+        self.backend = SqliteHost(
             os.path.join(self._dir, "contract.db"), clock=ManualClock(START_TIME)
         )
-        self.backend.open()
+
+    async def open(self) -> None:
+        """Open the database (inside the test's event loop)."""
+        await self.backend.open()
+
+    @property
+    def host(self) -> InstanceHost:
+        """The ``SqliteHost``."""
+        return self.backend
 
     @property
     def controls_clock(self) -> bool:
@@ -120,7 +140,7 @@ class SqliteHarness:
 
     def runtime(self, instance_id: str) -> InstanceRuntime:
         """The runtime of ``instance_id`` over the shared database."""
-        return sqlite_runtime(self.backend, instance_id)
+        return self.backend.runtime(instance_id)
 
     def set_time(self, ms: int) -> None:
         """Set the backend's clock."""
@@ -134,7 +154,7 @@ class SqliteHarness:
 
     async def close(self) -> None:
         """Close the database and remove its folder."""
-        self.backend.close()
+        await self.backend.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
@@ -147,13 +167,18 @@ class PostgresHarness:
         self.dsn = acquire_database()
         self.schema = f"c_{os.urandom(6).hex()}"
         self.clock = ManualClock(START_TIME)
-        self.host = PostgresHost(self.dsn, schema=self.schema, clock=self.clock, max_size=4)
+        self.pg = PostgresHost(self.dsn, schema=self.schema, clock=self.clock, max_size=4)
         self._opened = False
 
     async def open(self) -> None:
         """Open the pool and create the schema (inside the test's event loop)."""
-        await self.host.open()
+        await self.pg.open()
         self._opened = True
+
+    @property
+    def host(self) -> InstanceHost:
+        """The ``PostgresHost``."""
+        return self.pg
 
     @property
     def controls_clock(self) -> bool:
@@ -162,7 +187,7 @@ class PostgresHarness:
 
     def runtime(self, instance_id: str) -> InstanceRuntime:
         """The runtime of ``instance_id`` over the shared schema (not fenced)."""
-        return self.host.runtime(instance_id, None, 30_000)
+        return self.pg.runtime(instance_id)
 
     def set_time(self, ms: int) -> None:
         """Set the host's clock."""
@@ -176,7 +201,7 @@ class PostgresHarness:
         """Close the pool, drop the schema and let go of the database."""
         try:
             if self._opened:
-                await self.host.close()
+                await self.pg.close()
             await asyncio.to_thread(drop_schema, self.dsn, self.schema)
         finally:
             release_database()
@@ -225,6 +250,12 @@ def runtime_a(backend_factory: BackendHarness) -> InstanceRuntime:
 def runtime_b(backend_factory: BackendHarness) -> InstanceRuntime:
     """The runtime of another instance on the same backend."""
     return backend_factory.runtime(INSTANCE_B)
+
+
+@pytest.fixture
+def host(backend_factory: BackendHarness) -> InstanceHost:
+    """The backend under test, as the engine sees it (an ``InstanceHost``)."""
+    return backend_factory.host
 
 
 @pytest.fixture

@@ -88,6 +88,7 @@ def test_instance_runtime_reads_whatever_runtime_it_holds(runtime_a: InstanceRun
         storage=runtime_a.storage,
         scheduler=runtime_a.scheduler,
         runtime=FixedRuntime("fixed-id", 42),
+        inbox=runtime_a.inbox,
     )
     assert bundle.instance_id == "fixed-id"
     assert bundle.now() == 42

@@ -20,6 +20,7 @@ from tests.integration.support import db_url, stranded_problems
 
 import durably
 from durably.adapters.clock import ManualClock
+from durably.adapters.sqlite import SqliteHost
 from durably.domain.errors import (
     InvalidDurationError,
     OrchestratorError,
@@ -418,7 +419,9 @@ async def test_a_briefly_locked_database_is_retried(db: Path) -> None:
 
 def _short_busy_timeout(engine: Engine, ms: int) -> Engine:
     # The Engine does not take a busy timeout; its backend does (read when it opens).
-    engine.backend.busy_timeout_ms = ms
+    host = engine.host
+    assert isinstance(host, SqliteHost)
+    host.db.busy_timeout_ms = ms
     return engine
 
 

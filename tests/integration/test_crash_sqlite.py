@@ -132,7 +132,7 @@ async def test_sigkill_at_a_random_moment_then_a_new_engine_finishes(
         exists = before.unwrap().exists
         if exists:
             # The dead owner's lease is expired at once by open(): no lease-length wait.
-            row = engine.backend.instance(iid)
+            row = await engine.host.instance(iid)
             assert row is not None
             assert row.lease_owner is None, f"{context}: dead owner still holds {row}"
             records_before = {r.name: r for r in (await engine.steps(iid)).unwrap()}
@@ -294,7 +294,7 @@ async def test_a_hung_owner_loses_its_lease_and_cannot_write_after_it_wakes(
         committed = committed_steps(db, iid)
         assert committed == {"s0", "s1"}
         async with Engine(WORKFLOWS, backend=db_url(db), lease=LEASE) as engine:
-            row = engine.backend.instance(iid)
+            row = await engine.host.instance(iid)
             assert row is not None
             assert row.lease_owner is not None, "a live (stopped) owner keeps its lease"
             assert row.lease_owner.split(":")[1] == str(child.pid)

@@ -49,8 +49,8 @@ from tests.integration.support import ChildProcess, append_line, read_lines, spa
 import durably
 from durably.adapters.clock import ManualClock
 from durably.adapters.postgres import PostgresHost
-from durably.adapters.unit_of_work import UnitOfWork
-from durably.domain.serialization import dumps
+from durably.domain.lease import LeaseHold
+from durably.domain.results import ok
 from durably.engine import Engine, Lease
 
 pytestmark = pytest.mark.timeout(120)
@@ -397,11 +397,9 @@ async def test_renew_never_waits_behind_a_commit_in_flight(schema_url: tuple[str
     tx = await psycopg.AsyncConnection.connect(dsn)
     try:
         for iid in ("a", "b"):  # two instances Running under this owner's lease
-            status = dumps({"tag": "Running", "running_at": 1_000})
-            unit = UnitOfWork(
-                ("t", iid), writes={"workflow:name": dumps("wf"), "workflow:status": status}
-            )
-            await host.commit(iid, unit, "me", 10_000)
+            status = {"tag": "Running", "running_at": 1_000}
+            runtime = host.runtime(iid, LeaseHold("me", 10_000, held=False))
+            ok(await runtime.storage.put_batch({"workflow:name": "wf", "workflow:status": status}))
         instances = sql.SQL("{}.instances").format(sql.Identifier(schema))
         lock = sql.SQL("UPDATE {} SET updated_at = 2 WHERE id = %s AND lease_owner = 'me'")
         await tx.execute(lock.format(instances), ("b",))  # a batch in flight holds b

@@ -197,6 +197,12 @@ async def test_a_paused_instance_resumes_in_a_reopened_engine(tmp_path: Path) ->
     assert stranded_problems(db) == []
 
 
+async def alarm_of(engine: Engine, iid: str) -> int | None:
+    """The alarm of instance ``iid``."""
+    alarm: int | None = (await engine.host.runtime(iid, None).scheduler.get_scheduled()).unwrap()
+    return alarm
+
+
 async def test_a_purged_instance_still_answers_start_after_reopening(tmp_path: Path) -> None:
     db = tmp_path / "purge.db"
     calls.clear()
@@ -206,14 +212,14 @@ async def test_a_purged_instance_still_answers_start_after_reopening(tmp_path: P
         WORKFLOWS, backend=db_url(db), lease=LEASE, purge=purge, clock=ManualClock(now)
     ) as first:
         assert (await first.start(reopen_ok, 1, id="gone")).unwrap().completed
-        assert first.backend.read_alarm("gone") == now + 60_000
+        assert await alarm_of(first, "gone") == now + 60_000
     assert stranded_problems(db, allow_terminal_alarm=True) == []
     async with Engine(
         WORKFLOWS, backend=db_url(db), lease=LEASE, purge=purge, clock=ManualClock(now + HOUR_MS)
     ) as second:
         assert await second.run_until_idle() == 1
-        assert second.backend.read_alarm("gone") is None
-        keys = set(second.backend.read_prefix("gone", ""))
+        assert await alarm_of(second, "gone") is None
+        keys = set(await second.host.read_prefix("gone", ""))
         assert "workflow:tombstone" in keys
         assert not any(k.startswith("step:") for k in keys), keys
     calls.clear()

@@ -108,6 +108,10 @@ ENGINE_ERRORS = {
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    # the storage core: refused commits, and an execution that stopped before a step
+    "LeaseLost",
+    "InstanceExists",
+    "ExecutionStopped",
 }
 
 

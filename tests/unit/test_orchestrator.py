@@ -19,6 +19,8 @@ from durably.domain.errors import (
     StorageError,
     WorkflowNotFoundError,
 )
+from durably.domain.inbox import CANCEL, AppendOutcome, Outgoing
+from durably.domain.serialization import dumps
 from durably.domain.status import Cancelled, Completed, Failed, Paused, Pending, Queued, Running
 from durably.ports import InstanceRuntime
 from durably.services import WorkflowOrchestrator, WorkflowStateMachine
@@ -338,50 +340,63 @@ async def test_cancel_of_a_pending_instance() -> None:
     assert (await h.status()).status == Cancelled(1000, "never mind")
 
 
-# A cancel from a process that cannot take the lease only raises the flag; the worker that
-# holds the lease records Cancelled when it handles the instance's next alarm.
+# A cancel from a process that cannot take the lease goes to the instance's inbox (what
+# Engine.cancel does when another worker holds it): it writes nothing of the instance's
+# namespace, and makes a waiting instance due; whoever handles that alarm records Cancelled.
 
 
-async def test_raise_cancel_of_a_paused_instance_writes_only_the_flag() -> None:
+async def send_cancel(h: Harness, reason: str | None) -> AppendOutcome:
+    """Append a cancel to the inbox, as a process without the lease does."""
+    message = Outgoing(h.runtime.instance_id, CANCEL, payload=dumps({"reason": reason}))
+    outcome: AppendOutcome = (await h.runtime.inbox.append(message)).unwrap()
+    return outcome
+
+
+async def test_a_cancel_sent_to_a_paused_instance_only_makes_it_due() -> None:
     h = harness()
     await h.start()
     before = h.handle.storage_snapshot()
-    result = (await h.orchestrator().raise_cancel(reason="from afar")).unwrap()
-    assert result == CancelResult(True, None, "Paused")
-    after = h.handle.storage_snapshot()
-    assert after.pop("workflow:cancelled") is True
-    assert after.pop("workflow:cancelReason") == "from afar"
-    assert after == before  # status, pause and alarm untouched
-    assert h.handle.scheduled_time() == 6000
+    outcome = await send_cancel(h, "from afar")
+    assert outcome == AppendOutcome("Paused", 1)
+    assert h.handle.storage_snapshot() == before  # status and pause untouched
+    assert h.handle.scheduled_time() == 1000  # due now, not at the sleep's end (6000)
     assert h.tracker.of_type("workflow.cancelled") == []
+    pending = (await h.runtime.inbox.pending()).unwrap()
+    assert [(m.kind, m.payload) for m in pending] == [("cancel", {"reason": "from afar"})]
 
 
 @pytest.mark.parametrize("alarm_at", [3000, 6000], ids=["early", "due"])
-async def test_the_next_alarm_of_a_paused_instance_records_a_raised_cancel(alarm_at: int) -> None:
+async def test_the_next_alarm_of_a_paused_instance_records_a_sent_cancel(alarm_at: int) -> None:
     ran: list[str] = []
 
     async def body(_: Any) -> str:
         await durably.step("a", lambda: ran.append("a"))
         await durably.sleep("5s")
-        ran.append("after the sleep")  # no step or sleep left that would see the flag
+        ran.append("after the sleep")  # no step or sleep left that would see the cancel
         return "done"
 
     h = harness(body)
     await h.start()
-    (await h.orchestrator().raise_cancel(reason="from afar")).unwrap()
+    await send_cancel(h, "from afar")
     await h.alarm_at(alarm_at)
     status = await h.status()
     assert status.status == Cancelled(alarm_at, "from afar")
     assert status.completed_steps == ("a",)
     assert ran == ["a"]
     assert h.handle.scheduled_time() is None
-    assert "workflow:pendingResumeAt" not in h.handle.storage_snapshot()
+    snapshot = h.handle.storage_snapshot()
+    assert "workflow:pendingResumeAt" not in snapshot
+    assert (snapshot["workflow:cancelled"], snapshot["workflow:cancelReason"]) == (
+        True,
+        "from afar",
+    )
+    assert (await h.runtime.inbox.pending()).unwrap() == []  # consumed by that commit
     (event,) = h.tracker.of_type("workflow.cancelled")
     assert (event.reason, event.completed_steps) == ("from afar", ("a",))
     assert h.tracker.of_type("workflow.resumed") == []
 
 
-async def test_the_alarm_of_a_queued_instance_records_a_raised_cancel() -> None:
+async def test_the_alarm_of_a_queued_instance_records_a_sent_cancel() -> None:
     ran: list[int] = []
 
     async def body(_: Any) -> None:
@@ -389,8 +404,7 @@ async def test_the_alarm_of_a_queued_instance_records_a_raised_cancel() -> None:
 
     h = harness(body)
     (await h.orchestrator().queue(durably.WorkflowCall("wf", None))).unwrap()
-    result = (await h.orchestrator().raise_cancel(reason="from afar")).unwrap()
-    assert result == CancelResult(True, None, "Queued")
+    assert (await send_cancel(h, "from afar")).status == "Queued"
     assert isinstance((await h.status()).status, Queued)
     await h.alarm_at(1000)
     assert (await h.status()).status == Cancelled(1000, "from afar")
@@ -399,15 +413,17 @@ async def test_the_alarm_of_a_queued_instance_records_a_raised_cancel() -> None:
     assert h.tracker.of_type("workflow.started") == []
 
 
-async def test_raise_cancel_of_nothing_or_a_finished_instance_writes_nothing() -> None:
+async def test_a_cancel_sent_to_nothing_or_a_finished_instance_writes_nothing() -> None:
     h = harness(checkout)
-    nothing = (await h.orchestrator().raise_cancel()).unwrap()
-    assert nothing == CancelResult(False, "not_found", None)
+    assert await send_cancel(h, None) == AppendOutcome(None)
     await h.start()
-    before = h.handle.storage_snapshot()
-    result = (await h.orchestrator().raise_cancel(reason="late")).unwrap()
-    assert result == CancelResult(False, "already_terminal", "Completed")
+    before, commits = h.handle.storage_snapshot(), h.handle.commits
+    outcome = await send_cancel(h, "late")
+    assert outcome == AppendOutcome("Completed")
+    assert not outcome.delivered
     assert h.handle.storage_snapshot() == before
+    assert h.handle.commits == commits
+    assert (await h.runtime.inbox.pending()).unwrap() == []
 
 
 async def test_cancel_interrupts_a_running_execution_in_the_same_process() -> None:
@@ -467,7 +483,7 @@ async def test_cancel_from_another_process_stops_the_execution_at_its_next_step(
     for _ in range(5):
         await asyncio.sleep(0)
     assert not task.done()  # still in its step
-    assert h.handle.storage_snapshot()["workflow:cancelled"] is True
+    assert "workflow:cancelled" not in h.handle.storage_snapshot()  # only the holder writes
     release.set()
     result = (await asyncio.wait_for(task, 5)).unwrap()
     assert result.status == Cancelled(1000, "from afar")
@@ -532,10 +548,7 @@ async def test_handle_alarm_of_a_terminal_instance_does_nothing() -> None:
 
 def failing_runtime(h: Harness) -> tuple[InstanceRuntime, FailingStorage]:
     storage = FailingStorage(h.runtime.storage)
-    runtime = InstanceRuntime(
-        storage=storage, scheduler=h.runtime.scheduler, runtime=h.runtime.runtime
-    )
-    return runtime, storage
+    return attrs.evolve(h.runtime, storage=storage), storage
 
 
 async def test_every_operation_fails_as_an_orchestrator_error_and_keeps_the_state() -> None:

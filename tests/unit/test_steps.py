@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -18,7 +18,9 @@ from returns.result import Result, Success
 
 import durably
 from durably.containers import WorkflowLayer
+from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.records import JsonValue
+from durably.domain.serialization import dumps
 from durably.ports import InstanceRuntime, StorageAdapter
 from durably.services import WorkflowStateMachine
 from durably.status import Cancelled, Completed, Failed, Paused, WorkflowStatus
@@ -271,24 +273,36 @@ async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions() ->
 # -- cancel ----------------------------------------------------------------------------
 
 
-async def test_cancel_flag_stops_the_next_step_with_the_users_reason() -> None:
+def cancel_from_afar(h: Harness, reason: str) -> Callable[[], Awaitable[str]]:
+    """A step body that sends a cancel to its own instance's inbox, as another process
+    does while the step runs."""
+
+    async def send() -> str:
+        message = Outgoing(h.runtime.instance_id, CANCEL, payload=dumps({"reason": reason}))
+        (await h.runtime.inbox.append(message)).unwrap()
+        return "sent"
+
+    return send
+
+
+async def test_a_cancel_sent_while_a_step_runs_stops_the_next_step_with_the_users_reason() -> None:
     calls: list[str] = []
+    h: Harness
 
     @durably.workflow
     async def cancellable(_: Any) -> str:
-        await durably.step("a", logged(calls, "a"))
-        await durably.sleep("5s")
+        await durably.step("a", cancel_from_afar(h, "user said stop"))
         await durably.step("b", logged(calls, "b"))
         return "done"
 
     h = Harness(cancellable)
-    await h.start()
-    (await h.layer().state_machine().set_cancelled("user said stop")).unwrap()
-    status = await h.resume()
+    status = (await h.start()).status
     assert isinstance(status, Cancelled)
     assert status.reason == "user said stop"
-    assert calls == ["a"]
-    assert "step:b:result" not in h.snapshot()
+    assert calls == []
+    snapshot = h.snapshot()
+    assert "step:a:result" in snapshot  # the step that was running committed
+    assert "step:b:result" not in snapshot
     assert [e.reason for e in h.tracker.of_type("workflow.cancelled")] == ["user said stop"]
 
 
@@ -344,10 +358,11 @@ async def test_cancel_of_a_running_workflow_interrupts_it_even_under_except_exce
 
 async def test_except_exception_around_a_cancelled_step_does_not_swallow_it() -> None:
     calls: list[str] = []
+    h: Harness
 
     @durably.workflow
     async def swallowing(_: Any) -> str:
-        await durably.sleep("1s")
+        await durably.step("a", cancel_from_afar(h, "bye"))
         try:
             await durably.step("b", logged(calls, "b"))
         except Exception:
@@ -356,9 +371,7 @@ async def test_except_exception_around_a_cancelled_step_does_not_swallow_it() ->
         return "done"
 
     h = Harness(swallowing)
-    await h.start()
-    (await h.layer().state_machine().set_cancelled("bye")).unwrap()
-    status = await h.resume()
+    status = (await h.start()).status
     assert isinstance(status, Cancelled)
     assert status.reason == "bye"
     assert calls == []
@@ -694,7 +707,7 @@ async def storage_calls(n: int) -> int:
     calls: list[int] = []
     rt, handle = create_in_memory_runtime(f"scale-{n}", T0)
     counting = CountingStorage(rt.storage)
-    runtime = InstanceRuntime(storage=counting, scheduler=rt.scheduler, runtime=rt.runtime)
+    runtime = attrs.evolve(rt, storage=counting)
     h = Harness(steps_workflow(n, calls), runtime=(runtime, handle))
     result = await h.start()
     assert result.completed

@@ -1,90 +1,309 @@
-"""The in-memory backend: storage, alarms and a manual or system clock, all in one process.
+"""The in-memory backend: every instance's rows in dicts, in one process (``memory://``).
 
-Values are kept as JSON text, so a caller that mutates an object after ``put`` does
-not change what is stored, and a value that the SQL backends would refuse is refused
-here too.
+It is a whole backend, not a mock: it executes the same commit plans as SQLite and
+PostgreSQL (``execute`` is the reference executor of ``plan.py``), with the same
+fencing, leases, alarms and inboxes, so tests of the engine need no database. Values
+are kept as JSON text, so a caller that mutates an object after ``put`` does not
+change what is stored, and a value the SQL backends would refuse is refused here too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
 import attrs
 
-from durably.adapters.buffered import BufferedScheduler, BufferedStorage
 from durably.adapters.clock import Clock, ClockRuntime, ManualClock, SystemClock
-from durably.adapters.unit_of_work import UNCHANGED, UnitOfWork
+from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced
+from durably.adapters.runtime import instance_runtime
+from durably.adapters.unit_of_work import ClearAlarm, SetAlarm
+from durably.domain.errors import InstanceExists, LeaseLost, StorageError
+from durably.domain.inbox import WAKING_STATUSES, AppendOutcome, InboxMessage, Outgoing
+from durably.domain.lease import LeaseHold
+from durably.domain.serialization import loads
+from durably.domain.status import TERMINAL_TAGS
+from durably.ports import InstanceRow, InstanceRuntime
 
-__all__ = [
-    "MemoryBackend",
-    "MemoryStorage",
-    "MemoryScheduler",
-    "MemoryRuntime",
-    "ManualClock",
-    "SystemClock",
-    "Clock",
-]
+__all__ = ["MemoryBackend", "MemoryRuntime", "ManualClock", "SystemClock", "Clock"]
 
 
 @attrs.define
-class MemoryBackend:
-    """Every instance's keys and alarm, in dicts."""
+class _Row:
+    workflow: str
+    status: str
+    created_at: int
+    updated_at: int
+    lease_owner: str | None = None
+    lease_expires_at: int | None = None
+    inbox_seq: int = 0
 
+    def frozen(self, instance_id: str) -> InstanceRow:
+        return InstanceRow(
+            instance_id,
+            self.workflow,
+            self.status,
+            self.created_at,
+            self.updated_at,
+            self.lease_owner,
+            self.lease_expires_at,
+        )
+
+
+@attrs.define(eq=False, slots=False)
+class MemoryBackend:
+    """Every instance's keys, alarm, inbox and lease, in dicts (an ``InstanceHost``)."""
+
+    clock: Clock = attrs.field(factory=ManualClock)
     data: dict[str, dict[str, str]] = attrs.field(factory=dict)
     alarms: dict[str, int] = attrs.field(factory=dict)
+    rows: dict[str, _Row] = attrs.field(factory=dict)
+    inboxes: dict[str, list[InboxMessage]] = attrs.field(factory=dict)
     commits: int = 0
+    commits_renew_lease: bool = False
+    _alarm_set: asyncio.Event | None = None
 
-    def apply(self, instance_id: str, unit: UnitOfWork) -> None:
-        """Apply a unit of work (atomically: nothing here can fail half-way)."""
-        if unit.is_empty():
-            return
-        keys = self.data.setdefault(instance_id, {})
-        if unit.cleared:
+    # -- the plan executor ----------------------------------------------------------------
+
+    def execute(self, plan: CommitPlan) -> CommitOutcome:
+        """Apply ``plan`` (atomically: every check comes before the first change)."""
+        iid, write = plan.instance_id, plan.write
+        row = self.rows.get(iid)
+        if isinstance(write, Create):
+            if row is not None:
+                raise InstanceExists(iid)
+            row = self.rows[iid] = _Row(
+                write.workflow,
+                plan.status or "Pending",
+                plan.now,
+                plan.now,
+                write.lease_owner,
+                write.lease_expires_at,
+            )
+        elif isinstance(write, Fenced):
+            if row is None or row.lease_owner != write.owner:
+                raise LeaseLost(iid, write.owner)
+            if write.release:
+                row.lease_owner = row.lease_expires_at = None
+            elif plan.renews or self.commits_renew_lease:
+                row.lease_expires_at = write.lease_expires_at
+        if row is not None and plan.status is not None and not isinstance(write, Create):
+            row.status, row.updated_at = plan.status, plan.now
+        keys = self.data.setdefault(iid, {})
+        if plan.clear:  # a purge: the inbox goes with the keys
             keys.clear()
-        for key, text in unit.writes.items():
-            if text is None:
-                keys.pop(key, None)
-            else:
-                keys[key] = text
+            self.inboxes.pop(iid, None)
+        keys.update(plan.upserts)
+        for key in plan.deletes:
+            keys.pop(key, None)
         if not keys:
-            self.data.pop(instance_id, None)
-        if unit.alarm is None:
-            self.alarms.pop(instance_id, None)
-        elif unit.alarm is not UNCHANGED:
-            self.alarms[instance_id] = unit.alarm  # type: ignore[assignment]
+            self.data.pop(iid, None)
+        if isinstance(plan.alarm, SetAlarm):
+            self.alarms[iid] = plan.alarm.at
+            self._wake()
+        elif isinstance(plan.alarm, ClearAlarm):
+            self.alarms.pop(iid, None)
+        if plan.consume:
+            consumed = set(plan.consume)
+            self.inboxes[iid] = [
+                attrs.evolve(m, consumed=True) if m.seq in consumed else m
+                for m in self.inboxes.get(iid, [])
+            ]
         self.commits += 1
+        return CommitOutcome(None if row is None else row.inbox_seq)
 
+    def _wake(self) -> None:
+        if self._alarm_set is not None:
+            self._alarm_set.set()
 
-class MemoryStorage(BufferedStorage):
-    """``StorageAdapter`` over a ``MemoryBackend``."""
+    # -- InstanceStore ------------------------------------------------------------------
 
-    def __init__(self, backend: MemoryBackend, instance_id: str) -> None:
-        self.backend = backend
-        self.instance_id = instance_id
-        self.owner = (id(backend), instance_id)
+    async def commit(self, plan: CommitPlan) -> CommitOutcome:
+        """Execute ``plan``; a refusal is a ``StorageError`` like the SQL backends'.
 
-    async def _load(self, key: str) -> str | None:
-        return self.backend.data.get(self.instance_id, {}).get(key)
+        A commit gives the event loop a turn, as the SQL backends' commits do: a long run
+        of fast steps must never keep the loop's other tasks and timers waiting.
+        """
+        await asyncio.sleep(0)
+        try:
+            return self.execute(plan)
+        except (LeaseLost, InstanceExists) as e:
+            raise StorageError("commit", None, e) from e
 
-    async def _load_prefix(self, prefix: str) -> dict[str, str]:
-        keys = self.backend.data.get(self.instance_id, {})
-        return {k: v for k, v in keys.items() if k.startswith(prefix)}
+    async def read(self, instance_id: str, key: str) -> str | None:
+        """The JSON text under ``key``."""
+        return self.data.get(instance_id, {}).get(key)
 
-    async def _commit(self, unit: UnitOfWork) -> None:
-        self.backend.apply(self.instance_id, unit)
+    async def read_many(self, instance_id: str, keys: Sequence[str]) -> dict[str, str]:
+        """The JSON text of those of ``keys`` that exist."""
+        stored = self.data.get(instance_id, {})
+        return {key: stored[key] for key in keys if key in stored}
 
+    async def read_prefix(self, instance_id: str, prefix: str) -> dict[str, str]:
+        """Every key under ``prefix`` with its JSON text."""
+        stored = self.data.get(instance_id, {})
+        return {k: v for k, v in stored.items() if k.startswith(prefix)}
 
-class MemoryScheduler(BufferedScheduler):
-    """``SchedulerAdapter`` over a ``MemoryBackend``."""
+    async def read_alarm(self, instance_id: str) -> int | None:
+        """The instance's alarm."""
+        return self.alarms.get(instance_id)
 
-    def __init__(self, backend: MemoryBackend, instance_id: str) -> None:
-        self.backend = backend
-        self.instance_id = instance_id
-        self.owner = (id(backend), instance_id)
+    async def pending_inbox(self, instance_id: str) -> tuple[list[InboxMessage], int]:
+        """The unconsumed messages, and the number of the last one."""
+        messages = self.inboxes.get(instance_id, [])
+        row = self.rows.get(instance_id)
+        return [m for m in messages if not m.consumed], 0 if row is None else row.inbox_seq
 
-    async def _load_alarm(self) -> int | None:
-        return self.backend.alarms.get(self.instance_id)
+    async def append(self, message: Outgoing, now: int) -> AppendOutcome:
+        """Append ``message`` and wake its instance if it waits (domain/inbox.py)."""
+        iid = message.instance_id
+        row = self.rows.get(iid)
+        if row is None:
+            return AppendOutcome(None)
+        messages = self.inboxes.setdefault(iid, [])
+        if message.dedupe_key is not None and any(
+            m.dedupe_key == message.dedupe_key for m in messages
+        ):
+            return AppendOutcome(row.status, duplicate=True)
+        if row.status in TERMINAL_TAGS:
+            return AppendOutcome(row.status)
+        row.inbox_seq += 1
+        messages.append(
+            InboxMessage(
+                row.inbox_seq,
+                message.kind,
+                message.name,
+                loads(message.payload),
+                now,
+                message.dedupe_key,
+            )
+        )
+        if row.status in WAKING_STATUSES:
+            due = self.alarms.get(iid)
+            self.alarms[iid] = now if due is None else min(due, now)
+            self._wake()
+        self.commits += 1
+        return AppendOutcome(row.status, row.inbox_seq)
 
-    async def _commit(self, unit: UnitOfWork) -> None:
-        self.backend.apply(self.instance_id, unit)
+    # -- InstanceHost ---------------------------------------------------------------------
+
+    def now(self) -> int:
+        """The backend's clock."""
+        return self.clock.now()
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to disconnect."""
+
+    def runtime(self, instance_id: str, lease: LeaseHold | None = None) -> InstanceRuntime:
+        """The runtime of one instance (fenced by ``lease`` when given)."""
+        return instance_runtime(self, instance_id, lease)
+
+    async def instance(self, instance_id: str) -> InstanceRow | None:
+        """The row of one instance."""
+        row = self.rows.get(instance_id)
+        return None if row is None else row.frozen(instance_id)
+
+    async def list_instances(
+        self, status: str | None, workflow: str | None, limit: int
+    ) -> list[InstanceRow]:
+        """Instances by status and/or workflow, most recently updated first."""
+        found = [
+            row.frozen(iid)
+            for iid, row in self.rows.items()
+            if (status is None or row.status == status)
+            and (workflow is None or row.workflow == workflow)
+        ]
+        found.sort(key=lambda r: (-r.updated_at, r.id))
+        return found[:limit]
+
+    async def read_inbox(self, instance_id: str) -> list[InboxMessage]:
+        """Every message of the instance, in delivery order."""
+        return list(self.inboxes.get(instance_id, []))
+
+    async def next_due(self) -> int | None:
+        """The earliest alarm."""
+        return min(self.alarms.values(), default=None)
+
+    def _free(self, row: _Row, now: int) -> bool:
+        return row.lease_owner is None or (
+            row.lease_expires_at is not None and row.lease_expires_at <= now
+        )
+
+    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
+        """Lease due instances; their alarms move to the lease's expiry."""
+        due = sorted((at, iid) for iid, at in self.alarms.items() if at <= now)
+        claimed: list[str] = []
+        for _, iid in due:
+            if len(claimed) >= limit:
+                break
+            row = self.rows.get(iid)
+            if row is None or not self._free(row, now):
+                continue
+            row.lease_owner, row.lease_expires_at = owner, now + lease_ms
+            self.alarms[iid] = now + lease_ms
+            claimed.append(iid)
+        return claimed
+
+    async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
+        """Lease one instance if it is free, expired or already ours."""
+        row = self.rows.get(instance_id)
+        if row is None or not (row.lease_owner == owner or self._free(row, now)):
+            return False
+        row.lease_owner, row.lease_expires_at = owner, now + lease_ms
+        return True
+
+    async def release(self, instance_id: str, owner: str, wake_at: int | None = None) -> None:
+        """Give the lease back (a no-op when it is not ours)."""
+        row = self.rows.get(instance_id)
+        if row is not None and row.lease_owner == owner:
+            row.lease_owner = row.lease_expires_at = None
+            if wake_at is not None and row.status == "Running" and instance_id in self.alarms:
+                self.alarms[instance_id] = min(self.alarms[instance_id], wake_at)
+                self._wake()
+
+    async def release_all(self, owner: str, now: int) -> int:
+        """Give back every lease of ``owner``; its instances come due now (a claim moved
+        their alarms to the lease's expiry)."""
+        released = 0
+        for iid, row in self.rows.items():
+            if row.lease_owner != owner:
+                continue
+            row.lease_owner = row.lease_expires_at = None
+            if iid in self.alarms:
+                self.alarms[iid] = min(self.alarms[iid], now)
+            released += 1
+        if released:
+            self._wake()
+        return released
+
+    async def renew(self, owner: str, now: int, lease_ms: int) -> list[str]:
+        """Extend every lease of ``owner``, and the alarms behind its running instances."""
+        expires = now + lease_ms
+        renewed = []
+        for iid, row in self.rows.items():
+            if row.lease_owner == owner:
+                row.lease_expires_at = expires
+                renewed.append(iid)
+                if row.status == "Running" and self.alarms.get(iid, expires) < expires:
+                    self.alarms[iid] = expires
+        return renewed
+
+    async def expire_dead_local_owners(self, now: int) -> int:
+        """Nothing outlives this process here."""
+        return 0
+
+    async def wait_for_alarm(self, timeout_s: float) -> None:
+        """Wait for an alarm set by this backend (or ``timeout_s``)."""
+        event = self._alarm_set
+        if event is None:
+            event = self._alarm_set = asyncio.Event()
+        event.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout_s)
 
 
 MemoryRuntime = ClockRuntime

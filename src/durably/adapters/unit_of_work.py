@@ -1,46 +1,85 @@
 """The unit of work every adapter shares: writes buffered in a transaction, committed at once.
 
 A transaction belongs to one instance of one backend (its ``owner``); it is found
-through a context variable, so the storage and the scheduler of one runtime join
-the same unit of work without being passed it.
+through a context variable, so the storage, the scheduler and the inbox of one runtime
+join the same unit of work without being passed it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
-from typing import Final
+from typing import Final, TypeAlias
 
 import attrs
 
 from durably.domain.errors import StorageError
 
-__all__ = ["UNCHANGED", "Unchanged", "UnitOfWork", "active_unit", "open_unit"]
+__all__ = [
+    "KeepAlarm",
+    "SetAlarm",
+    "ClearAlarm",
+    "AlarmChange",
+    "KEEP_ALARM",
+    "CLEAR_ALARM",
+    "UnitOfWork",
+    "active_unit",
+    "open_unit",
+]
 
 
-class Unchanged:
-    """The alarm was not touched in this unit of work."""
-
-    def __repr__(self) -> str:
-        return "UNCHANGED"
+@attrs.frozen
+class KeepAlarm:
+    """The alarm is left as it is."""
 
 
-UNCHANGED: Final = Unchanged()
+@attrs.frozen
+class SetAlarm:
+    """The alarm is set to ``at`` (epoch ms), replacing any other."""
+
+    at: int
+
+
+@attrs.frozen
+class ClearAlarm:
+    """The alarm is cleared."""
+
+
+AlarmChange: TypeAlias = KeepAlarm | SetAlarm | ClearAlarm
+KEEP_ALARM: Final = KeepAlarm()
+CLEAR_ALARM: Final = ClearAlarm()
 
 
 @attrs.define
 class UnitOfWork:
-    """Writes waiting for one commit: key -> JSON text (``None`` deletes), a clear, an alarm."""
+    """What waits for one commit: key -> JSON text (``None`` deletes), a clear of every
+    key, an alarm change, and the inbox messages consumed."""
 
     owner: object
     writes: dict[str, str | None] = attrs.field(factory=dict)
     cleared: bool = False
-    alarm: int | Unchanged | None = UNCHANGED
+    alarm: AlarmChange = KEEP_ALARM
+    consumed: set[int] = attrs.field(factory=set)
     closed: bool = False
 
     def is_empty(self) -> bool:
         """Whether committing would change nothing."""
-        return not self.writes and not self.cleared and self.alarm is UNCHANGED
+        return (
+            not self.writes
+            and not self.cleared
+            and isinstance(self.alarm, KeepAlarm)
+            and not self.consumed
+        )
+
+    def merge(self, other: UnitOfWork) -> None:
+        """Add ``other``'s changes to this unit (a write joining an open transaction)."""
+        if other.cleared:
+            self.writes.clear()
+            self.cleared = True
+        self.writes.update(other.writes)
+        if not isinstance(other.alarm, KeepAlarm):
+            self.alarm = other.alarm
+        self.consumed |= other.consumed
 
 
 _ACTIVE: ContextVar[tuple[UnitOfWork, ...]] = ContextVar("durably_units_of_work", default=())

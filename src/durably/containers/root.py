@@ -13,6 +13,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from durably.adapters.clock import SystemClock
+from durably.adapters.memory import MemoryBackend
 from durably.adapters.sqlite import SqliteHost
 from durably.containers.workflow import WorkflowLayer
 from durably.ports import InstanceRuntime
@@ -46,6 +47,16 @@ def current_scheduler() -> Any:
 def current_clock() -> Any:
     """The runtime adapter (clock) of the instance being served."""
     return current_runtime().runtime
+
+
+def current_inbox() -> Any:
+    """The inbox of the instance being served."""
+    return current_runtime().inbox
+
+
+def current_lease() -> Any:
+    """The lease hold of the execution serving the instance."""
+    return current_runtime().lease
 
 
 def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
@@ -103,9 +114,7 @@ class Durably(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     backend = providers.Selector(
         config.backend.kind,
-        memory=providers.Singleton(
-            SqliteHost, ":memory:", synchronous=config.backend.synchronous, clock=clock
-        ),
+        memory=providers.Singleton(MemoryBackend, clock=clock),
         sqlite=providers.Singleton(
             SqliteHost, config.backend.path, synchronous=config.backend.synchronous, clock=clock
         ),
@@ -138,12 +147,16 @@ class Durably(containers.DeclarativeContainer):
     instance_storage = providers.Callable(current_storage)
     instance_scheduler = providers.Callable(current_scheduler)
     instance_clock = providers.Callable(current_clock)
+    instance_inbox = providers.Callable(current_inbox)
+    instance_lease = providers.Callable(current_lease)
     layer = providers.Singleton(
         WorkflowLayer,
         runtime=runtime.provider,
         storage=instance_storage.provider,
         scheduler=instance_scheduler.provider,
         clock=instance_clock.provider,
+        inbox=instance_inbox.provider,
+        lease=instance_lease.provider,
         workflows=workflows.provider,
         tracker=tracker.provider,
         recovery=recovery.provider,

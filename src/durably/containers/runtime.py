@@ -1,17 +1,11 @@
-"""Runtime layers: storage, scheduler and clock of an instance, per backend."""
+"""Runtime layers: storage, scheduler, inbox and clock of an instance, per backend."""
 
 from __future__ import annotations
 
 from dependency_injector import containers, providers
 
-from durably.adapters.memory import (
-    MemoryBackend,
-    MemoryRuntime,
-    MemoryScheduler,
-    MemoryStorage,
-    SystemClock,
-)
-from durably.ports import InstanceRuntime
+from durably.adapters.memory import MemoryBackend, SystemClock
+from durably.adapters.runtime import instance_runtime
 
 __all__ = ["MemoryRuntimeLayer"]
 
@@ -20,10 +14,10 @@ class MemoryRuntimeLayer(containers.DeclarativeContainer):
     """The in-memory runtime layer; ``instance_id`` picks the instance served."""
 
     instance_id = providers.Dependency(instance_of=str)
-    backend = providers.Singleton(MemoryBackend)
     clock = providers.Singleton(SystemClock)
+    backend = providers.Singleton(MemoryBackend, clock=clock)
 
-    storage = providers.Factory(MemoryStorage, backend, instance_id)
-    scheduler = providers.Factory(MemoryScheduler, backend, instance_id)
-    runtime = providers.Factory(MemoryRuntime, instance_id, clock)
-    instance = providers.Factory(InstanceRuntime, storage, scheduler, runtime)
+    instance = providers.Factory(instance_runtime, backend, instance_id)
+    storage = providers.Callable(lambda runtime: runtime.storage, instance)
+    scheduler = providers.Callable(lambda runtime: runtime.scheduler, instance)
+    runtime = providers.Callable(lambda runtime: runtime.runtime, instance)

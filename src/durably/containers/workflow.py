@@ -39,6 +39,8 @@ class WorkflowLayer(containers.DeclarativeContainer):
     storage = providers.Callable(attrgetter("storage"), runtime)
     scheduler = providers.Callable(attrgetter("scheduler"), runtime)
     clock = providers.Callable(attrgetter("runtime"), runtime)
+    inbox = providers.Callable(attrgetter("inbox"), runtime)
+    lease = providers.Callable(attrgetter("lease"), runtime)
 
     registry = providers.Singleton(WorkflowRegistry, workflows)
     events = providers.Factory(EventEmitter, tracker, clock)
@@ -47,7 +49,7 @@ class WorkflowLayer(containers.DeclarativeContainer):
         RecoveryManager, state_machine, storage, scheduler, clock, recovery, events
     )
     executor = providers.Factory(
-        WorkflowExecutor, storage, scheduler, clock, state_machine, events, executions
+        WorkflowExecutor, storage, scheduler, clock, state_machine, events, executions, inbox, lease
     )
     purge_manager = providers.Factory(PurgeManager, storage, scheduler, clock, purge, events)
     orchestrator = providers.Factory(
@@ -62,6 +64,8 @@ class WorkflowLayer(containers.DeclarativeContainer):
         purge_manager,
         events,
         executions,
+        inbox,
+        lease,
     )
 
     def __new__(cls, **overriding: Any) -> Any:

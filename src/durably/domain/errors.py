@@ -19,7 +19,10 @@ The hierarchy::
     ├── WorkflowFailedError     ``Engine.result``: the workflow ended Failed
     ├── WorkflowCancelledError  ``Engine.result``: the workflow was cancelled
     ├── ResultTimeoutError      ``Engine.result``: the workflow did not end in time
-    └── InstanceNotFoundError   no instance has this id
+    ├── InstanceNotFoundError   no instance has this id
+    ├── LeaseLost               a commit was refused: its owner no longer holds the lease
+    ├── ExecutionStopped        an execution stopped before a durable point, writing nothing
+    └── InstanceExists          a creation was refused: the instance exists already
 
 They are frozen attrs exceptions: usable as ``Failure`` values and raised alike.
 """
@@ -51,6 +54,9 @@ __all__ = [
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "LeaseLost",
+    "InstanceExists",
+    "ExecutionStopped",
 ]
 
 
@@ -318,3 +324,39 @@ class InstanceNotFoundError(DurablyError):
     @property
     def message(self) -> str:
         return f"no workflow instance with id {self.workflow_id!r}"
+
+
+@attrs.frozen(eq=False)
+class LeaseLost(DurablyError):
+    """A fenced commit was refused: ``owner`` no longer holds the instance's lease."""
+
+    instance_id: str
+    owner: str | None = None
+
+    @property
+    def message(self) -> str:
+        return f"lease of instance {self.instance_id!r} is no longer held by {self.owner}"
+
+
+@attrs.frozen(eq=False)
+class InstanceExists(DurablyError):
+    """A creation was refused: an instance with this id was created first."""
+
+    instance_id: str
+
+    @property
+    def message(self) -> str:
+        return f"instance {self.instance_id!r} already exists"
+
+
+@attrs.frozen(eq=False)
+class ExecutionStopped(DurablyError):
+    """An execution stopped before a step (or sleep) without writing anything: its lease
+    may have expired, or its engine is closing. The next owner of the instance goes on."""
+
+    workflow_id: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return f"execution of {self.workflow_id!r} stopped before its next step: {self.reason}"

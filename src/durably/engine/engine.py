@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from returns.result import Failure, Result, Success
 
-from durably.adapters.sqlite import owner_token
-from durably.containers import CURRENT_RUNTIME, build_root
+from durably.containers import build_root
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
@@ -21,13 +20,17 @@ from durably.domain.errors import (
     StorageError,
 )
 from durably.domain.events import uuid7
+from durably.domain.inbox import CANCEL, Outgoing
+from durably.domain.owner import owner_token
+from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
 from durably.engine.config import Lease, Purge, engine_options, parse_backend_url
 from durably.engine.purge import purge_finished
 from durably.engine.queries import EngineQueries
-from durably.engine.worker import AlarmWorker, Signal
+from durably.engine.server import InstanceServer
+from durably.engine.worker import AlarmWorker
 from durably.ports import InstanceHost
-from durably.services import RecoveryConfig, WorkflowDefinition, WorkflowOrchestrator
+from durably.services import RecoveryConfig, WorkflowDefinition
 from durably.services.types import (
     CancelResult,
     StartResult,
@@ -38,14 +41,8 @@ __all__ = ["Engine"]
 
 log = logging.getLogger("durably.engine")
 
-CANCEL_WAIT_S = 1.0
-"""How long ``cancel`` waits for another worker to give back the lease of a waiting instance."""
-
-CANCEL_RETRY_S = 0.02
-"""How often ``cancel`` tries to take that lease meanwhile."""
-
-_WAITING = frozenset({"Queued", "Paused", "Pending"})
-"""The statuses of an instance that no execution runs."""
+CLOSE_GRACE_S = 5.0
+"""How long ``close`` waits for executions to reach their next durability point."""
 
 Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
 
@@ -102,12 +99,10 @@ class Engine(EngineQueries):
         self.tracker = self._layer.tracker()
         self._executions = self._layer.executions()
         self.owner = owner_token()
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-        """Per instance: its lock and how many coroutines hold or wait for it."""
-        self._active = 0
+        self._server = InstanceServer(self._host, self._layer, self.owner, self.lease.duration_ms)
+        self._changed = self._server.changed
         self._heartbeat: asyncio.Task[None] | None = None
-        self._changed = Signal()
-        self._worker = AlarmWorker(self)
+        self._worker = AlarmWorker(self._server, self.poll_interval_ms)
         self._opened = False
 
     # -- construction from a profile --------------------------------------------------
@@ -132,14 +127,24 @@ class Engine(EngineQueries):
         return self
 
     async def close(self) -> None:
-        """Stop renewing leases, flush the tracker, close the backend."""
+        """Stop: executions stop at their next durability point (up to ``CLOSE_GRACE_S``),
+        the leases of this engine are given back (its instances are due at once for
+        another process), the tracker is flushed and the backend closed."""
         if not self._opened:
             return
         self._opened = False
+        self._worker.closing.set()
+        self._server.stop_executions()
+        if not await self._server.wait_idle(CLOSE_GRACE_S):
+            log.warning("executions still running at close; their leases are given back anyway")
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with suppress(asyncio.CancelledError):
                 await self._heartbeat
+        try:
+            await self._host.release_all(self.owner, self.now())
+        except StorageError:
+            log.exception("could not give back the leases at close (they will expire)")
         try:
             await self.tracker.close()
         except Exception:  # a tracker never fails the engine
@@ -166,55 +171,10 @@ class Engine(EngineQueries):
         """The backend's connection object (``SqliteBackend`` for SQLite)."""
         return getattr(self._host, "backend", self._host)
 
-    # -- services of one instance ------------------------------------------------------
-
-    def _orchestrator(self, instance_id: str, *, fenced: bool = True) -> WorkflowOrchestrator:
-        orchestrator: WorkflowOrchestrator = self._built(
-            instance_id, self._layer.orchestrator, fenced
-        )
-        return orchestrator
-
-    def _built(self, instance_id: str, provider: Any, fenced: bool = True) -> Any:
-        """A service of the workflow layer for one instance (fenced by our lease)."""
-        owner = self.owner if fenced else None
-        token = CURRENT_RUNTIME.set(self._host.runtime(instance_id, owner, self.lease.duration_ms))
-        try:
-            return provider()
-        finally:
-            CURRENT_RUNTIME.reset(token)
-
-    @asynccontextmanager
-    async def _serving(self, instance_id: str) -> AsyncIterator[WorkflowOrchestrator]:
-        """Serve one instance: one execution at a time here, the lease released after."""
-        self._require_open()
-        entry = self._locks.get(instance_id)
-        if entry is None:
-            entry = self._locks[instance_id] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                self._active += 1
-                try:
-                    yield self._orchestrator(instance_id)
-                finally:
-                    self._active -= 1
-                    await self._release(instance_id)
-        finally:
-            users[0] -= 1
-            if users[0] == 0:  # nobody holds or waits: forget the lock
-                del self._locks[instance_id]
-            self._changed.fire()
-
-    async def _release(self, instance_id: str) -> None:
-        if self._host.released_by_commit(instance_id, self.owner):
-            return  # the last commit gave it back
-        try:
-            row = await self._host.instance(instance_id)
-            if row is not None and row.lease_owner == self.owner:
-                await self._host.release(instance_id, self.owner)
-        except StorageError:
-            log.exception("could not release the lease of %s (it will expire)", instance_id)
+    @property
+    def server(self) -> InstanceServer:
+        """What serves this engine's instances (its host, services, locks and leases)."""
+        return self._server
 
     def _require_open(self) -> None:
         if not self._opened:
@@ -225,9 +185,9 @@ class Engine(EngineQueries):
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(self.lease.renew_every_ms / 1000)
-            if self._active:
+            if self._server.active:
                 try:
-                    await self._host.renew(self.owner, self.now(), self.lease.duration_ms)
+                    await self._server.renew()
                 except StorageError:
                     log.exception("lease renewal failed; it is retried at the next beat")
 
@@ -261,7 +221,8 @@ class Engine(EngineQueries):
         """Start (or find) instance ``id`` and run it here until it completes or pauses."""
         call = WorkflowCall(self._name_of(workflow), input, execution_id)
         instance_id = self._check_id(id)
-        async with self._serving(instance_id) as orchestrator:
+        self._require_open()
+        async with self._server.serve(instance_id) as orchestrator:
             result = await orchestrator.start(call)
         if isinstance(result, Success) and isinstance(result.unwrap().status, Running):
             # Another process runs it (a concurrent start won the creation): like the
@@ -274,15 +235,11 @@ class Engine(EngineQueries):
     ) -> Result[StartResult, OrchestratorError]:
         pause = 0.005
         while True:
-            result = await self._orchestrator(instance_id, fenced=False).start(call)
+            result = await self._server.reader(instance_id).start(call)
             if isinstance(result, Failure) or not isinstance(result.unwrap().status, Running):
                 return result
-            if not self._executions.running(instance_id) and await self._host.acquire(
-                instance_id, self.owner, self.now(), self.lease.duration_ms
-            ):
-                # Its owner is gone (the lease was free or expired): recover it here.
-                await self._fire(instance_id)
-                continue
+            if not self._executions.running(instance_id) and await self._worker.take(instance_id):
+                continue  # its owner was gone (the lease was free or expired): recovered here
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
@@ -325,42 +282,47 @@ class Engine(EngineQueries):
         """Create instance ``id`` to be run by a worker; returns at once."""
         call = WorkflowCall(self._name_of(workflow), input, execution_id)
         instance_id = self._check_id(id)
-        async with self._serving(instance_id) as orchestrator:
+        self._require_open()
+        async with self._server.serve(instance_id) as orchestrator:
             return await orchestrator.queue(call)
 
     async def cancel(
         self, id: str, *, reason: str | None = None
     ) -> Result[CancelResult, OrchestratorError]:
-        """Cancel instance ``id``: at once when it waits, at its next await or step when it runs."""
+        """Cancel instance ``id``; answers at once (it never waits for another worker).
+
+        An instance that waits and that nobody else holds is cancelled now. Otherwise the
+        cancel goes to its inbox: an execution in this process is interrupted at once;
+        one in another process stops at its next step or sleep (at the latest after its
+        next commit plus one poll interval), and an instance that another worker is just
+        starting or resuming is cancelled by that worker. ``cancelled=True`` means the
+        cancel is recorded; a run that is finishing its last step may still complete, and
+        ``status`` tells the outcome (docs/decisions.md).
+        """
         self._require_open()
-        if self._executions.running(id):
-            # Running here: raise the flag and interrupt it (its own commit records Cancelled).
-            return await self._orchestrator(id, fenced=False).cancel(reason)
-        raised: Result[CancelResult, OrchestratorError] | None = None
-        waited_until = time.monotonic() + CANCEL_WAIT_S
-        while True:
+        if not self._executions.running(id):
+            started = time.monotonic()
             try:
-                acquired = await self._host.acquire(
-                    id, self.owner, self.now(), self.lease.duration_ms
+                taken = await self._host.acquire(id, self.owner, self.now(), self.lease.duration_ms)
+            except StorageError as e:
+                return Failure(OrchestratorError("cancel", e))
+            if taken:
+                hold = self._server.new_hold(taken_at=started)
+                async with self._server.serve(id, hold) as orchestrator:
+                    return await orchestrator.cancel(reason)
+            try:
+                outcome = await self._host.append(
+                    Outgoing(id, CANCEL, payload=dumps({"reason": reason})), self.now()
                 )
             except StorageError as e:
                 return Failure(OrchestratorError("cancel", e))
-            if acquired:
-                async with self._serving(id) as orchestrator:
-                    return await orchestrator.cancel(reason)
-            if raised is None:
-                # Another live worker holds it: only raise the flag (writing the status
-                # here could race its commits). It stops at its next step or sleep, or,
-                # when the instance waits, records Cancelled at its next alarm.
-                raised = await self._orchestrator(id, fenced=False).raise_cancel(reason)
-                answer = raised.value_or(None)
-                if answer is None or answer.previous_status not in _WAITING:
-                    return raised
-            # A waiting instance is leased only while a worker starts, resumes or re-arms
-            # it: take the lease when it is given back, and record Cancelled here.
-            if time.monotonic() >= waited_until:
-                return raised
-            await asyncio.sleep(CANCEL_RETRY_S)
+            if outcome.status is None:
+                return Success(CancelResult(False, "not_found", None))
+            if outcome.seq is None:
+                return Success(CancelResult(False, "already_terminal", outcome.status))
+            return Success(CancelResult(True, None, outcome.status))
+        # Running here: the cancel goes to the inbox and the execution is interrupted.
+        return await self._server.reader(id).cancel(reason)
 
     async def purge(self, *, before: Any = 0) -> Result[int, StorageError]:
         """Purge now every finished instance last updated more than ``before`` ago.
@@ -373,9 +335,6 @@ class Engine(EngineQueries):
         return await purge_finished(self, cutoff)
 
     # -- firing alarms (the loop lives in worker.py) --------------------------------------
-
-    async def _fire(self, instance_id: str) -> None:
-        await self._worker.fire(instance_id)
 
     async def run_until_idle(self, *, concurrency: int = 100) -> int:
         """Fire due alarms until none is due; returns how many were fired."""

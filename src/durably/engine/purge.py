@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from returns.result import Failure, Result, Success
@@ -27,10 +28,13 @@ async def purge_finished(engine: Engine, cutoff: int) -> Result[int, StorageErro
         for row in rows:
             if row.updated_at > cutoff or await host.read(row.id, keys.TOMBSTONE) is not None:
                 continue
+            server = engine.server
+            started = time.monotonic()
             if not await host.acquire(row.id, engine.owner, engine.now(), engine.lease.duration_ms):
                 continue  # someone else works on it: leave it to the next purge
-            async with engine._serving(row.id):
-                done = await engine._built(row.id, engine._layer.purge_manager).purge_now()
+            hold = server.new_hold(taken_at=started)
+            async with server.serve(row.id, hold):
+                done = await server.build(row.id, server.layer.purge_manager, hold).purge_now()
             if isinstance(done, Failure):
                 error = done.failure()
                 if not isinstance(error, StorageError):

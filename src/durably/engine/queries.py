@@ -21,9 +21,9 @@ from durably.domain.errors import (
 from durably.domain.serialization import decode, loads
 from durably.domain.status import Cancelled, Completed, Failed, is_terminal
 from durably.engine.records import StepRecord, step_records
-from durably.engine.worker import Signal
+from durably.engine.server import InstanceServer, Signal
 from durably.ports import InstanceHost
-from durably.services import WorkflowOrchestrator, WorkflowRegistry
+from durably.services import WorkflowRegistry
 from durably.services.types import InstanceSummary, WorkflowStatusResult
 
 __all__ = ["EngineQueries"]
@@ -34,18 +34,16 @@ class EngineQueries:
 
     _host: InstanceHost
     _changed: Signal
+    _server: InstanceServer
     registry: WorkflowRegistry
 
     def _require_open(self) -> None:
         raise NotImplementedError  # pragma: no cover - provided by the engine
 
-    def _orchestrator(self, instance_id: str, *, fenced: bool = True) -> WorkflowOrchestrator:
-        raise NotImplementedError  # pragma: no cover - provided by the engine
-
     async def status(self, id: str) -> Result[WorkflowStatusResult, StorageError]:
         """The status and completed steps of instance ``id``."""
         self._require_open()
-        result = await self._orchestrator(id, fenced=False).get_status()
+        result = await self._server.reader(id).get_status()
         if isinstance(result, Success):
             return Success(result.unwrap())
         error = result.failure()

@@ -4,85 +4,81 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
-from typing import TYPE_CHECKING
+import time
 
 from returns.result import Failure
 
-from durably.domain.errors import StorageError
+from durably.domain.errors import ExecutionStopped, OrchestratorError, StorageError
+from durably.domain.lease import LeaseHold
+from durably.engine.server import InstanceServer
 
-if TYPE_CHECKING:
-    from durably.engine.engine import Engine
-
-__all__ = ["AlarmWorker", "Signal"]
+__all__ = ["AlarmWorker"]
 
 log = logging.getLogger("durably.engine")
 
 
-class Signal:
-    """Wakes every coroutine waiting at the moment it fires (each waiter has its own future)."""
-
-    def __init__(self) -> None:
-        self._waiters: set[asyncio.Future[None]] = set()
-
-    def fire(self) -> None:
-        """Wake every current waiter."""
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
-
-    async def wait(self, timeout_s: float) -> None:
-        """Return at the next ``fire`` or after ``timeout_s``."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        try:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout_s)
-        finally:
-            self._waiters.discard(waiter)
-
-
 class AlarmWorker:
-    """Fires the alarms of one engine's backend: the loop behind ``run_worker``."""
+    """Fires the alarms of one server's host: the loop behind ``run_worker``."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, server: InstanceServer, poll_interval_ms: int) -> None:
+        self.server = server
+        self.poll_interval_ms = poll_interval_ms
+        self.closing = asyncio.Event()
+        """Set when the engine closes: every worker loop stops."""
 
-    async def fire(self, instance_id: str) -> None:
-        """Handle the alarm of a claimed instance."""
+    async def fire(self, instance_id: str, hold: LeaseHold) -> None:
+        """Handle the alarm of an instance whose lease ``hold`` was just taken."""
         try:
-            async with self.engine._serving(instance_id) as orchestrator:
+            async with self.server.serve(instance_id, hold) as orchestrator:
                 result = await orchestrator.handle_alarm()
             if isinstance(result, Failure):
-                log.error("alarm of %s failed: %s", instance_id, result.failure())
+                error = result.failure()
+                if isinstance(error, OrchestratorError) and isinstance(
+                    error.cause, ExecutionStopped
+                ):
+                    log.info("%s", error.cause)
+                else:
+                    log.error("alarm of %s failed: %s", instance_id, error)
         except Exception:
             log.exception("alarm of %s failed", instance_id)
 
-    async def claim(self, limit: int) -> list[str]:
-        """Lease up to ``limit`` due instances."""
-        engine = self.engine
-        return await engine.host.claim_due(
-            engine.owner, engine.now(), engine.lease.duration_ms, limit
-        )
+    async def take(self, instance_id: str) -> bool:
+        """Lease one instance if it is free or expired and fire its alarm here; whether it
+        was taken."""
+        server = self.server
+        started = time.monotonic()
+        if not await server.host.acquire(
+            instance_id, server.owner, server.host.now(), server.lease_ms
+        ):
+            return False
+        await self.fire(instance_id, server.new_hold(taken_at=started))
+        return True
+
+    async def claim(self, limit: int) -> list[tuple[str, LeaseHold]]:
+        """Lease up to ``limit`` due instances; each with its lease hold."""
+        server = self.server
+        started = time.monotonic()
+        ids = await server.host.claim_due(server.owner, server.host.now(), server.lease_ms, limit)
+        return [(i, server.new_hold(taken_at=started)) for i in ids]
 
     async def run_until_idle(self, concurrency: int) -> int:
         """Fire due alarms until none is due; returns how many were fired."""
         fired = 0
         while True:
-            ids = await self.claim(concurrency)
-            if not ids:
+            claimed = await self.claim(concurrency)
+            if not claimed:
                 return fired
-            await asyncio.gather(*(self.fire(i) for i in ids))
-            fired += len(ids)
+            await asyncio.gather(*(self.fire(i, hold) for i, hold in claimed))
+            fired += len(claimed)
 
     async def run(self, concurrency: int, stop: asyncio.Event) -> None:
         """Fire due alarms, up to ``concurrency`` at once, until ``stop`` is set."""
-        running: set[asyncio.Task[None]] = set()
+        running: dict[asyncio.Task[None], LeaseHold] = {}
         loop = asyncio.get_running_loop()
         stopping = loop.create_task(stop.wait())
+        closing = loop.create_task(self.closing.wait())
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not self.closing.is_set():
                 free = concurrency - len(running)
                 try:
                     claimed = await self.claim(free) if free > 0 else []
@@ -91,19 +87,19 @@ class AlarmWorker:
                     # the worker survives it and tries again after the next wait.
                     log.exception("could not claim due instances; retrying")
                     claimed = []
-                for instance_id in claimed:
-                    task = loop.create_task(self.fire(instance_id))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                for instance_id, hold in claimed:
+                    task = loop.create_task(self.fire(instance_id, hold))
+                    running[task] = hold
+                    task.add_done_callback(lambda done: running.pop(done, None))
                 if claimed and len(claimed) == free:
                     await asyncio.sleep(0)
                     continue
                 wait_s = await self.next_wait_ms(bool(claimed)) / 1000
-                changed = loop.create_task(self.engine._changed.wait(wait_s))
+                changed = loop.create_task(self.server.changed.wait(wait_s))
                 # Another process's new alarm wakes us where the backend can tell (NOTIFY).
-                elsewhere = loop.create_task(self.engine.host.wait_for_alarm(wait_s))
+                elsewhere = loop.create_task(self.server.host.wait_for_alarm(wait_s))
                 await asyncio.wait(
-                    {stopping, changed, elsewhere},
+                    {stopping, closing, changed, elsewhere},
                     timeout=wait_s,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
@@ -111,20 +107,25 @@ class AlarmWorker:
                 elsewhere.cancel()
         finally:
             stopping.cancel()
+            closing.cancel()
+            # Its executions stop at their next durability point and give back their
+            # leases, so that another process goes on with them at once.
+            for hold in running.values():
+                hold.stopping = True
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
     async def next_wait_ms(self, claimed_some: bool) -> int:
         """How long to wait before the next claim."""
-        engine = self.engine
         if claimed_some:
             return 0
+        host = self.server.host
         try:
-            due = await engine.host.next_due()
+            due = await host.next_due()
         except StorageError:
             log.exception("could not read the next alarm")
-            return engine.poll_interval_ms
+            return self.poll_interval_ms
         if due is None:
-            return engine.poll_interval_ms
+            return self.poll_interval_ms
         # An alarm due but not claimable (its lease is held elsewhere) must not spin the loop.
-        return min(engine.poll_interval_ms, max(20, due - engine.now()))
+        return min(self.poll_interval_ms, max(20, due - host.now()))

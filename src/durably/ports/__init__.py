@@ -1,6 +1,7 @@
 """Ports: the protocols that adapters implement and services depend on."""
 
 from durably.ports.host import InstanceHost, InstanceRow
+from durably.ports.inbox import InboxAdapter
 from durably.ports.runtime import InstanceRuntime, RuntimeAdapter
 from durably.ports.scheduler import SchedulerAdapter
 from durably.ports.storage import StorageAdapter
@@ -10,6 +11,7 @@ __all__ = [
     "StorageAdapter",
     "SchedulerAdapter",
     "RuntimeAdapter",
+    "InboxAdapter",
     "InstanceRuntime",
     "Tracker",
     "InstanceHost",

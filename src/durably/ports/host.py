@@ -1,6 +1,7 @@
 """The host port: what the engine needs from a backend beyond one instance's ports.
 
-Listing instances, finding due alarms, and leases: claiming, renewing, releasing.
+Listing instances, finding due alarms, delivering messages to inboxes, and leases:
+claiming, renewing, releasing.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from typing import Protocol
 
 import attrs
 
+from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
+from durably.domain.lease import LeaseHold
 from durably.ports.runtime import InstanceRuntime
 
 __all__ = ["InstanceRow", "InstanceHost"]
@@ -28,7 +31,11 @@ class InstanceRow:
 
 
 class InstanceHost(Protocol):
-    """A backend hosting many instances: their runtimes, their alarms and their leases."""
+    """A backend hosting many instances: their runtimes, alarms, inboxes and leases."""
+
+    commits_renew_lease: bool
+    """Whether every fenced commit extends its lease (else only the heartbeat and the
+    commits that write a status do)."""
 
     def now(self) -> int:
         """The host's clock (epoch ms); leases and alarms are read against it."""
@@ -39,11 +46,11 @@ class InstanceHost(Protocol):
         ...
 
     async def close(self) -> None:
-        """Flush and disconnect."""
+        """Flush waiting commits and disconnect."""
         ...
 
-    def runtime(self, instance_id: str, owner: str | None, lease_ms: int) -> InstanceRuntime:
-        """The runtime of one instance; with ``owner``, every commit is fenced by its lease."""
+    def runtime(self, instance_id: str, lease: LeaseHold | None) -> InstanceRuntime:
+        """The runtime of one instance; with ``lease``, every commit is fenced by it."""
         ...
 
     async def instance(self, instance_id: str) -> InstanceRow | None:
@@ -64,6 +71,15 @@ class InstanceHost(Protocol):
         """Stored values under a key prefix, as JSON text."""
         ...
 
+    async def read_inbox(self, instance_id: str) -> list[InboxMessage]:
+        """Every message of an instance's inbox, consumed or not, in delivery order."""
+        ...
+
+    async def append(self, message: Outgoing, now: int) -> AppendOutcome:
+        """Append a message to an instance's inbox (not to a terminal one), and make the
+        instance due at ``now`` if it waits (``domain/inbox.py``), in one commit."""
+        ...
+
     async def next_due(self) -> int | None:
         """The earliest alarm of any instance."""
         ...
@@ -76,19 +92,17 @@ class InstanceHost(Protocol):
         """Lease one instance if it is free, expired or already ``owner``'s."""
         ...
 
-    async def release(self, instance_id: str, owner: str) -> None:
-        """Give a lease back (a no-op if it is not ``owner``'s)."""
+    async def release(self, instance_id: str, owner: str, wake_at: int | None = None) -> None:
+        """Give a lease back (a no-op if it is not ``owner``'s); with ``wake_at``, a running
+        instance comes due then (else at its lease's old expiry, a back-off)."""
         ...
 
-    def released_by_commit(self, instance_id: str, owner: str) -> bool:
-        """Whether a commit of ``owner`` released the lease since ``owner`` last took it.
-
-        (Answered from memory, once: the engine then need not read the row to know.)
-        """
+    async def release_all(self, owner: str, now: int) -> int:
+        """Give back every lease of ``owner``; its running instances come due at ``now``."""
         ...
 
-    async def renew(self, owner: str, now: int, lease_ms: int) -> None:
-        """Extend every lease of ``owner``."""
+    async def renew(self, owner: str, now: int, lease_ms: int) -> list[str]:
+        """Extend every lease of ``owner``; the ids of the instances whose lease it extended."""
         ...
 
     async def expire_dead_local_owners(self, now: int) -> int:

@@ -6,6 +6,8 @@ from typing import Protocol
 
 import attrs
 
+from durably.domain.lease import LeaseHold
+from durably.ports.inbox import InboxAdapter
 from durably.ports.scheduler import SchedulerAdapter
 from durably.ports.storage import StorageAdapter
 
@@ -27,11 +29,17 @@ class RuntimeAdapter(Protocol):
 
 @attrs.frozen
 class InstanceRuntime:
-    """The runtime layer of one instance: its storage, its alarm and its clock."""
+    """The runtime layer of one instance: its storage, alarm, inbox and clock.
+
+    ``lease`` is the hold of the execution that serves the instance, when its commits
+    are fenced by a lease (``None``: unfenced, as in the service-level tests).
+    """
 
     storage: StorageAdapter
     scheduler: SchedulerAdapter
     runtime: RuntimeAdapter
+    inbox: InboxAdapter
+    lease: LeaseHold | None = None
 
     @property
     def instance_id(self) -> str:

@@ -90,6 +90,7 @@ async def _run_direct(definition: WorkflowDefinition[Any, Any], input: Any) -> A
         runtime=runtime,
         state_machine=cast(WorkflowStateMachine, nothing),
         events=EventEmitter(NoopTracker(), runtime).bound(definition.name),
+        inbox=nothing,
         durable=False,
     )
     token = SCOPE.set(scope)

@@ -14,12 +14,19 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 
-from durably.domain.errors import DurablyError, StepCancelledError, WorkflowScopeError
+from durably.domain.errors import (
+    DurablyError,
+    ExecutionStopped,
+    StepCancelledError,
+    WorkflowScopeError,
+)
 from durably.domain.events import EventBase
+from durably.domain.inbox import CANCEL, InboxMessage
+from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
 from durably.domain.results import ok
 from durably.domain.status import PauseReason
-from durably.ports import RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.ports import InboxAdapter, RuntimeAdapter, SchedulerAdapter, StorageAdapter
 from durably.services.state_machine import WorkflowStateMachine
 from durably.services.trackers import BoundEmitter
 
@@ -29,7 +36,9 @@ __all__ = [
     "ExecutionScope",
     "PauseSignal",
     "CancelSignal",
+    "StopSignal",
     "InfrastructureFailure",
+    "cancel_request",
     "ActiveExecutions",
     "current_scope",
     "current_step",
@@ -80,6 +89,15 @@ class CancelSignal(BaseException):
         self.error = error
 
 
+class StopSignal(BaseException):
+    """The execution must stop here without writing: its lease may be lost, or the engine
+    is closing. The instance stays as its last commit left it, for the next owner."""
+
+    def __init__(self, error: ExecutionStopped) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class InfrastructureFailure(BaseException):
     """Storage or scheduler failed under a primitive; the execution stops as it stands."""
 
@@ -102,6 +120,8 @@ class ExecutionScope:
     runtime: RuntimeAdapter
     state_machine: WorkflowStateMachine
     events: BoundEmitter
+    inbox: InboxAdapter
+    lease: LeaseHold | None = None
     durable: bool = True
     name_counts: dict[str, int] = attrs.field(factory=dict)
     sleep_count: int = 0
@@ -115,6 +135,38 @@ class ExecutionScope:
     """The completed step keys in order, known with ``completed`` (``None``: read them)."""
     sleep_names: dict[str, int] = attrs.field(factory=dict)
     pending_events: list[tuple[type[EventBase], dict[str, Any]]] = attrs.field(factory=list)
+    cancels: list[InboxMessage] = attrs.field(factory=list)
+    """The cancel messages this execution has seen in its inbox (consumed at its end)."""
+
+    async def before_durable_point(self, key: str) -> None:
+        """Before a step, sleep or other durable point: stop if the lease may have
+        expired (or the engine closes), and stop as cancelled if a cancel arrived.
+
+        Both are known without a query: the lease from the monotonic clock, the inbox
+        from the numbers that the last commits brought back (``InboxAdapter.has_news``).
+        """
+        lease = self.lease
+        if lease is not None and not lease.usable():
+            reason = (
+                "the engine is closing"
+                if lease.stopping
+                else "its lease may have expired (a worker that was stalled or cut off)"
+                if lease.held
+                else "its lease is held by another worker"
+            )
+            raise StopSignal(ExecutionStopped(self.workflow_id, f"{reason}; {key!r} not started"))
+        if not self.cancels and self.inbox.has_news():
+            await self.read_inbox()
+        if self.cancels:
+            raise CancelSignal(StepCancelledError(key))
+
+    async def read_inbox(self) -> None:
+        """Read the messages not consumed yet and keep the cancels among them."""
+        try:
+            messages = ok(await self.inbox.pending())
+        except DurablyError as e:
+            raise InfrastructureFailure(e) from e
+        self.cancels = [m for m in messages if m.kind == CANCEL]
 
     async def completed_count(self) -> int:
         """The place of the next step to complete (read once per segment, then counted)."""
@@ -182,6 +234,17 @@ def current_scope() -> ExecutionScope | None:
 def current_step() -> StepInfo | None:
     """The step running in this context, if any."""
     return STEP.get()
+
+
+def cancel_request(messages: list[InboxMessage]) -> tuple[str | None, tuple[int, ...]] | None:
+    """The reason of the first cancel among ``messages`` and the numbers of every cancel
+    (``None`` when none asks to cancel)."""
+    cancels = [m for m in messages if m.kind == CANCEL]
+    if not cancels:
+        return None
+    payload = cancels[0].payload
+    reason = payload.get("reason") if isinstance(payload, dict) else None
+    return (reason if isinstance(reason, str) else None), tuple(m.seq for m in cancels)
 
 
 def require_scope(operation: str) -> ExecutionScope:

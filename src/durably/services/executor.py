@@ -11,12 +11,13 @@ from returns.result import Failure, Result, Success
 from durably.domain import keys
 from durably.domain.errors import DurablyError, OrchestratorError, StepCancelledError
 from durably.domain.events import EventBase
+from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
 from durably.domain.results import ok
 from durably.domain.serialization import decode
 from durably.domain.status import PauseReason, WorkflowError
 from durably.domain.transitions import Cancel, Complete, Fail, Pause, Transition
-from durably.ports import RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.ports import InboxAdapter, RuntimeAdapter, SchedulerAdapter, StorageAdapter
 from durably.services.context import (
     SCOPE,
     ActiveExecutions,
@@ -25,6 +26,8 @@ from durably.services.context import (
     ExecutionScope,
     InfrastructureFailure,
     PauseSignal,
+    StopSignal,
+    cancel_request,
 )
 from durably.services.definition import WorkflowDefinition
 from durably.services.state_machine import WorkflowStateMachine
@@ -101,6 +104,8 @@ class ExecutionCancelled:
     completed_steps: tuple[str, ...] = ()
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
     events: PendingEvents = attrs.field(factory=list)
+    consumed: tuple[int, ...] = ()
+    """The inbox messages (cancels) that this end consumes."""
     tag: ClassVar[Literal["Cancelled"]] = "Cancelled"
 
 
@@ -135,6 +140,8 @@ class WorkflowExecutor:
         state_machine: WorkflowStateMachine,
         events: EventEmitter,
         executions: ActiveExecutions,
+        inbox: InboxAdapter,
+        lease: LeaseHold | None = None,
     ) -> None:
         self._storage = storage
         self._scheduler = scheduler
@@ -142,6 +149,8 @@ class WorkflowExecutor:
         self._sm = state_machine
         self._events = events
         self._executions = executions
+        self._inbox = inbox
+        self._lease = lease
 
     async def execute(
         self, definition: WorkflowDefinition[Any, Any], ctx: ExecutionContext
@@ -149,7 +158,7 @@ class WorkflowExecutor:
         """Run ``definition`` for ``ctx`` until it returns, fails, pauses or is cancelled."""
         try:
             return Success(await self._execute(definition, ctx))
-        except InfrastructureFailure as f:
+        except (InfrastructureFailure, StopSignal) as f:
             return Failure(OrchestratorError("execute", f.error))
         except DurablyError as e:
             return Failure(OrchestratorError("execute", e))
@@ -168,6 +177,8 @@ class WorkflowExecutor:
             runtime=self._runtime,
             state_machine=self._sm,
             events=self._events.bound(ctx.workflow_name, ctx.execution_id),
+            inbox=self._inbox,
+            lease=self._lease,
         )
         try:
             body_input = decode(ctx.input, definition.input_type, key=keys.INPUT)
@@ -207,7 +218,7 @@ class WorkflowExecutor:
             return await self._failed(scope, WorkflowError.from_exception(error))
         if isinstance(output, Success):
             output = output.unwrap()
-        if ok(await self._sm.is_cancelled()):
+        if scope.cancels or (self._inbox.has_news() and await self._cancel_arrived(scope)):
             return await self._cancelled(scope)
         return ExecutionCompleted(
             output=output,
@@ -230,12 +241,24 @@ class WorkflowExecutor:
             events=scope.take_events(),
         )
 
+    async def _cancel_arrived(self, scope: ExecutionScope) -> bool:
+        """Whether the inbox holds a cancel (read when a commit saw news)."""
+        await scope.read_inbox()
+        return bool(scope.cancels)
+
     async def _cancelled(self, scope: ExecutionScope) -> ExecutionCancelled:
+        """The end of a cancelled execution: the reason of the cancel message (the user's
+        ``StepCancelledError`` has none), and every cancel consumed."""
+        if not scope.cancels:
+            await scope.read_inbox()
+        request = cancel_request(scope.cancels)
+        reason, consumed = request if request is not None else (None, ())
         return ExecutionCancelled(
-            reason=ok(await self._sm.get_cancel_reason()),
+            reason=reason,
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
             events=scope.take_events(),
+            consumed=consumed,
         )
 
 

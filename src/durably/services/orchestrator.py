@@ -23,9 +23,12 @@ from durably.domain.events import (
     WorkflowResumed,
     WorkflowStarted,
 )
+from durably.domain.inbox import CANCEL, Outgoing
+from durably.domain.lease import LeaseHold
 from durably.domain.results import ok
-from durably.domain.serialization import decode, encode
+from durably.domain.serialization import decode, dumps, encode
 from durably.domain.status import (
+    TERMINAL_TAGS,
     Cancelled,
     Completed,
     Paused,
@@ -37,10 +40,11 @@ from durably.domain.status import (
     is_terminal,
 )
 from durably.domain.transitions import Cancel, Queue, Resume, Start
-from durably.ports import RuntimeAdapter, SchedulerAdapter, StorageAdapter
-from durably.services.context import ActiveExecutions, ExecutionMode
+from durably.ports import InboxAdapter, RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.services.context import ActiveExecutions, ExecutionMode, cancel_request
 from durably.services.definition import WorkflowDefinition
 from durably.services.executor import (
+    ExecutionCancelled,
     ExecutionCompleted,
     ExecutionContext,
     ExecutionFailed,
@@ -59,6 +63,11 @@ from durably.services.types import CancelResult, StartResult, WorkflowCall, Work
 __all__ = ["WorkflowOrchestrator"]
 
 T = TypeVar("T")
+
+
+def is_terminal_tag(tag: str) -> bool:
+    """Whether ``tag`` names a terminal status."""
+    return tag in TERMINAL_TAGS
 
 
 def _check_input(definition: WorkflowDefinition[Any, Any], data: Any) -> None:
@@ -96,6 +105,8 @@ class WorkflowOrchestrator:
         purge: PurgeManager,
         events: EventEmitter,
         executions: ActiveExecutions,
+        inbox: InboxAdapter,
+        lease: LeaseHold | None = None,
     ) -> None:
         self._storage = storage
         self._scheduler = scheduler
@@ -107,6 +118,8 @@ class WorkflowOrchestrator:
         self._purge = purge
         self._events = events
         self._executions = executions
+        self._inbox = inbox
+        self._lease = lease
 
     @property
     def instance_id(self) -> str:
@@ -193,34 +206,34 @@ class WorkflowOrchestrator:
         match status:
             case None | Pending():
                 return
+            case Running() if self._executions.running(self.instance_id):
+                return  # a live execution in this process: a duplicate alarm, not a crash
+            case _ if is_terminal(status):
+                ok(await self._purge.execute_purge_if_due())
+                return
+        # Queued, Paused or Running: a cancel that waits in the inbox comes first (sent
+        # while another worker held the lease, or while the owner crashed).
+        request = cancel_request(ok(await self._inbox.pending()))
+        if request is not None:
+            await self._record_cancel(status, *request)
+            return
+        match status:
             case Queued():
                 state = await self._state()
-                if state.cancelled:
-                    # Cancelled while another worker held the lease: record it now.
-                    await self._record_cancel(status, state.cancel_reason)
-                    return
                 definition = ok(self._registry.get(state.workflow_name))
                 ok(await self._sm.apply_transition(Start(input=state.input)))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowStarted, input=state.input)
                 await self._run(definition, self._context(state, "fresh"), emitter)
             case Paused(resume_at=resume_at) if now < resume_at:
-                if ok(await self._sm.is_cancelled()):
-                    await self._record_cancel(status, ok(await self._sm.get_cancel_reason()))
-                    return
                 ok(await self._scheduler.schedule(resume_at))  # fix: never resume early
             case Paused():
                 state = await self._state()
-                if state.cancelled:
-                    await self._record_cancel(status, state.cancel_reason)
-                    return
                 definition = ok(self._registry.get(state.workflow_name))
                 ok(await self._sm.apply_transition(Resume()))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowResumed)
                 await self._run(definition, self._context(state, "resume"), emitter)
-            case Running() if self._executions.running(self.instance_id):
-                return  # a live execution in this process: a duplicate alarm, not a crash
             case Running():
                 state = await self._state()
                 definition = ok(self._registry.get(state.workflow_name))
@@ -231,8 +244,6 @@ class WorkflowOrchestrator:
                 elif recovered.new_status == "Failed":
                     # Recovery gave up (terminal): the cleanup includes scheduling the purge.
                     ok(await self._purge.schedule_purge())
-            case _ if is_terminal(status):
-                ok(await self._purge.execute_purge_if_due())
 
     async def _state(self) -> WorkflowState:
         state = ok(await self._sm.get_state())
@@ -275,6 +286,9 @@ class WorkflowOrchestrator:
         async with self._storage.transaction():
             if writes:
                 ok(await self._storage.put_batch(writes))
+            if isinstance(result, ExecutionCancelled):
+                ok(await self._sm.set_cancelled(result.reason))
+                ok(await self._inbox.consume(result.consumed))
             ok(await self._sm.apply_transition(result_to_transition(result)))
             ok(await self._sm.reset_recovery_attempts())
             if isinstance(result, ExecutionPaused):
@@ -313,36 +327,38 @@ class WorkflowOrchestrator:
     # -- cancel and status -------------------------------------------------------------
 
     async def cancel(self, reason: str | None = None) -> Result[CancelResult, OrchestratorError]:
-        """Cancel the instance now (queued, paused) or at its next await/step (running)."""
+        """Cancel the instance: now when it waits (queued, paused) or when nobody runs it
+        under our lease; else through its inbox, acted on at its next step or sleep (and
+        at once when its execution runs in this process)."""
         return await self._guard("cancel", self._cancel(reason))
 
-    async def raise_cancel(
-        self, reason: str | None = None
-    ) -> Result[CancelResult, OrchestratorError]:
-        """Only raise the cancel flag, for an instance whose lease another worker holds.
-
-        That worker acts on it: a running execution stops at its next step or sleep, and
-        an instance that waits (queued, paused) is recorded ``Cancelled`` at its next alarm.
-        """
-        return await self._guard("cancel", self._cancel(reason, flag_only=True))
-
-    async def _cancel(self, reason: str | None, *, flag_only: bool = False) -> CancelResult:
+    async def _cancel(self, reason: str | None) -> CancelResult:
         status = ok(await self._sm.get_status())
         if status is None:
             return CancelResult(False, "not_found", None)
         if is_terminal(status):
             return CancelResult(False, "already_terminal", status.tag)
-        if flag_only or isinstance(status, Running):
-            ok(await self._sm.set_cancelled(reason))
+        running_here = self._executions.running(self.instance_id)
+        held = self._lease is not None and self._lease.held
+        if isinstance(status, Running) and (running_here or not held):
+            message = Outgoing(self.instance_id, CANCEL, payload=dumps({"reason": reason}))
+            outcome = ok(await self._inbox.append(message))
+            if outcome.status is not None and is_terminal_tag(outcome.status):
+                return CancelResult(False, "already_terminal", outcome.status)
             self._executions.interrupt(self.instance_id)
             return CancelResult(True, None, status.tag)
-        await self._record_cancel(status, reason)
+        earlier = cancel_request(ok(await self._inbox.pending()))
+        await self._record_cancel(status, reason, () if earlier is None else earlier[1])
         return CancelResult(True, None, status.tag)
 
-    async def _record_cancel(self, status: WorkflowStatus, reason: str | None) -> None:
-        """Record ``Cancelled`` for an instance that waits (queued, paused, pending)."""
+    async def _record_cancel(
+        self, status: WorkflowStatus, reason: str | None, consumed: tuple[int, ...] = ()
+    ) -> None:
+        """Record ``Cancelled`` for an instance that no execution runs (consuming the cancel
+        messages that asked for it)."""
         async with self._storage.transaction():
             ok(await self._sm.set_cancelled(reason))
+            ok(await self._inbox.consume(consumed))
             steps = ok(await self._sm.get_completed_steps())
             if isinstance(status, Pending):
                 # Pending has no Cancel transition (the table); it never ran, so record it directly.

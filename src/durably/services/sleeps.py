@@ -5,11 +5,11 @@ from __future__ import annotations
 import attrs
 
 from durably.domain import keys
-from durably.domain.errors import StepCancelledError, StepScopeError
+from durably.domain.errors import StepScopeError
 from durably.domain.events import SleepCompleted, SleepStarted
 from durably.domain.records import SleepRecord
 from durably.domain.serialization import decode, encode
-from durably.services.context import STEP, CancelSignal, ExecutionScope, PauseSignal
+from durably.services.context import STEP, ExecutionScope, PauseSignal
 from durably.services.steps import read_or_fail
 
 __all__ = ["run_sleep"]
@@ -25,8 +25,7 @@ async def run_sleep(
     key = scope.next_sleep_key(name)
     if not scope.durable:
         return
-    if await read_or_fail(scope, keys.CANCELLED):
-        raise CancelSignal(StepCancelledError(key))
+    await scope.before_durable_point(key)
     record_key = keys.sleep(key)
     now = scope.runtime.now()
     stored = scope.pending.get(record_key)

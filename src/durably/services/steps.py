@@ -17,7 +17,6 @@ from durably.domain.errors import (
     DurablyError,
     RetryExhaustedError,
     SerializationError,
-    StepCancelledError,
     StepScopeError,
     StepTimeoutError,
 )
@@ -36,7 +35,6 @@ from durably.domain.serialization import decode, encode
 from durably.domain.status import WorkflowError
 from durably.services.context import (
     STEP,
-    CancelSignal,
     ExecutionScope,
     InfrastructureFailure,
     PauseSignal,
@@ -135,12 +133,11 @@ async def run_step(
         return await _run_direct(scope, key, fn, timeout_ms)
     result_key = keys.step(key, "result")
     attempt_key = keys.step(key, "attempt")
+    await scope.before_durable_point(key)
     try:
-        found = ok(await scope.storage.get_many((keys.CANCELLED, result_key, attempt_key)))
+        found = ok(await scope.storage.get_many((result_key, attempt_key)))
     except DurablyError as e:
         raise InfrastructureFailure(e) from e
-    if found.get(keys.CANCELLED):
-        raise CancelSignal(StepCancelledError(key))
     stored = found.get(result_key)
     if stored is not None:
         record: StepResult = decode(stored, StepResult, key=result_key)

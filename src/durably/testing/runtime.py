@@ -10,13 +10,8 @@ from contextvars import ContextVar
 import attrs
 from returns.result import Failure, Result
 
-from durably.adapters.memory import (
-    ManualClock,
-    MemoryBackend,
-    MemoryRuntime,
-    MemoryScheduler,
-    MemoryStorage,
-)
+from durably.adapters.memory import ManualClock, MemoryBackend
+from durably.adapters.runtime import instance_runtime
 from durably.domain.errors import StorageError
 from durably.domain.records import JsonValue
 from durably.domain.serialization import loads
@@ -98,17 +93,18 @@ def create_in_memory_runtime(
     Args:
         instance_id: the instance's id (a new UUID when omitted).
         initial_time: the clock's start, in epoch ms (0 when omitted).
-        backend: share one ``MemoryBackend`` between several runtimes.
+        backend: share one ``MemoryBackend`` (and its clock) between several runtimes.
     """
     iid = instance_id if instance_id is not None else str(uuid.uuid4())
-    clock = ManualClock(initial_time if initial_time is not None else 0)
     store = backend if backend is not None else MemoryBackend()
-    runtime = InstanceRuntime(
-        storage=MemoryStorage(store, iid),
-        scheduler=MemoryScheduler(store, iid),
-        runtime=MemoryRuntime(iid, clock),
+    clock = store.clock
+    if not isinstance(clock, ManualClock):
+        raise TypeError("create_in_memory_runtime needs a backend with a ManualClock")
+    if initial_time is not None or backend is None:
+        clock.time_ms = initial_time or 0  # runtimes of one backend share its clock
+    return instance_runtime(store, iid), TestRuntimeHandle(
+        clock=clock, backend=store, instance_id=iid
     )
-    return runtime, TestRuntimeHandle(clock=clock, backend=store, instance_id=iid)
 
 
 _WRITES = frozenset({"put", "put_batch", "delete", "delete_all"})

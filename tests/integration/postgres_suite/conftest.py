@@ -33,8 +33,9 @@ from tests.integration.pg_support import pg_database  # noqa: F401 - requested b
 
 from durably.adapters.clock import ManualClock
 from durably.adapters.memory import MemoryBackend
+from durably.adapters.plan import CommitOutcome, CommitPlan
 from durably.adapters.postgres import PostgresHost
-from durably.adapters.unit_of_work import UnitOfWork
+from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
 from durably.domain.records import JsonValue
 from durably.domain.serialization import loads
 from durably.ports import InstanceRow, InstanceRuntime
@@ -88,12 +89,20 @@ class LazyPostgresHost(PostgresHost):
         await self.ensure_open()
         return await super().instance(instance_id)
 
-    async def commit(
-        self, instance_id: str, unit: UnitOfWork, owner: str | None, lease_ms: int
-    ) -> None:
+    async def pending_inbox(self, instance_id: str) -> tuple[list[InboxMessage], int]:
+        """``PostgresHost.pending_inbox``, once open."""
+        await self.ensure_open()
+        return await super().pending_inbox(instance_id)
+
+    async def commit(self, plan: CommitPlan) -> CommitOutcome:
         """``PostgresHost.commit``, once open."""
         await self.ensure_open()
-        await super().commit(instance_id, unit, owner, lease_ms)
+        return await super().commit(plan)
+
+    async def append(self, message: Outgoing, now: int) -> AppendOutcome:
+        """``PostgresHost.append``, once open."""
+        await self.ensure_open()
+        return await super().append(message, now)
 
     # -- the handle's synchronous side ----------------------------------------------------
 
@@ -209,7 +218,7 @@ class PostgresFactory:
                 self.shared[id(backend)] = (backend, host)
         elif initial_time is not None:
             host.manual_clock.time_ms = initial_time
-        runtime = host.runtime(iid, None, 30_000)
+        runtime = host.runtime(iid)
         return runtime, PostgresRuntimeHandle(host.manual_clock, host, iid)
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from durably.adapters.memory import MemoryBackend
-from durably.adapters.sqlite import SqliteBackend
+from durably.adapters.sqlite import SqliteHost
 from durably.ports import InstanceRuntime
 from durably.testing.sqlite import SqliteRuntimeHandle, create_sqlite_runtime
 
@@ -29,8 +29,8 @@ class SqliteFactory:
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-        self.shared: dict[int, SqliteBackend] = {}
-        self.opened: list[SqliteBackend] = []
+        self.shared: dict[int, SqliteHost] = {}
+        self.opened: list[SqliteHost] = []
 
     def __call__(
         self,
@@ -39,8 +39,8 @@ class SqliteFactory:
         *,
         backend: Any = None,
     ) -> tuple[InstanceRuntime, SqliteRuntimeHandle]:
-        existing: SqliteBackend | None = None
-        if isinstance(backend, SqliteBackend):
+        existing: SqliteHost | None = None
+        if isinstance(backend, SqliteHost):
             existing = backend
         elif isinstance(backend, MemoryBackend):
             existing = self.shared.get(id(backend))
@@ -68,5 +68,5 @@ def _over_sqlite(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         yield
     finally:
         for backend in factory.opened:
-            backend.close()
+            backend.db.close_blocking()
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,13 +1,5 @@
 """The PostgreSQL backend (psycopg 3, async, pooled): many workers over one database."""
 
-from durably.adapters.postgres.adapters import PostgresScheduler, PostgresStorage, postgres_runtime
-from durably.adapters.postgres.host import InstanceExists, LeaseLost, PostgresHost
+from durably.adapters.postgres.host import PostgresHost, safe_dsn
 
-__all__ = [
-    "PostgresHost",
-    "PostgresStorage",
-    "PostgresScheduler",
-    "postgres_runtime",
-    "LeaseLost",
-    "InstanceExists",
-]
+__all__ = ["PostgresHost", "safe_dsn"]

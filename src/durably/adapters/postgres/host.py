@@ -1,13 +1,12 @@
 """``PostgresHost``: instances in one PostgreSQL database, shared by any number of workers.
 
-Commits of concurrent instances are grouped: while one commit is in flight, the units
-of work that arrive wait, and the next commit carries all of them: the step units in
-one statement (``steps.py``), the rest in one transaction, each under a savepoint, so a
-unit that lost its lease fails alone (``transaction.py``). A unit alone is one
-statement (``single.py``), committed in its caller's task when nothing else is ready
-to run. Claims use
-``FOR UPDATE SKIP LOCKED``; every commit of an owner checks its lease (fencing); a new
-alarm is announced with ``NOTIFY``, so idle workers wake without polling fast.
+All I/O is asynchronous psycopg: nothing waits on the event loop. Commits of concurrent
+instances are grouped (``GroupCommit``): the plans that wait are executed by one
+pipelined transaction on the commit connection, each plan one prepared statement
+(``plans.py``). Reads and lease statements use a pool. Claims use ``FOR UPDATE SKIP
+LOCKED``; every commit of an owner checks and renews its lease (fencing); a new alarm or
+a message that wakes an instance is announced with ``NOTIFY``, so idle workers wake at
+once instead of at their next poll.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,40 +21,52 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from durably.adapters.clock import Clock, SystemClock
-from durably.adapters.commit_group import (
-    LONGEST_WITHOUT_A_TURN_S,
-    GivenBack,
-    InstanceExists,
-    LeaseLost,
-    Waiting,
-    loop_is_idle,
-    resolve,
-)
-from durably.adapters.postgres.leases import PostgresLeases
+from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced
+from durably.adapters.postgres.leases import LeaseStatements
+from durably.adapters.postgres.plans import PlanStatements, message_of, plan_params
 from durably.adapters.postgres.schema import migrate
-from durably.adapters.postgres.single import SingleStatements, fits_one_statement
-from durably.adapters.postgres.statements import StatementConnections
-from durably.adapters.postgres.steps import (
-    settle_steps,
-    split_steps,
-    statement,
-    statement_of_one,
-    steps_query,
-)
-from durably.adapters.postgres.transaction import INSTANCE_COLUMNS as _ROW
-from durably.adapters.postgres.transaction import UnitStatements
-from durably.adapters.unit_of_work import UnitOfWork
-from durably.domain import keys
-from durably.domain.errors import StorageError
+from durably.adapters.runtime import instance_runtime
+from durably.adapters.store import GroupCommit
+from durably.adapters.unit_of_work import SetAlarm
+from durably.domain.errors import InstanceExists, LeaseLost, StorageError
+from durably.domain.inbox import WAKING_STATUSES, AppendOutcome, InboxMessage, Outgoing
+from durably.domain.lease import LeaseHold
+from durably.domain.owner import local_owner_is_dead
+from durably.domain.status import TERMINAL_TAGS
 from durably.ports import InstanceRow, InstanceRuntime
 
-__all__ = ["PostgresHost", "LeaseLost", "InstanceExists"]
+__all__ = ["PostgresHost", "CHANNEL", "safe_dsn"]
 
 CHANNEL = "durably_alarms"
+CONNECT_TIMEOUT_S = 5
+_ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
 
 
-class PostgresHost(PostgresLeases):
+def safe_dsn(dsn: str) -> str:
+    """``dsn`` with its password masked.
+
+    >>> safe_dsn("postgresql://me:s3cret@db/app")
+    'postgresql://me:***@db/app'
+    """
+    masked = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", dsn)
+    return re.sub(r"(password=)\S+", r"\1***", masked)
+
+
+def _refusal(plan: CommitPlan) -> StorageError:
+    write = plan.write
+    cause: Exception = (
+        InstanceExists(plan.instance_id)
+        if isinstance(write, Create)
+        else LeaseLost(plan.instance_id, write.owner if isinstance(write, Fenced) else None)
+    )
+    return StorageError("commit", None, cause)
+
+
+class PostgresHost:
     """Hosts instances in a PostgreSQL schema (``durably`` by default)."""
+
+    commits_renew_lease = True
+    """Every fenced commit updates its instance row (the fence), which renews the lease."""
 
     def __init__(
         self,
@@ -73,98 +83,177 @@ class PostgresHost(PostgresLeases):
         self.schema = schema
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._pool = AsyncConnectionPool(
-            dsn, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
         )
-        self._waiting: list[Waiting] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._inline = False
-        """Whether a unit is being committed in its caller's task (``commit``)."""
+        self._commit_conn: psycopg.AsyncConnection[Any] | None = None
         self._listener: psycopg.AsyncConnection[Any] | None = None
-        self._statements = StatementConnections(dsn)
-        """The connections of one-statement commits (one commit at a time uses them)."""
+        self._group = GroupCommit(self._write_batch)
+        self._plans = PlanStatements(schema, CHANNEL)
+        self._leases = LeaseStatements(schema)
         self.commits = 0
-        self.given_back = GivenBack()
-        s = schema
-        self.kv, self.alarms, self.instances = f"{s}.kv", f"{s}.alarms", f"{s}.instances"
-        self._steps_queries = (
-            statement(self.kv, self.instances),
-            statement_of_one(self.kv, self.instances),
-        )
-        self._single = SingleStatements(self.kv, self.alarms, self.instances, CHANNEL)
-        self._units = UnitStatements(self.kv, self.alarms, self.instances)
+        """Transactions committed (grouped commits count once)."""
 
-    # -- lifecycle ------------------------------------------------------------------------
+    # -- lifecycle --------------------------------------------------------------------------
 
     def now(self) -> int:
         """The host's clock (epoch ms)."""
         return self.clock.now()
 
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        """A connection of our own for commits: statements prepared once, generic plans
+        (planned per call, a plan's statement costs about as much as running it)."""
+        conn = await psycopg.AsyncConnection.connect(
+            self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, prepare_threshold=0
+        )
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        return conn
+
     async def open(self) -> None:
-        """Open the pool and migrate the schema."""
+        """Connect (failing within a few seconds, with the cause, when the server is not
+        there) and migrate the schema; the pool fills in the background."""
         try:
-            await self._pool.open(wait=True, timeout=30)
-            async with self._pool.connection() as conn:
-                await migrate(conn, self.schema)
+            conn = await self._connect()
         except psycopg.Error as e:
-            raise StorageError("open", None, f"{self._safe_dsn()}: {e}") from e
+            cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StorageError("open", None, f"{safe_dsn(self.dsn)}: {cause}") from None
+        try:
+            await migrate(conn, self.schema)
+        except psycopg.Error as e:
+            await conn.close()
+            raise StorageError("open", None, f"{safe_dsn(self.dsn)}: {e}") from e
+        except BaseException:
+            await conn.close()
+            raise
+        self._commit_conn = conn
+        await self._pool.open(wait=False)
 
     async def close(self) -> None:
-        """Flush waiting commits and close every connection."""
+        """Commit what waits, then close every connection."""
         try:
-            if self._flusher is not None:
-                with contextlib.suppress(Exception):  # its waiters got the error already
-                    await asyncio.shield(self._flusher)
-            if self._listener is not None:
-                await self._listener.close()
-                self._listener = None
-            await self._statements.close()
+            await self._group.drain()
+            for conn in (self._listener, self._commit_conn):
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+            self._listener = self._commit_conn = None
         finally:
             await self._pool.close()
 
-    def _safe_dsn(self) -> str:
-        return re.sub(r":[^:@/]*@", ":***@", self.dsn)
+    def runtime(self, instance_id: str, lease: LeaseHold | None = None) -> InstanceRuntime:
+        """The runtime of one instance (fenced by ``lease`` when given)."""
+        return instance_runtime(self, instance_id, lease)
 
-    def runtime(self, instance_id: str, owner: str | None, lease_ms: int) -> InstanceRuntime:
-        """The runtime of one instance; with ``owner``, every commit is fenced."""
-        from durably.adapters.postgres.adapters import postgres_runtime
+    # -- commits ----------------------------------------------------------------------------
 
-        return postgres_runtime(self, instance_id, owner, lease_ms)
+    async def commit(self, plan: CommitPlan) -> CommitOutcome:
+        """Commit ``plan``, grouped with the plans that wait while a commit is in flight."""
+        return await self._group.commit(plan)
 
-    # -- reads ----------------------------------------------------------------------------
+    async def _write_batch(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError]:
+        params = [
+            plan_params(p, isinstance(p.alarm, SetAlarm) and p.status != "Running") for p in batch
+        ]
+        try:
+            conn = self._commit_conn
+            if conn is None or conn.closed:
+                conn = self._commit_conn = await self._connect()
+            statement = self._plans.commit
+            if len(batch) == 1:  # one statement, its own transaction: one round trip
+                cur = await conn.execute(statement, params[0])
+                rows = [await cur.fetchone()]
+            else:
+                async with conn.transaction():
+                    cur = conn.cursor()
+                    await cur.executemany(statement, params, returning=True)
+                    rows = [await cur.fetchone()]
+                    while cur.nextset():
+                        rows.append(await cur.fetchone())
+        except psycopg.Error as e:
+            if len(batch) == 1:
+                return [StorageError("commit", None, e)]
+            # One plan broke the transaction (a value the database refuses, say): commit
+            # each alone, so that only that one fails.
+            return [(await self._write_batch([plan]))[0] for plan in batch]
+        except BaseException:
+            # Cancelled in the middle of a statement: the connection's state is unknown.
+            conn, self._commit_conn = self._commit_conn, None
+            if conn is not None:
+                await conn.close()
+            raise
+        self.commits += 1
+        outcomes: list[CommitOutcome | StorageError] = []
+        for plan, row in zip(batch, rows, strict=True):
+            if row is None or row[0] == 0:
+                outcomes.append(_refusal(plan))
+            else:
+                outcomes.append(CommitOutcome(None if row[1] is None else int(row[1])))
+        return outcomes
 
-    async def _fetch(
-        self, query: str, params: Sequence[object] = (), *, one_instance: bool = False
-    ) -> list[tuple[Any, ...]]:
-        """The rows of a read; a read of one instance's rows may be made blocking (as a
-        commit is, when nothing else is ready: ``statements.py``)."""
-        if one_instance and loop_is_idle(asyncio.get_running_loop()) and self._had_a_turn():
-            rows = self._statements.run_blocking(query, params, operation="read")
-            if rows is not None:
-                return rows
+    async def append(self, message: Outgoing, now: int) -> AppendOutcome:
+        """Append ``message`` to its instance's inbox, waking the instance if it waits."""
+        iid = message.instance_id
+        plans = self._plans
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(plans.lock_instance, (iid,))
+                row = await cur.fetchone()
+                if row is None:
+                    return AppendOutcome(None)
+                status = str(row[0])
+                if message.dedupe_key is not None:
+                    cur = await conn.execute(plans.duplicate, (iid, message.dedupe_key))
+                    if await cur.fetchone() is not None:
+                        return AppendOutcome(status, duplicate=True)
+                if status in TERMINAL_TAGS:
+                    return AppendOutcome(status)
+                cur = await conn.execute(
+                    plans.append,
+                    {
+                        "id": iid,
+                        "kind": message.kind,
+                        "name": message.name,
+                        "payload": message.payload,
+                        "dedupe": message.dedupe_key,
+                        "now": now,
+                        "wake": status in WAKING_STATUSES,
+                    },
+                )
+                appended = await cur.fetchone()
+        except psycopg.Error as e:
+            raise StorageError("append", None, e) from e
+        if appended is None:  # pragma: no cover - the row is locked: it cannot vanish
+            raise StorageError("append", None, f"instance {iid!r} vanished")
+        self.commits += 1
+        return AppendOutcome(status, int(appended[0]))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def _fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)
-                rows = await cur.fetchall()
+                return await cur.fetchall()
         except psycopg.Error as e:
             raise StorageError("read", None, e) from e
-        self._statements.last_turn = time.monotonic()  # the loop had its turns meanwhile
-        return rows
 
     async def read(self, instance_id: str, key: str) -> str | None:
         """One stored value as JSON text."""
         rows = await self._fetch(
-            f"SELECT value::text FROM {self.kv} WHERE instance_id = %s AND key = %s",
+            f"SELECT value::text FROM {self.schema}.kv WHERE instance_id = %s AND key = %s",
             (instance_id, key),
-            one_instance=True,
         )
         return str(rows[0][0]) if rows else None
 
-    async def read_many(self, instance_id: str, keys_: Sequence[str]) -> dict[str, str]:
-        """Those of ``keys_`` that exist, as JSON text."""
+    async def read_many(self, instance_id: str, keys: Sequence[str]) -> dict[str, str]:
+        """Those of ``keys`` that exist, as JSON text."""
         rows = await self._fetch(
-            f"SELECT key, value::text FROM {self.kv} WHERE instance_id = %s AND key = ANY(%s)",
-            (instance_id, list(keys_)),
-            one_instance=True,
+            f"SELECT key, value::text FROM {self.schema}.kv"
+            " WHERE instance_id = %s AND key = ANY(%s)",
+            (instance_id, list(keys)),
         )
         return {str(k): str(v) for k, v in rows}
 
@@ -172,33 +261,41 @@ class PostgresHost(PostgresLeases):
         """Stored values under ``prefix`` (an indexed range)."""
         if not prefix:
             rows = await self._fetch(
-                f"SELECT key, value::text FROM {self.kv} WHERE instance_id = %s",
+                f"SELECT key, value::text FROM {self.schema}.kv WHERE instance_id = %s",
                 (instance_id,),
-                one_instance=True,
             )
         else:
             end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
             rows = await self._fetch(
-                f"SELECT key, value::text FROM {self.kv} WHERE instance_id = %s"
+                f"SELECT key, value::text FROM {self.schema}.kv WHERE instance_id = %s"
                 " AND key >= %s AND key < %s",
                 (instance_id, prefix, end),
-                one_instance=True,
             )
         return {str(k): str(v) for k, v in rows}
 
     async def read_alarm(self, instance_id: str) -> int | None:
         """The instance's alarm."""
         rows = await self._fetch(
-            f"SELECT due_at FROM {self.alarms} WHERE instance_id = %s",
-            (instance_id,),
-            one_instance=True,
+            f"SELECT due_at FROM {self.schema}.alarms WHERE instance_id = %s", (instance_id,)
         )
         return int(rows[0][0]) if rows else None
+
+    async def pending_inbox(self, instance_id: str) -> tuple[list[InboxMessage], int]:
+        """The unconsumed messages, and the number of the last one (one snapshot)."""
+        rows = await self._fetch(self._plans.pending, (instance_id,))
+        if not rows:
+            return [], 0
+        return [message_of(row[1:]) for row in rows if row[1] is not None], int(rows[0][0])
+
+    async def read_inbox(self, instance_id: str) -> list[InboxMessage]:
+        """Every message of an instance, in delivery order."""
+        rows = await self._fetch(self._plans.read_inbox, (instance_id,))
+        return [message_of(row) for row in rows]
 
     async def instance(self, instance_id: str) -> InstanceRow | None:
         """The row of one instance."""
         rows = await self._fetch(
-            f"SELECT {_ROW} FROM {self.instances} WHERE id = %s", (instance_id,), one_instance=True
+            f"SELECT {_ROW} FROM {self.schema}.instances WHERE id = %s", (instance_id,)
         )
         return InstanceRow(*rows[0]) if rows else None
 
@@ -215,148 +312,77 @@ class PostgresHost(PostgresLeases):
             params.append(workflow)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetch(
-            f"SELECT {_ROW} FROM {self.instances}{clause} ORDER BY updated_at DESC, id LIMIT %s",
+            f"SELECT {_ROW} FROM {self.schema}.instances{clause}"
+            " ORDER BY updated_at DESC, id LIMIT %s",
             [*params, limit],
         )
         return [InstanceRow(*row) for row in rows]
 
     async def next_due(self) -> int | None:
         """The earliest alarm of any instance."""
-        rows = await self._fetch(f"SELECT min(due_at) FROM {self.alarms}")
+        rows = await self._fetch(f"SELECT min(due_at) FROM {self.schema}.alarms")
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
-    # -- grouped commits ------------------------------------------------------------------
+    # -- leases -----------------------------------------------------------------------------
 
-    async def commit(
-        self, instance_id: str, unit: UnitOfWork, owner: str | None, lease_ms: int
-    ) -> dict[str, str | None] | None:
-        """Commit ``unit``, grouped with the units that arrive while a commit is in flight.
-
-        A fenced unit (``owner`` given) returns the cancel flag as its transaction read it.
-        """
-        if unit.is_empty():
-            return None
-        loop = asyncio.get_running_loop()
-        idle = self._flusher is None or self._flusher.done()
-        if idle and not self._inline and not self._waiting and loop_is_idle(loop):
-            # Nothing else is ready to run, so nothing could join a group now: commit in
-            # this task, sparing the flusher's turns of the loop. Units that arrive while
-            # it is in flight wait for it, and then form the next group.
-            waiting = Waiting(instance_id, unit, owner, lease_ms, None)
-            self._inline = True
-            try:
-                # Without a turn of the loop too, if it had one lately (statements.py).
-                blocking = self._had_a_turn()
-                (error,) = await self._commit_batch([waiting], blocking=blocking)
-            finally:
-                self._inline = False
-                if self._waiting:
-                    self._flusher = loop.create_task(self._flush())
-            if error is not None:
-                raise error
-        else:
-            future = loop.create_future()
-            waiting = Waiting(instance_id, unit, owner, lease_ms, future)
-            self._waiting.append(waiting)
-            if idle and not self._inline:
-                self._flusher = loop.create_task(self._flush())
-            await future
-        self.given_back.committed(waiting)
-        return waiting.observed
-
-    def _had_a_turn(self) -> bool:
-        """Whether the loop had a turn less than ``LONGEST_WITHOUT_A_TURN_S`` ago: until then
-        a statement may be made without leaving it, on the blocking connection."""
-        return time.monotonic() - self._statements.last_turn < LONGEST_WITHOUT_A_TURN_S
-
-    async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the units that are ready join this transaction
-        self._statements.last_turn = time.monotonic()
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                await self._commit_batch(batch)
-            except BaseException as e:  # cancelled mid-commit: nothing is known to be durable
-                for waiting in batch:
-                    if waiting.future is not None and not waiting.future.done():
-                        waiting.future.set_exception(StorageError("commit", None, e))
-                raise
-
-    async def _commit_batch(
-        self, batch: list[Waiting], *, blocking: bool = False
-    ) -> list[BaseException | None]:
-        """Commit ``batch``: its step units by one statement, the rest by another (a unit
-        alone) or by one transaction. Wakes the units; returns their errors, in order."""
-        steps, others = split_steps(batch)
-        alone = len(others) == 1 and fits_one_statement(others[0])
-        other_commit = self._commit_single if alone else self._transaction
-        outcome: dict[int, BaseException | None] = {}
-        for group, commit in ((steps, self._commit_steps), (others, other_commit)):
-            if not group:
-                continue
-            errors: list[BaseException | None] = [None] * len(group)
-            try:
-                await commit(group, errors, blocking)
-            except StorageError as e:
-                errors = [e] * len(group)
-            resolve(group, errors)
-            outcome.update(zip(map(id, group), errors, strict=True))
-        return [outcome[id(waiting)] for waiting in batch]
-
-    async def _commit_steps(
-        self, batch: list[Waiting], errors: list[BaseException | None], blocking: bool = False
-    ) -> None:
-        """Commit units that only write rows of leased instances: one statement."""
-        query, params = steps_query(self._steps_queries, batch, self.clock.now())
-        settle_steps(batch, await self._one_statement(query, params, blocking), errors)
-
-    async def _commit_single(
-        self, batch: list[Waiting], errors: list[BaseException | None], blocking: bool = False
-    ) -> None:
-        """Commit one creation or fenced unit: one statement (``single.py``)."""
-        query, params = self._single.query(batch[0], self.clock.now())
-        self._single.settle(batch[0], await self._one_statement(query, params, blocking))
-
-    async def _one_statement(
-        self, query: str, params: dict[str, Any], blocking: bool
-    ) -> list[tuple[Any, ...]]:
-        rows = await self._statements.run(query, params, blocking=blocking)
-        self.commits += 1
-        return rows
-
-    async def _transaction(
-        self, batch: list[Waiting], errors: list[BaseException | None], blocking: bool = False
-    ) -> None:
-        now = self.clock.now()
-        single = len(batch) == 1
-        notify = False
+    async def _lease_call(self, operation: str, call: Any) -> Any:
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                cur = conn.cursor()
-                for i, waiting in enumerate(batch):
-                    try:
-                        if single:
-                            notify |= await self._units.apply(cur, waiting, now)
-                        else:
-                            async with conn.transaction():  # a savepoint per unit
-                                notify |= await self._units.apply(cur, waiting, now)
-                    except (LeaseLost, InstanceExists) as e:
-                        if single:
-                            raise
-                        errors[i] = StorageError("commit", keys.STATUS, e)
-                if notify:
-                    await cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-        except (LeaseLost, InstanceExists) as e:
-            raise StorageError("commit", keys.STATUS, e) from e
+            async with self._pool.connection() as conn:
+                return await call(conn)
         except psycopg.Error as e:
-            raise StorageError("commit", None, e) from e
-        self.commits += 1
+            raise StorageError(operation, None, e) from e
+
+    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
+        """Lease up to ``limit`` due instances (``FOR UPDATE SKIP LOCKED``)."""
+        if limit <= 0:
+            return []
+        ids: list[str] = await self._lease_call(
+            "claim", lambda conn: self._leases.claim_due(conn, owner, now, lease_ms, limit)
+        )
+        return ids
+
+    async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
+        """Lease one instance if it is free, expired or already ours."""
+        taken: bool = await self._lease_call(
+            "acquire", lambda conn: self._leases.acquire(conn, instance_id, owner, now, lease_ms)
+        )
+        return taken
+
+    async def release(self, instance_id: str, owner: str, wake_at: int | None = None) -> None:
+        """Give the lease back (a no-op when it is not ours)."""
+        await self._lease_call(
+            "release", lambda conn: self._leases.release(conn, instance_id, owner, wake_at)
+        )
+
+    async def release_all(self, owner: str, now: int) -> int:
+        """Give back every lease of ``owner``."""
+        released: int = await self._lease_call(
+            "release", lambda conn: self._leases.release_all(conn, owner, now)
+        )
+        return released
+
+    async def renew(self, owner: str, now: int, lease_ms: int) -> list[str]:
+        """Extend every lease of ``owner`` and the alarms behind its running instances."""
+        renewed: list[str] = await self._lease_call(
+            "renew", lambda conn: self._leases.renew(conn, owner, now, lease_ms)
+        )
+        return renewed
+
+    async def expire_dead_local_owners(self, now: int) -> int:
+        """Expire at once the leases held by dead processes of this host."""
+        owners: list[str] = await self._lease_call("expire", self._leases.owners)
+        dead = [o for o in owners if local_owner_is_dead(o)]
+        for owner in dead:
+            await self.release_all(owner, now)
+        return len(dead)
 
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for a ``NOTIFY`` of a new alarm from any process."""
         try:
             if self._listener is None or self._listener.closed:
-                self._listener = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                self._listener = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                )
                 await self._listener.execute(f"LISTEN {CHANNEL}")
             async for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
                 return

@@ -40,6 +40,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # collation (en_US, ICU) breaks, since it ignores punctuation such as ':'.
         'ALTER TABLE {schema}.kv ALTER COLUMN key TYPE text COLLATE "C"',
     ),
+    (
+        # The inbox (domain/inbox.py): messages from outside the lease, numbered per
+        # instance by ``instances.inbox_seq``; consumed ones stay until the purge.
+        "ALTER TABLE {schema}.instances ADD COLUMN inbox_seq bigint NOT NULL DEFAULT 0",
+        """CREATE TABLE {schema}.inbox (
+            instance_id text NOT NULL,
+            seq bigint NOT NULL,
+            kind text NOT NULL,
+            name text,
+            payload jsonb NOT NULL,
+            dedupe_key text,
+            sent_at bigint NOT NULL,
+            consumed boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (instance_id, seq)
+        )""",
+        "CREATE UNIQUE INDEX inbox_dedupe ON {schema}.inbox (instance_id, dedupe_key)"
+        " WHERE dedupe_key IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -1,86 +1,217 @@
-"""``SqliteHost``: the ``InstanceHost`` of a SQLite database file."""
+"""``SqliteHost``: the instances of one SQLite database file (the embedded default).
+
+Every statement runs through ``SqliteDatabase.run`` (never waiting for a lock on the
+event loop, ``database.py``). Commits of concurrent instances are grouped
+(``GroupCommit``): one transaction, one fsync, for every plan that waits.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Sequence
 
-from durably.adapters.clock import Clock
-from durably.adapters.sqlite.adapters import sqlite_runtime
-from durably.adapters.sqlite.backend import SqliteBackend, Synchronous
+from durably.adapters.clock import Clock, SystemClock
+from durably.adapters.plan import CommitOutcome, CommitPlan
+from durably.adapters.runtime import instance_runtime
+from durably.adapters.sqlite import leases, plans
+from durably.adapters.sqlite.database import SqliteDatabase, Synchronous
+from durably.adapters.store import GroupCommit
+from durably.domain.errors import StorageError
+from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
+from durably.domain.lease import LeaseHold
 from durably.ports import InstanceRow, InstanceRuntime
 
 __all__ = ["SqliteHost"]
 
+_ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
+
+
+def _prefix_end(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _row(values: Sequence[object]) -> InstanceRow:
+    return InstanceRow(*values)  # type: ignore[arg-type]
+
 
 class SqliteHost:
-    """Hosts instances in one SQLite file; the queries are short, so they run inline."""
+    """Hosts instances in one SQLite file (an ``InstanceHost`` and ``InstanceStore``)."""
+
+    commits_renew_lease = False
+    """A step's commit only reads its lease (one page written per step); the heartbeat
+    and the commits that write a status extend it."""
 
     def __init__(
-        self, path: str, *, synchronous: Synchronous = "FULL", clock: Clock | None = None
+        self,
+        path: str,
+        *,
+        synchronous: Synchronous = "FULL",
+        clock: Clock | None = None,
+        busy_timeout_ms: int = 10_000,
     ) -> None:
-        self.backend = SqliteBackend(path, synchronous=synchronous, clock=clock)
+        self.db = SqliteDatabase(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._group = GroupCommit(self._write_batch)
+        self.commits = 0
+        """Transactions committed (grouped commits count once)."""
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self.db.path
 
     def now(self) -> int:
-        """The backend's clock."""
-        return self.backend.clock.now()
+        """The host's clock (epoch ms)."""
+        return self.clock.now()
 
     async def open(self) -> None:
-        """Open and migrate the database."""
-        self.backend.open()
+        """Connect and migrate."""
+        await self.db.open()
 
     async def close(self) -> None:
-        """Close the database."""
-        self.backend.close()
+        """Commit what waits, then close the connections."""
+        await self._group.drain()
+        await self.db.close()
 
-    def runtime(self, instance_id: str, owner: str | None, lease_ms: int) -> InstanceRuntime:
-        """The runtime of one instance over this file."""
-        return sqlite_runtime(self.backend, instance_id, owner, lease_ms)
+    def runtime(self, instance_id: str, lease: LeaseHold | None = None) -> InstanceRuntime:
+        """The runtime of one instance (fenced by ``lease`` when given)."""
+        return instance_runtime(self, instance_id, lease)
+
+    # -- commits ----------------------------------------------------------------------------
+
+    async def commit(self, plan: CommitPlan) -> CommitOutcome:
+        """Commit ``plan``, grouped with the plans of other instances that wait."""
+        return await self._group.commit(plan)
+
+    async def _write_batch(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError]:
+        try:
+            outcomes = await self.db.run(lambda conn: plans.write_batch(conn, batch), "commit")
+        except StorageError as e:
+            if len(batch) == 1:
+                return [e]
+            # One plan broke the transaction (a value the database refuses, say): commit
+            # each alone, so that only that one fails.
+            return [(await self._write_batch([plan]))[0] for plan in batch]
+        self.commits += 1
+        return outcomes
+
+    async def append(self, message: Outgoing, now: int) -> AppendOutcome:
+        """Append ``message`` to its instance's inbox (``plans.append``)."""
+        outcome = await self.db.run(lambda conn: plans.append(conn, message, now), "append")
+        if outcome.seq is not None:
+            self.commits += 1
+        return outcome
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        def query(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        return await self.db.run(query)
+
+    async def read(self, instance_id: str, key: str) -> str | None:
+        """The JSON text under ``key``."""
+        rows = await self._query(
+            "SELECT value FROM kv WHERE instance_id = ? AND key = ?", (instance_id, key)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def read_many(self, instance_id: str, keys: Sequence[str]) -> dict[str, str]:
+        """The JSON text of those of ``keys`` that exist."""
+        marks = ",".join("?" * len(keys))
+        rows = await self._query(
+            f"SELECT key, value FROM kv WHERE instance_id = ? AND key IN ({marks})",
+            (instance_id, *keys),
+        )
+        return {str(k): str(v) for k, v in rows}
+
+    async def read_prefix(self, instance_id: str, prefix: str) -> dict[str, str]:
+        """Every key under ``prefix`` with its JSON text."""
+        if not prefix:
+            rows = await self._query(
+                "SELECT key, value FROM kv WHERE instance_id = ?", (instance_id,)
+            )
+        else:
+            rows = await self._query(
+                "SELECT key, value FROM kv WHERE instance_id = ? AND key >= ? AND key < ?",
+                (instance_id, prefix, _prefix_end(prefix)),
+            )
+        return {str(k): str(v) for k, v in rows}
+
+    async def read_alarm(self, instance_id: str) -> int | None:
+        """The instance's alarm time."""
+        rows = await self._query("SELECT due_at FROM alarms WHERE instance_id = ?", (instance_id,))
+        return int(rows[0][0]) if rows else None  # type: ignore[call-overload]
+
+    async def pending_inbox(self, instance_id: str) -> tuple[list[InboxMessage], int]:
+        """The unconsumed messages, and the number of the last one."""
+        return await self.db.run(lambda conn: plans.pending_inbox(conn, instance_id))
+
+    async def read_inbox(self, instance_id: str) -> list[InboxMessage]:
+        """Every message of an instance, in delivery order."""
+        return await self.db.run(lambda conn: plans.read_inbox(conn, instance_id))
 
     async def instance(self, instance_id: str) -> InstanceRow | None:
-        """The row of one instance."""
-        return self.backend.instance(instance_id)
+        """The instance's row."""
+        rows = await self._query(f"SELECT {_ROW} FROM instances WHERE id = ?", (instance_id,))
+        return _row(rows[0]) if rows else None
 
     async def list_instances(
         self, status: str | None, workflow: str | None, limit: int
     ) -> list[InstanceRow]:
-        """Instances by status and/or workflow."""
-        return self.backend.list_instances(status, workflow, limit)
-
-    async def read(self, instance_id: str, key: str) -> str | None:
-        """One stored value."""
-        return self.backend.read(instance_id, key)
-
-    async def read_prefix(self, instance_id: str, prefix: str) -> dict[str, str]:
-        """Stored values under a prefix."""
-        return self.backend.read_prefix(instance_id, prefix)
+        """Instances by status and/or workflow, most recently updated first (indexed)."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._query(
+            f"SELECT {_ROW} FROM instances{clause} ORDER BY updated_at DESC, id LIMIT ?",
+            [*params, limit],
+        )
+        return [_row(row) for row in rows]
 
     async def next_due(self) -> int | None:
-        """The earliest alarm."""
-        return self.backend.next_due()
+        """The earliest alarm time of any instance."""
+        rows = await self._query("SELECT MIN(due_at) FROM alarms")
+        return None if not rows or rows[0][0] is None else int(rows[0][0])  # type: ignore[call-overload]
+
+    # -- leases -----------------------------------------------------------------------------
 
     async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
         """Lease due instances."""
-        return self.backend.claim_due(owner, now, lease_ms, limit)
+        if limit <= 0:
+            return []
+        return await self.db.run(
+            lambda conn: leases.claim_due(conn, owner, now, lease_ms, limit), "claim"
+        )
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance."""
-        return self.backend.acquire(instance_id, owner, now, lease_ms)
+        return await self.db.run(
+            lambda conn: leases.acquire(conn, instance_id, owner, now, lease_ms), "acquire"
+        )
 
-    async def release(self, instance_id: str, owner: str) -> None:
+    async def release(self, instance_id: str, owner: str, wake_at: int | None = None) -> None:
         """Give a lease back."""
-        self.backend.release(instance_id, owner)
+        await self.db.run(lambda conn: leases.release(conn, instance_id, owner, wake_at), "release")
 
-    def released_by_commit(self, instance_id: str, owner: str) -> bool:
-        """Whether a commit of ``owner`` gave the lease back since ``owner`` took it."""
-        return self.backend.given_back.pop(instance_id, owner)
+    async def release_all(self, owner: str, now: int) -> int:
+        """Give back every lease of ``owner``."""
+        return await self.db.run(lambda conn: leases.release_all(conn, owner, now), "release")
 
-    async def renew(self, owner: str, now: int, lease_ms: int) -> None:
+    async def renew(self, owner: str, now: int, lease_ms: int) -> list[str]:
         """Extend every lease of ``owner``."""
-        self.backend.renew(owner, now, lease_ms)
+        return await self.db.run(lambda conn: leases.renew(conn, owner, now, lease_ms), "renew")
 
     async def expire_dead_local_owners(self, now: int) -> int:
         """Expire the leases of dead local processes."""
-        return self.backend.expire_dead_local_owners(now)
+        return await self.db.run(lambda conn: leases.expire_dead_local_owners(conn, now), "expire")
 
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """SQLite cannot notify across processes: the worker polls at its interval."""

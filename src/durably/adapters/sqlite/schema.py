@@ -35,6 +35,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX instances_workflow ON instances (workflow, updated_at)",
         "CREATE INDEX instances_lease ON instances (lease_owner)",
     ),
+    # 2: the inbox (domain/inbox.py): messages from outside the lease, numbered per
+    # instance by ``instances.inbox_seq``; consumed ones stay until the purge.
+    (
+        "ALTER TABLE instances ADD COLUMN inbox_seq INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE inbox (
+            instance_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT,
+            payload TEXT NOT NULL,
+            dedupe_key TEXT,
+            sent_at INTEGER NOT NULL,
+            consumed INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (instance_id, seq)
+        ) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX inbox_dedupe ON inbox (instance_id, dedupe_key)"
+        " WHERE dedupe_key IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

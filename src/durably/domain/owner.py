@@ -1,4 +1,4 @@
-"""Lease owner ids: ``host:pid:random``, and whether a local owner's process is alive."""
+"""Lease owner ids (``host:pid:random``, any backend), and whether a local owner lives."""
 
 from __future__ import annotations
 

@@ -1,0 +1,79 @@
+"""The inbox: messages for an instance from outside its lease (a cancel, later events, ...).
+
+Only the lease holder writes an instance's namespace. Anything else that must reach an
+instance is appended to its inbox, by anyone, in one commit that also makes a waiting
+instance due. The holder reads the messages and consumes each one in the same commit
+that records what it did with it, so a message is acted on exactly once.
+
+Every append takes the next number of the instance's own sequence (``seq``, from 1),
+under the instance's row lock: the numbers give the delivery order, and the highest
+one tells a holder whether anything arrived since it last looked.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, TypeAlias
+
+import attrs
+
+from durably.domain.records import JsonValue
+
+__all__ = [
+    "CANCEL",
+    "MessageKind",
+    "InboxMessage",
+    "Outgoing",
+    "AppendOutcome",
+    "WAKING_STATUSES",
+]
+
+MessageKind: TypeAlias = Literal["cancel"]
+"""What a message asks of the instance."""
+
+CANCEL: Final = "cancel"
+
+WAKING_STATUSES: Final = ("Queued", "Paused")
+"""The statuses in which a cancel makes the instance due at once (it waits for an alarm)."""
+
+
+@attrs.frozen
+class InboxMessage:
+    """One message delivered to an instance."""
+
+    seq: int
+    """Its place in the instance's delivery order (1, 2, ...)."""
+    kind: str
+    name: str | None
+    payload: JsonValue
+    sent_at: int
+    dedupe_key: str | None = None
+    consumed: bool = False
+
+
+@attrs.frozen
+class Outgoing:
+    """A message to append to the inbox of instance ``instance_id``."""
+
+    instance_id: str
+    kind: str
+    name: str | None = None
+    payload: str = "null"
+    """The payload as JSON text."""
+    dedupe_key: str | None = None
+
+
+@attrs.frozen
+class AppendOutcome:
+    """What an append found: the instance's status tag, and the message's number."""
+
+    status: str | None
+    """The instance's status tag (``None``: no such instance)."""
+    seq: int | None = None
+    """The number of the appended message (``None``: nothing was appended)."""
+    duplicate: bool = False
+    """A message with the same ``dedupe_key`` was delivered before; nothing was appended."""
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the message is (or was already) in the inbox."""
+        return self.seq is not None or self.duplicate

@@ -1,0 +1,58 @@
+"""``LeaseHold``: one execution's hold on an instance's lease, as that execution knows it.
+
+The database is the judge of a lease (every commit of its owner is fenced). This is
+what the owner itself can tell without a query: whether it still holds the lease (a
+commit that ended the run gave it back), and until when it is surely valid, measured on
+the monotonic clock from the start of the last operation that extended it (the claim,
+a renewal, a commit that renews), so that a worker stalled past its lease notices it
+before it starts another step (semantics.md section 7).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import attrs
+
+__all__ = ["LeaseHold"]
+
+
+@attrs.define(eq=False)
+class LeaseHold:
+    """The lease of one instance held by ``owner`` for ``duration_ms`` after each extension."""
+
+    owner: str
+    duration_ms: int
+    held: bool = True
+    """Whether the lease is still ours (``False`` once a commit gave it back)."""
+    valid_until: float = attrs.field(default=float("-inf"))
+    """Monotonic time (s) until which the lease is surely ours."""
+    stopping: bool = False
+    """The engine is closing: the execution stops at its next durability point."""
+    clock: Callable[[], float] = time.monotonic
+
+    def extended(self, since: float) -> None:
+        """An operation that started at ``since`` (monotonic s) extended the lease."""
+        self.valid_until = max(self.valid_until, since + self.duration_ms / 1000)
+
+    def given_back(self) -> None:
+        """A commit released the lease (the run stopped)."""
+        self.held = False
+
+    def taken(self) -> None:
+        """The lease is ours again (taken anew)."""
+        self.held = True
+
+    @property
+    def margin_s(self) -> float:
+        """How much of the lease must be left to start a step: a fifth of it."""
+        return self.duration_ms / 5000
+
+    def usable(self) -> bool:
+        """Whether an execution may start its next step, sleep, wait or child under it."""
+        return self.held and not self.stopping and self.remaining_s() > self.margin_s
+
+    def remaining_s(self) -> float:
+        """How long the lease is surely ours from now (negative: it may have expired)."""
+        return self.valid_until - self.clock()
