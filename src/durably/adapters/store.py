@@ -17,7 +17,7 @@ from durably.adapters.plan import CommitOutcome, CommitPlan
 from durably.domain.errors import StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
 
-__all__ = ["InstanceStore", "GroupCommit", "BatchWriter"]
+__all__ = ["InstanceStore", "GroupCommit", "BatchWriter", "ImmediateWriter"]
 
 
 class InstanceStore(Protocol):
@@ -59,56 +59,88 @@ class InstanceStore(Protocol):
 BatchWriter = Callable[[list[CommitPlan]], Awaitable[list[CommitOutcome | StorageError]]]
 """Commits a batch of plans in one transaction: an outcome, or the error, per plan."""
 
+ImmediateWriter = Callable[[list[CommitPlan]], list[CommitOutcome | StorageError] | None]
+"""Commits a batch at once if it can do so without waiting (``None``: it would wait)."""
+
+_Batch = list[tuple[CommitPlan, "asyncio.Future[CommitOutcome]"]]
+
+
+def _settle(batch: _Batch, outcomes: list[CommitOutcome | StorageError]) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, StorageError):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
 
 class GroupCommit:
-    """Plans wait here; one flusher task commits all that wait, in one transaction.
+    """Plans wait here and are committed together: one transaction for all that wait.
 
-    The flusher lets every task that is ready to run add its plan first (one turn of
-    the event loop), then hands the batch to ``write``; plans that arrive while a batch
-    is being written form the next one. So concurrent workflows share commits (one
-    fsync or one round trip for many), and a workflow run alone waits one turn of the
-    loop. The flusher is a task of its own: a workflow that is cancelled while its
-    plan waits cannot strand the plans of others.
+    The first plan that finds nothing forming or in flight leads a batch: its task lets
+    the event loop run the tasks that are ready (one turn), so that their plans join,
+    and then commits the batch at once when the backend can do so without waiting
+    (``immediate``: SQLite when nobody else holds the lock). Otherwise the batch goes to
+    a writer task (``write``: SQLite waiting for the lock in its thread, or a PostgreSQL
+    round trip), and plans that arrive while it is in flight form its next batch. So
+    concurrent workflows share commits (one fsync or one round trip for many), and a
+    workflow run alone pays one turn of the loop. A leader cancelled during its turn
+    still commits the batch it formed; a workflow cancelled while its plan waits for the
+    writer task cannot strand the plans of others.
     """
 
-    def __init__(self, write: BatchWriter) -> None:
+    def __init__(self, write: BatchWriter, immediate: ImmediateWriter | None = None) -> None:
         self._write = write
-        self._waiting: list[tuple[CommitPlan, asyncio.Future[CommitOutcome]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._immediate = immediate
+        self._waiting: _Batch = []
+        self._forming = False
+        self._writer: asyncio.Task[None] | None = None
 
     async def commit(self, plan: CommitPlan) -> CommitOutcome:
         """Commit ``plan`` with whatever else waits; its outcome once durable."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CommitOutcome] = loop.create_future()
         self._waiting.append((plan, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
+        writer = self._writer
+        if self._forming or (writer is not None and not writer.done()):
+            return await future  # a batch is forming, or the writer will take it next
+        if self._immediate is None:
+            # No commit without waiting: the writer task runs after the ready tasks anyway.
+            self._writer = loop.create_task(self._write_all())
+            return await future
+        self._forming = True
+        try:
+            await asyncio.sleep(0)  # the plans of the tasks that are ready join the batch
+        finally:
+            self._forming = False
+            batch, self._waiting = self._waiting, []
+            try:
+                outcomes = self._immediate([p for p, _ in batch])
+            except Exception as e:
+                outcomes = [StorageError("commit", None, e)] * len(batch)
+            if outcomes is None:
+                self._waiting = batch + self._waiting
+                self._writer = loop.create_task(self._write_all())
+            else:
+                _settle(batch, outcomes)
         return await future
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(0)  # the plans of the tasks that are ready join this batch
+    async def _write_all(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
                 outcomes = await self._write([plan for plan, _ in batch])
             except BaseException as e:  # cancelled, or a bug: nothing is known to be durable
                 error = e if isinstance(e, StorageError) else StorageError("commit", None, e)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                _settle(batch, [error] * len(batch))
                 if not isinstance(e, Exception):
                     raise
                 continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, StorageError):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+            _settle(batch, outcomes)
 
     async def drain(self) -> None:
         """Wait until every waiting plan is committed (or failed)."""
-        flusher = self._flusher
-        if flusher is not None and not flusher.done():
-            await asyncio.wait({flusher})
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.wait({writer})

@@ -23,11 +23,10 @@ from psycopg_pool import AsyncConnectionPool
 from durably.adapters.clock import Clock, SystemClock
 from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced
 from durably.adapters.postgres.leases import LeaseStatements
-from durably.adapters.postgres.plans import PlanStatements, message_of, plan_params
+from durably.adapters.postgres.plans import PlanStatements, message_of
 from durably.adapters.postgres.schema import migrate
 from durably.adapters.runtime import instance_runtime
 from durably.adapters.store import GroupCommit
-from durably.adapters.unit_of_work import SetAlarm
 from durably.domain.errors import InstanceExists, LeaseLost, StorageError
 from durably.domain.inbox import WAKING_STATUSES, AppendOutcome, InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
@@ -154,24 +153,31 @@ class PostgresHost:
         return await self._group.commit(plan)
 
     async def _write_batch(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError]:
-        params = [
-            plan_params(p, isinstance(p.alarm, SetAlarm) and p.status != "Running") for p in batch
-        ]
+        # The plans of one shape share a statement: executed together, in plan order.
+        groups: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for index, plan in enumerate(batch):
+            statement, params = self._plans.commit(plan)
+            groups.setdefault(statement, []).append((index, params))
+        rows: list[Any] = [None] * len(batch)
         try:
             conn = self._commit_conn
             if conn is None or conn.closed:
                 conn = self._commit_conn = await self._connect()
-            statement = self._plans.commit
             if len(batch) == 1:  # one statement, its own transaction: one round trip
-                cur = await conn.execute(statement, params[0])
-                rows = [await cur.fetchone()]
+                ((statement, [(_, params)]),) = groups.items()
+                cur = await conn.execute(statement, params)
+                rows[0] = await cur.fetchone()
             else:
                 async with conn.transaction():
                     cur = conn.cursor()
-                    await cur.executemany(statement, params, returning=True)
-                    rows = [await cur.fetchone()]
-                    while cur.nextset():
-                        rows.append(await cur.fetchone())
+                    for statement, members in groups.items():
+                        await cur.executemany(
+                            statement, [params for _, params in members], returning=True
+                        )
+                        for position, (index, _) in enumerate(members):
+                            if position:
+                                cur.nextset()
+                            rows[index] = await cur.fetchone()
         except psycopg.Error as e:
             if len(batch) == 1:
                 return [StorageError("commit", None, e)]

@@ -1,122 +1,115 @@
 """The PostgreSQL statements of a commit plan (``adapters/plan.py``) and of an inbox append.
 
-A plan is **one statement** of data-modifying CTEs, whatever its shape, prepared once
-(a generic plan) on the commit connection:
+A plan is **one statement** of data-modifying CTEs, assembled from the parts its shape
+needs (``PlanShape``: a step's commit is two parts, a creation or an end a few more)
+and prepared once per shape (a generic plan) on the commit connection:
 
 - the instance row first: inserted (``ON CONFLICT DO NOTHING``) for a creation, or
-  updated only where the owner still holds the lease for a fenced plan; the row lock
-  orders the commit against claims and appends, and a fenced plan renews its lease;
-- every other write (key-value rows, alarm, consumed messages) targets only the
-  instances that the first part returned, so a refused plan writes nothing and raises
-  nothing: its result row says ``applied = 0``;
+  updated only where the owner still holds the lease for a fenced plan (which renews
+  the lease); the row lock orders the commit against claims and appends;
+- every other write (key-value rows, alarm, consumed messages) targets only the rows
+  that the first part returned, so a refused plan writes nothing and raises nothing:
+  its result says ``applied = 0``;
 - the result brings back the number of the instance's last inbox message.
 
-A batch of plans is the same statement executed once per plan, pipelined in one
-transaction (one round trip, one WAL flush).
+A batch of plans is executed in one transaction (one WAL flush), the plans of one shape
+together (``executemany``, pipelined: one round trip).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from typing import Any, Literal
+
+import attrs
 
 from durably.adapters.plan import CommitPlan, Create, Fenced
 from durably.adapters.unit_of_work import ClearAlarm, SetAlarm
 from durably.domain.inbox import InboxMessage
 
-__all__ = ["PlanStatements", "plan_params", "message_of"]
+__all__ = ["PlanShape", "PlanStatements", "message_of"]
 
 
-def plan_params(plan: CommitPlan, notify: bool) -> dict[str, Any]:
-    """The parameters of ``PlanStatements.commit`` for ``plan``."""
+@attrs.frozen
+class PlanShape:
+    """What a plan's statement must contain (plans of one shape share one statement)."""
+
+    mode: Literal["create", "fenced", "unfenced"]
+    status: bool
+    release: bool
+    clear: bool
+    upserts: Literal["none", "one", "many"]
+    deletes: bool
+    alarm: Literal["keep", "set", "clear"]
+    consume: bool
+    notify: bool
+
+    @classmethod
+    def of(cls, plan: CommitPlan) -> PlanShape:
+        """The shape of ``plan``; a new due alarm (not a lease's expiry) is announced."""
+        write = plan.write
+        mode: Literal["create", "fenced", "unfenced"] = (
+            "create"
+            if isinstance(write, Create)
+            else "fenced"
+            if isinstance(write, Fenced)
+            else "unfenced"
+        )
+        alarm = plan.alarm
+        kind: Literal["keep", "set", "clear"] = (
+            "set"
+            if isinstance(alarm, SetAlarm)
+            else "clear"
+            if isinstance(alarm, ClearAlarm)
+            else "keep"
+        )
+        count = len(plan.upserts)
+        return cls(
+            mode=mode,
+            status=plan.status is not None,
+            release=isinstance(write, Fenced) and write.release,
+            clear=plan.clear,
+            upserts="none" if count == 0 else "one" if count == 1 and not plan.clear else "many",
+            deletes=bool(plan.deletes),
+            alarm=kind,
+            consume=bool(plan.consume),
+            notify=kind == "set" and plan.status != "Running",
+        )
+
+
+def plan_params(plan: CommitPlan) -> dict[str, Any]:
+    """Every parameter a plan's statement may name."""
     write = plan.write
-    mode, owner, release, expires = "unfenced", None, False, None
-    workflow = holder = holder_expires = None
+    params: dict[str, Any] = {"id": plan.instance_id, "now": plan.now, "status": plan.status}
     if isinstance(write, Create):
-        mode, workflow = "create", write.workflow
-        holder, holder_expires = write.lease_owner, write.lease_expires_at
+        params.update(
+            workflow=write.workflow,
+            create_status=plan.status or "Pending",
+            holder=write.lease_owner,
+            holder_expires=write.lease_expires_at,
+        )
     elif isinstance(write, Fenced):
-        mode, owner, release, expires = "fenced", write.owner, write.release, write.lease_expires_at
-    alarm = plan.alarm
-    return {
-        "id": plan.instance_id,
-        "mode": mode,
-        "owner": owner,
-        "release": release,
-        "expires": expires,
-        "workflow": workflow,
-        "holder": holder,
-        "holder_expires": holder_expires,
-        "status": plan.status,
-        "create_status": plan.status or "Pending",
-        "now": plan.now,
-        "clear": plan.clear,
-        "put_keys": [k for k, _ in plan.upserts],
-        "put_values": [v for _, v in plan.upserts],
-        "deleted": list(plan.deletes),
-        "alarm": "set"
-        if isinstance(alarm, SetAlarm)
-        else "clear"
-        if isinstance(alarm, ClearAlarm)
-        else "keep",
-        "due": alarm.at if isinstance(alarm, SetAlarm) else None,
-        "consume": list(plan.consume),
-        "notify": notify,
-    }
+        params.update(owner=write.owner, expires=write.lease_expires_at)
+    if len(plan.upserts) == 1:
+        ((params["key"], params["value"]),) = plan.upserts
+    params["put_keys"] = [k for k, _ in plan.upserts]
+    params["put_values"] = [v for _, v in plan.upserts]
+    params["deleted"] = list(plan.deletes)
+    if isinstance(plan.alarm, SetAlarm):
+        params["due"] = plan.alarm.at
+    params["consume"] = list(plan.consume)
+    return params
 
 
 class PlanStatements:
     """The statements over the tables of one schema."""
 
     def __init__(self, schema: str, channel: str) -> None:
+        self.schema, self.channel = schema, channel
         kv, alarms = f"{schema}.kv", f"{schema}.alarms"
         instances, inbox = f"{schema}.instances", f"{schema}.inbox"
-        self.commit = (
-            "WITH created AS ("
-            f" INSERT INTO {instances} (id, workflow, status, created_at, updated_at,"
-            " lease_owner, lease_expires_at)"
-            " SELECT %(id)s::text, %(workflow)s::text, %(create_status)s::text,"
-            " %(now)s::bigint, %(now)s::bigint, %(holder)s::text, %(holder_expires)s::bigint"
-            " WHERE %(mode)s::text = 'create'"
-            " ON CONFLICT (id) DO NOTHING RETURNING id, inbox_seq),"
-            f" updated AS (UPDATE {instances} SET"
-            " status = COALESCE(%(status)s::text, status),"
-            " updated_at = CASE WHEN %(status)s::text IS NULL THEN updated_at"
-            " ELSE %(now)s::bigint END,"
-            " lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_owner END,"
-            " lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL"
-            " WHEN %(mode)s::text = 'fenced' THEN %(expires)s::bigint ELSE lease_expires_at END"
-            # By primary key only, whatever the generic plan.
-            " WHERE id = %(id)s::text AND %(mode)s::text <> 'create'"
-            " AND (%(mode)s::text = 'unfenced' OR lease_owner = %(owner)s::text)"
-            " RETURNING id, inbox_seq),"
-            " target AS (SELECT id FROM created"
-            " UNION ALL SELECT id FROM updated WHERE %(mode)s::text = 'fenced'"
-            " UNION ALL SELECT %(id)s::text WHERE %(mode)s::text = 'unfenced'),"
-            f" cleared AS (DELETE FROM {kv} WHERE %(clear)s::boolean"
-            " AND instance_id IN (SELECT id FROM target)"
-            " AND NOT (key = ANY(%(put_keys)s::text[]))),"
-            f" cleared_inbox AS (DELETE FROM {inbox} WHERE %(clear)s::boolean"
-            " AND instance_id IN (SELECT id FROM target)),"
-            f" put AS (INSERT INTO {kv} (instance_id, key, value)"
-            " SELECT t.id, r.key, r.value::jsonb FROM target AS t,"
-            " unnest(%(put_keys)s::text[], %(put_values)s::text[]) AS r(key, value)"
-            " ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value),"
-            f" deleted AS (DELETE FROM {kv} WHERE instance_id IN (SELECT id FROM target)"
-            " AND key = ANY(%(deleted)s::text[])),"
-            f" unset AS (DELETE FROM {alarms} WHERE %(alarm)s::text = 'clear'"
-            " AND instance_id IN (SELECT id FROM target)),"
-            f" alarm AS (INSERT INTO {alarms} (instance_id, due_at)"
-            " SELECT id, %(due)s::bigint FROM target WHERE %(alarm)s::text = 'set'"
-            " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at),"
-            f" consumed AS (UPDATE {inbox} SET consumed = true"
-            " WHERE instance_id IN (SELECT id FROM target)"
-            " AND seq = ANY(%(consume)s::bigint[]))"
-            " SELECT (SELECT count(*) FROM target),"
-            " (SELECT inbox_seq FROM created UNION ALL SELECT inbox_seq FROM updated LIMIT 1),"
-            # pg_notify in the final SELECT: a CTE that only reads runs only if used.
-            f" CASE WHEN %(notify)s::boolean THEN pg_notify('{channel}', '') END"
-        )
+        self.kv, self.alarms, self.instances, self.inbox = kv, alarms, instances, inbox
         # An append locks the instance row first (every append to one instance is then
         # in turn), and only then, in statements of their own (so with a snapshot taken
         # after the lock), looks for a duplicate and takes the next number.
@@ -138,11 +131,98 @@ class PlanStatements:
         )
         columns = "seq, kind, name, payload::text, sent_at, dedupe_key, consumed"
         self.pending = (
-            f"SELECT i.inbox_seq, m.seq, m.kind, m.name, m.payload::text, m.sent_at,"
+            "SELECT i.inbox_seq, m.seq, m.kind, m.name, m.payload::text, m.sent_at,"
             f" m.dedupe_key, m.consumed FROM {instances} AS i LEFT JOIN {inbox} AS m"
             " ON m.instance_id = i.id AND NOT m.consumed WHERE i.id = %s ORDER BY m.seq"
         )
         self.read_inbox = f"SELECT {columns} FROM {inbox} WHERE instance_id = %s ORDER BY seq"
+
+    def commit(self, plan: CommitPlan) -> tuple[str, dict[str, Any]]:
+        """The statement that commits ``plan``, and its parameters."""
+        return self.statement(PlanShape.of(plan)), plan_params(plan)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a few shapes, one instance per host
+    def statement(self, shape: PlanShape) -> str:
+        """The statement of every plan of ``shape``."""
+        parts = [self._target(shape)]
+        kv, t = self.kv, "(SELECT id FROM t)"
+        if shape.clear:  # a purge: the inbox goes too
+            parts.append(
+                f"cleared AS (DELETE FROM {kv} WHERE instance_id IN {t}"
+                " AND NOT (key = ANY(%(put_keys)s::text[])))"
+            )
+            parts.append(f"cleared_inbox AS (DELETE FROM {self.inbox} WHERE instance_id IN {t})")
+        conflict = " ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value"
+        if shape.upserts == "one":  # a step: scalars cost less than arrays
+            parts.append(
+                f"put AS (INSERT INTO {kv} (instance_id, key, value)"
+                f" SELECT id, %(key)s::text, %(value)s::jsonb FROM t{conflict})"
+            )
+        elif shape.upserts == "many":
+            parts.append(
+                f"put AS (INSERT INTO {kv} (instance_id, key, value)"
+                " SELECT t.id, r.key, r.value::jsonb FROM t,"
+                f" unnest(%(put_keys)s::text[], %(put_values)s::text[]) AS r(key, value){conflict})"
+            )
+        if shape.deletes:
+            parts.append(
+                f"deleted AS (DELETE FROM {kv} WHERE instance_id IN {t}"
+                " AND key = ANY(%(deleted)s::text[]))"
+            )
+        if shape.alarm == "set":
+            parts.append(
+                f"alarm AS (INSERT INTO {self.alarms} (instance_id, due_at)"
+                " SELECT id, %(due)s::bigint FROM t"
+                " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at)"
+            )
+        elif shape.alarm == "clear":
+            parts.append(f"alarm AS (DELETE FROM {self.alarms} WHERE instance_id IN {t})")
+        if shape.consume:
+            parts.append(
+                f"consumed AS (UPDATE {self.inbox} SET consumed = true"
+                f" WHERE instance_id IN {t} AND seq = ANY(%(consume)s::bigint[]))"
+            )
+        # pg_notify in the final SELECT: a CTE that only reads runs only if used.
+        notify = (
+            f", CASE WHEN count(*) > 0 THEN pg_notify('{self.channel}', '') END"
+            if shape.notify
+            else ""
+        )
+        return f"WITH {', '.join(parts)} SELECT count(*), max(inbox_seq){notify} FROM t"
+
+    def _target(self, shape: PlanShape) -> str:
+        """The part that checks and writes the instance row: ``t(id, inbox_seq)`` holds the
+        instance when the plan applies, nothing when it is refused."""
+        instances = self.instances
+        if shape.mode == "create":
+            return (
+                f"t AS (INSERT INTO {instances} (id, workflow, status, created_at, updated_at,"
+                " lease_owner, lease_expires_at) VALUES (%(id)s::text, %(workflow)s::text,"
+                " %(create_status)s::text, %(now)s::bigint, %(now)s::bigint,"
+                " %(holder)s::text, %(holder_expires)s::bigint)"
+                " ON CONFLICT (id) DO NOTHING RETURNING id, inbox_seq)"
+            )
+        status = ", status = %(status)s::text, updated_at = %(now)s::bigint" if shape.status else ""
+        if shape.mode == "fenced":
+            lease = (
+                "lease_owner = NULL, lease_expires_at = NULL"
+                if shape.release
+                else "lease_expires_at = %(expires)s::bigint"
+            )
+            # By primary key only, whatever the generic plan.
+            return (
+                f"t AS (UPDATE {instances} SET {lease}{status}"
+                " WHERE id = %(id)s::text AND lease_owner = %(owner)s::text"
+                " RETURNING id, inbox_seq)"
+            )
+        row = f"(SELECT inbox_seq FROM {instances} WHERE id = %(id)s::text)"
+        target = f"t AS (SELECT %(id)s::text AS id, {row} AS inbox_seq)"
+        if not shape.status:
+            return target
+        return (
+            f"updated AS (UPDATE {instances} SET {status.removeprefix(', ')}"
+            " WHERE id = %(id)s::text), " + target
+        )
 
 
 def message_of(row: tuple[Any, ...]) -> InboxMessage:

@@ -132,6 +132,19 @@ class SqliteDatabase:
         """Close both connections (test helpers)."""
         self._shutdown()
 
+    def run_at_once(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T | None:
+        """``fn``'s answer on the loop's connection, or ``None`` when the database is
+        locked (``fn`` did nothing: then ``run`` it, to wait in the thread)."""
+        conn = self._loop_conn
+        if conn is None:
+            raise StorageError(operation, None, f"{self.path}: the database is not open")
+        try:
+            return fn(conn)
+        except sqlite3.Error as e:
+            if not is_busy(e):
+                raise StorageError(operation, None, e) from e
+        return None
+
     async def run(self, fn: Callable[[sqlite3.Connection], T], operation: str = "read") -> T:
         """``fn``'s answer: at once on the loop's connection, or, when the database is
         locked, on the thread's connection, waiting for the lock there."""

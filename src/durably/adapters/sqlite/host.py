@@ -8,6 +8,7 @@ event loop, ``database.py``). Commits of concurrent instances are grouped
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Sequence
 
@@ -52,7 +53,7 @@ class SqliteHost:
     ) -> None:
         self.db = SqliteDatabase(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self._group = GroupCommit(self._write_batch)
+        self._group = GroupCommit(self._write_batch, self._write_at_once)
         self.commits = 0
         """Transactions committed (grouped commits count once)."""
 
@@ -84,16 +85,43 @@ class SqliteHost:
         """Commit ``plan``, grouped with the plans of other instances that wait."""
         return await self._group.commit(plan)
 
+    def _write_at_once(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError] | None:
+        """Commit ``batch`` on the loop's connection, unless the database is locked."""
+        try:
+            outcomes = self.db.run_at_once(lambda conn: plans.write_batch(conn, batch), "commit")
+        except StorageError as e:
+            return self._one_by_one(batch, e)
+        if outcomes is not None:
+            self.commits += 1
+        return outcomes
+
     async def _write_batch(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError]:
+        """Commit ``batch``, waiting for the lock in the thread if need be."""
         try:
             outcomes = await self.db.run(lambda conn: plans.write_batch(conn, batch), "commit")
         except StorageError as e:
-            if len(batch) == 1:
-                return [e]
-            # One plan broke the transaction (a value the database refuses, say): commit
-            # each alone, so that only that one fails.
-            return [(await self._write_batch([plan]))[0] for plan in batch]
+            return self._one_by_one(batch, e)
         self.commits += 1
+        return outcomes
+
+    def _one_by_one(
+        self, batch: list[CommitPlan], error: StorageError
+    ) -> list[CommitOutcome | StorageError]:
+        """A batch failed as a whole: each plan's own outcome, so that a plan that breaks
+        a transaction (a value the database refuses, say) fails alone."""
+        if len(batch) == 1:
+            return [error]
+        outcomes: list[CommitOutcome | StorageError] = []
+        for plan in batch:
+            try:
+                alone = self.db.run_at_once(
+                    functools.partial(plans.write_batch, plans=[plan]), "commit"
+                )
+            except StorageError as e:
+                alone = [e]
+            outcomes.append(error if alone is None else alone[0])
+            if alone is not None and not isinstance(alone[0], StorageError):
+                self.commits += 1
         return outcomes
 
     async def append(self, message: Outgoing, now: int) -> AppendOutcome:
