@@ -58,7 +58,7 @@ async def _durably_frames(folder: Path, workflows: int) -> None:
     wal = Path(f"{db}-wal")
     async with Engine(WORKFLOWS, backend=f"sqlite:///{db}", synchronous="FULL") as engine:
         # No checkpoint during the run, so every frame stays in the WAL to be read.
-        engine.backend.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        engine.host.db.run_now(lambda conn: conn.execute("PRAGMA wal_autocheckpoint = 0"))
         for i in range(workflows):
             (await engine.start(trivial_steps, 10, id=f"seq-{i}")).unwrap()
         offset = os.path.getsize(wal)  # noqa: ASYNC240 - one look, between workflows

@@ -93,12 +93,14 @@ def durably_url(engine: str, target: Target) -> str:
 def durably_settings(engine_obj: Any, target: Target) -> dict[str, Any]:
     """The durability settings actually in force (read back from the database)."""
     if target.backend == "sqlite":
-        conn = engine_obj.backend.conn
+        db = engine_obj.host.db
+
+        def pragma(name: str) -> Any:
+            return db.run_now(lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0])
+
         return {
-            "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
-            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
-                conn.execute("PRAGMA synchronous").fetchone()[0]
-            ],
+            "journal_mode": pragma("journal_mode"),
+            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[pragma("synchronous")],
         }
     return postgres_settings(target)
 

@@ -167,11 +167,6 @@ class Engine(EngineQueries):
         return self._host
 
     @property
-    def backend(self) -> Any:
-        """The backend's connection object (``SqliteBackend`` for SQLite)."""
-        return getattr(self._host, "backend", self._host)
-
-    @property
     def server(self) -> InstanceServer:
         """What serves this engine's instances (its host, services, locks and leases)."""
         return self._server
