@@ -15,8 +15,16 @@ from collections.abc import Sequence
 from durably.adapters.clock import Clock, SystemClock
 from durably.adapters.plan import CommitOutcome, CommitPlan
 from durably.adapters.runtime import instance_runtime
-from durably.adapters.sqlite import leases, plans
 from durably.adapters.sqlite.database import SqliteDatabase, Synchronous
+from durably.adapters.sqlite.leases import (
+    acquire,
+    claim_due,
+    expire_dead_local_owners,
+    release,
+    release_all,
+    renew,
+)
+from durably.adapters.sqlite.plans import append, pending_inbox, read_inbox, write_batch
 from durably.adapters.store import GroupCommit
 from durably.domain.errors import StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
@@ -88,7 +96,7 @@ class SqliteHost:
     def _write_at_once(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError] | None:
         """Commit ``batch`` on the loop's connection, unless the database is locked."""
         try:
-            outcomes = self.db.run_at_once(lambda conn: plans.write_batch(conn, batch), "commit")
+            outcomes = self.db.run_at_once(lambda conn: write_batch(conn, batch), "commit")
         except StorageError as e:
             return self._one_by_one(batch, e)
         if outcomes is not None:
@@ -98,7 +106,7 @@ class SqliteHost:
     async def _write_batch(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError]:
         """Commit ``batch``, waiting for the lock in the thread if need be."""
         try:
-            outcomes = await self.db.run(lambda conn: plans.write_batch(conn, batch), "commit")
+            outcomes = await self.db.run(lambda conn: write_batch(conn, batch), "commit")
         except StorageError as e:
             return self._one_by_one(batch, e)
         self.commits += 1
@@ -114,9 +122,7 @@ class SqliteHost:
         outcomes: list[CommitOutcome | StorageError] = []
         for plan in batch:
             try:
-                alone = self.db.run_at_once(
-                    functools.partial(plans.write_batch, plans=[plan]), "commit"
-                )
+                alone = self.db.run_at_once(functools.partial(write_batch, plans=[plan]), "commit")
             except StorageError as e:
                 alone = [e]
             outcomes.append(error if alone is None else alone[0])
@@ -125,8 +131,8 @@ class SqliteHost:
         return outcomes
 
     async def append(self, message: Outgoing, now: int) -> AppendOutcome:
-        """Append ``message`` to its instance's inbox (``plans.append``)."""
-        outcome = await self.db.run(lambda conn: plans.append(conn, message, now), "append")
+        """Append ``message`` to its instance's inbox (``append``)."""
+        outcome = await self.db.run(lambda conn: append(conn, message, now), "append")
         if outcome.seq is not None:
             self.commits += 1
         return outcome
@@ -175,11 +181,11 @@ class SqliteHost:
 
     async def pending_inbox(self, instance_id: str) -> tuple[list[InboxMessage], int]:
         """The unconsumed messages, and the number of the last one."""
-        return await self.db.run(lambda conn: plans.pending_inbox(conn, instance_id))
+        return await self.db.run(lambda conn: pending_inbox(conn, instance_id))
 
     async def read_inbox(self, instance_id: str) -> list[InboxMessage]:
         """Every message of an instance, in delivery order."""
-        return await self.db.run(lambda conn: plans.read_inbox(conn, instance_id))
+        return await self.db.run(lambda conn: read_inbox(conn, instance_id))
 
     async def instance(self, instance_id: str) -> InstanceRow | None:
         """The instance's row."""
@@ -215,31 +221,29 @@ class SqliteHost:
         """Lease due instances."""
         if limit <= 0:
             return []
-        return await self.db.run(
-            lambda conn: leases.claim_due(conn, owner, now, lease_ms, limit), "claim"
-        )
+        return await self.db.run(lambda conn: claim_due(conn, owner, now, lease_ms, limit), "claim")
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance."""
         return await self.db.run(
-            lambda conn: leases.acquire(conn, instance_id, owner, now, lease_ms), "acquire"
+            lambda conn: acquire(conn, instance_id, owner, now, lease_ms), "acquire"
         )
 
     async def release(self, instance_id: str, owner: str, wake_at: int | None = None) -> None:
         """Give a lease back."""
-        await self.db.run(lambda conn: leases.release(conn, instance_id, owner, wake_at), "release")
+        await self.db.run(lambda conn: release(conn, instance_id, owner, wake_at), "release")
 
     async def release_all(self, owner: str, now: int) -> int:
         """Give back every lease of ``owner``."""
-        return await self.db.run(lambda conn: leases.release_all(conn, owner, now), "release")
+        return await self.db.run(lambda conn: release_all(conn, owner, now), "release")
 
     async def renew(self, owner: str, now: int, lease_ms: int) -> list[str]:
         """Extend every lease of ``owner``."""
-        return await self.db.run(lambda conn: leases.renew(conn, owner, now, lease_ms), "renew")
+        return await self.db.run(lambda conn: renew(conn, owner, now, lease_ms), "renew")
 
     async def expire_dead_local_owners(self, now: int) -> int:
         """Expire the leases of dead local processes."""
-        return await self.db.run(lambda conn: leases.expire_dead_local_owners(conn, now), "expire")
+        return await self.db.run(lambda conn: expire_dead_local_owners(conn, now), "expire")
 
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """SQLite cannot notify across processes: the worker polls at its interval."""
