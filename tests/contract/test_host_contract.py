@@ -19,7 +19,7 @@ from durably.domain.inbox import CANCEL, AppendOutcome, Outgoing
 from durably.domain.lease import LeaseHold
 from durably.domain.results import ok
 from durably.domain.serialization import dumps
-from durably.ports import InstanceHost, InstanceRuntime
+from durably.ports import Claimed, InstanceHost, InstanceRuntime
 
 OWNER, OTHER = "host:1:owner", "host:2:other"
 LEASE_MS = 30_000
@@ -175,8 +175,8 @@ async def test_a_claim_takes_due_free_instances_in_due_order_up_to_the_limit(
         await create(host, iid, QUEUED, alarm=due)
     advance_clock(50)
     claimed = await host.claim_due(OWNER, host.now(), LEASE_MS, 2)
-    assert claimed == ["q1", "q2"]
-    assert await host.claim_due(OTHER, host.now(), LEASE_MS, 10) == ["q3"]
+    assert claimed == [Claimed("q1", 0), Claimed("q2", 0)]
+    assert await host.claim_due(OTHER, host.now(), LEASE_MS, 10) == [Claimed("q3", 0)]
     assert await host.claim_due(OTHER, host.now(), LEASE_MS, 10) == []  # held, not due
     for iid in ("q1", "q2"):
         row = await host.instance(iid)
@@ -193,7 +193,8 @@ async def test_an_expired_lease_is_claimable_again(
     await create(host, "e1")  # Running, alarm at the lease's expiry
     assert await host.claim_due(OTHER, host.now(), LEASE_MS, 10) == []
     advance_clock(LEASE_MS)
-    assert await host.claim_due(OTHER, host.now(), LEASE_MS, 10) == ["e1"]
+    await host.append(cancel("e1"), host.now())  # the claim tells the last message's number
+    assert await host.claim_due(OTHER, host.now(), LEASE_MS, 10) == [Claimed("e1", 1)]
     row = await host.instance("e1")
     assert row is not None
     assert row.lease_owner == OTHER

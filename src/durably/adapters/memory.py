@@ -24,7 +24,7 @@ from durably.domain.inbox import WAKING_STATUSES, AppendOutcome, InboxMessage, O
 from durably.domain.lease import LeaseHold
 from durably.domain.serialization import loads
 from durably.domain.status import TERMINAL_TAGS
-from durably.ports import InstanceRow, InstanceRuntime
+from durably.ports import Claimed, InstanceRow, InstanceRuntime
 
 __all__ = ["MemoryBackend", "MemoryRuntime", "ManualClock", "SystemClock", "Clock"]
 
@@ -233,10 +233,10 @@ class MemoryBackend:
             row.lease_expires_at is not None and row.lease_expires_at <= now
         )
 
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
+    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
         """Lease due instances; their alarms move to the lease's expiry."""
         due = sorted((at, iid) for iid, at in self.alarms.items() if at <= now)
-        claimed: list[str] = []
+        claimed: list[Claimed] = []
         for _, iid in due:
             if len(claimed) >= limit:
                 break
@@ -245,7 +245,7 @@ class MemoryBackend:
                 continue
             row.lease_owner, row.lease_expires_at = owner, now + lease_ms
             self.alarms[iid] = now + lease_ms
-            claimed.append(iid)
+            claimed.append(Claimed(iid, row.inbox_seq))
         return claimed
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:

@@ -30,6 +30,9 @@ class LeaseHold:
     """Monotonic time (s) until which the lease is surely ours."""
     stopping: bool = False
     """The engine is closing: the execution stops at its next durability point."""
+    inbox_seq: int | None = None
+    """The number of the instance's last inbox message when the lease was taken, if the
+    claim said (0: none ever arrived, so there is nothing to read at the alarm)."""
     clock: Callable[[], float] = time.monotonic
 
     def extended(self, since: float) -> None:

@@ -72,10 +72,10 @@ class InstanceServer:
         """How many instances are being served."""
         return len(self._holds)
 
-    def new_hold(self, *, taken_at: float | None = None) -> LeaseHold:
+    def new_hold(self, *, taken_at: float | None = None, inbox_seq: int | None = None) -> LeaseHold:
         """A lease hold of this owner: taken by an operation started at ``taken_at``
         (monotonic s), or not held yet (the creation commit will take it)."""
-        hold = LeaseHold(self.owner, self.lease_ms, held=taken_at is not None)
+        hold = LeaseHold(self.owner, self.lease_ms, held=taken_at is not None, inbox_seq=inbox_seq)
         if taken_at is not None:
             hold.extended(taken_at)
         return hold

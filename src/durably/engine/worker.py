@@ -58,8 +58,13 @@ class AlarmWorker:
         """Lease up to ``limit`` due instances; each with its lease hold."""
         server = self.server
         started = time.monotonic()
-        ids = await server.host.claim_due(server.owner, server.host.now(), server.lease_ms, limit)
-        return [(i, server.new_hold(taken_at=started)) for i in ids]
+        claimed = await server.host.claim_due(
+            server.owner, server.host.now(), server.lease_ms, limit
+        )
+        return [
+            (c.instance_id, server.new_hold(taken_at=started, inbox_seq=c.inbox_seq))
+            for c in claimed
+        ]
 
     async def run_until_idle(self, concurrency: int) -> int:
         """Fire due alarms until none is due; returns how many were fired."""

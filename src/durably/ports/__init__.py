@@ -1,6 +1,6 @@
 """Ports: the protocols that adapters implement and services depend on."""
 
-from durably.ports.host import InstanceHost, InstanceRow
+from durably.ports.host import Claimed, InstanceHost, InstanceRow
 from durably.ports.inbox import InboxAdapter
 from durably.ports.runtime import InstanceRuntime, RuntimeAdapter
 from durably.ports.scheduler import SchedulerAdapter
@@ -16,4 +16,5 @@ __all__ = [
     "Tracker",
     "InstanceHost",
     "InstanceRow",
+    "Claimed",
 ]

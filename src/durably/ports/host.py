@@ -14,7 +14,7 @@ from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
 from durably.ports.runtime import InstanceRuntime
 
-__all__ = ["InstanceRow", "InstanceHost"]
+__all__ = ["InstanceRow", "Claimed", "InstanceHost"]
 
 
 @attrs.frozen
@@ -28,6 +28,14 @@ class InstanceRow:
     updated_at: int
     lease_owner: str | None = None
     lease_expires_at: int | None = None
+
+
+@attrs.frozen
+class Claimed:
+    """An instance a claim leased, with the number of its last inbox message then."""
+
+    instance_id: str
+    inbox_seq: int
 
 
 class InstanceHost(Protocol):
@@ -84,8 +92,8 @@ class InstanceHost(Protocol):
         """The earliest alarm of any instance."""
         ...
 
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
-        """Lease up to ``limit`` due instances whose lease is free or expired."""
+    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
+        """Lease up to ``limit`` due instances whose lease is free or expired, in due order."""
         ...
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:

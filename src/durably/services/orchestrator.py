@@ -212,8 +212,12 @@ class WorkflowOrchestrator:
                 ok(await self._purge.execute_purge_if_due())
                 return
         # Queued, Paused or Running: a cancel that waits in the inbox comes first (sent
-        # while another worker held the lease, or while the owner crashed).
-        request = cancel_request(ok(await self._inbox.pending()))
+        # while another worker held the lease, or while the owner crashed). When the claim
+        # said no message ever arrived, there is nothing to read (one that arrives after
+        # the claim is seen at the first step, from the number its commit brings back).
+        lease = self._lease
+        nothing_sent = lease is not None and lease.inbox_seq == 0
+        request = None if nothing_sent else cancel_request(ok(await self._inbox.pending()))
         if request is not None:
             await self._record_cancel(status, *request)
             return

@@ -32,7 +32,7 @@ from durably.domain.inbox import WAKING_STATUSES, AppendOutcome, InboxMessage, O
 from durably.domain.lease import LeaseHold
 from durably.domain.owner import local_owner_is_dead
 from durably.domain.status import TERMINAL_TAGS
-from durably.ports import InstanceRow, InstanceRuntime
+from durably.ports import Claimed, InstanceRow, InstanceRuntime
 
 __all__ = ["PostgresHost", "CHANNEL", "safe_dsn"]
 
@@ -338,14 +338,14 @@ class PostgresHost:
         except psycopg.Error as e:
             raise StorageError(operation, None, e) from e
 
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
+    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
         """Lease up to ``limit`` due instances (``FOR UPDATE SKIP LOCKED``)."""
         if limit <= 0:
             return []
-        ids: list[str] = await self._lease_call(
+        claimed: list[Claimed] = await self._lease_call(
             "claim", lambda conn: self._leases.claim_due(conn, owner, now, lease_ms, limit)
         )
-        return ids
+        return claimed
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance if it is free, expired or already ours."""

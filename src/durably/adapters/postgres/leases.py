@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 
+from durably.ports import Claimed
+
 __all__ = ["LeaseStatements"]
 
 Connection = psycopg.AsyncConnection[Any]
@@ -23,7 +25,7 @@ class LeaseStatements:
 
     async def claim_due(
         self, conn: Connection, owner: str, now: int, lease_ms: int, limit: int
-    ) -> list[str]:
+    ) -> list[Claimed]:
         """Lease up to ``limit`` due instances; move their alarms to the lease's expiry,
         so that they come due again only if this owner dies."""
         expires = now + lease_ms
@@ -34,16 +36,17 @@ class LeaseStatements:
                 " WHERE a.due_at <= %s AND (i.lease_owner IS NULL OR i.lease_expires_at <= %s)"
                 " ORDER BY a.due_at LIMIT %s FOR UPDATE OF i SKIP LOCKED)"
                 f" UPDATE {self.instances} AS t SET lease_owner = %s, lease_expires_at = %s"
-                " FROM due WHERE t.id = due.id RETURNING t.id",
+                " FROM due WHERE t.id = due.id RETURNING t.id, t.inbox_seq",
                 (now, now, limit, owner, expires),
             )
-            ids = [str(r[0]) for r in await cur.fetchall()]
+            claimed = [Claimed(str(r[0]), int(r[1])) for r in await cur.fetchall()]
+            ids = [c.instance_id for c in claimed]
             if ids:
                 await conn.execute(
                     f"UPDATE {self.alarms} SET due_at = %s WHERE instance_id = ANY(%s)",
                     (expires, ids),
                 )
-        return ids
+        return claimed
 
     async def acquire(
         self, conn: Connection, instance_id: str, owner: str, now: int, lease_ms: int

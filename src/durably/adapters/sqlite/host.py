@@ -29,7 +29,7 @@ from durably.adapters.store import GroupCommit
 from durably.domain.errors import StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
-from durably.ports import InstanceRow, InstanceRuntime
+from durably.ports import Claimed, InstanceRow, InstanceRuntime
 
 __all__ = ["SqliteHost"]
 
@@ -217,7 +217,7 @@ class SqliteHost:
 
     # -- leases -----------------------------------------------------------------------------
 
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[str]:
+    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
         """Lease due instances."""
         if limit <= 0:
             return []

@@ -10,13 +10,14 @@ import sqlite3
 
 from durably.adapters.sqlite.database import transaction
 from durably.domain.owner import local_owner_is_dead
+from durably.ports import Claimed
 
 __all__ = ["claim_due", "acquire", "release", "release_all", "renew", "expire_dead_local_owners"]
 
 
 def claim_due(
     conn: sqlite3.Connection, owner: str, now: int, lease_ms: int, limit: int
-) -> list[str]:
+) -> list[Claimed]:
     """Take the lease of up to ``limit`` due instances whose lease is free or expired.
 
     Their alarms move to the lease's expiry: should this owner die, they come due then.
@@ -29,14 +30,15 @@ def claim_due(
             "   JOIN instances i ON i.id = a.instance_id"
             "   WHERE a.due_at <= ? AND (i.lease_owner IS NULL OR i.lease_expires_at <= ?)"
             "   ORDER BY a.due_at LIMIT ?)"
-            " RETURNING id",
+            " RETURNING id, inbox_seq",
             (owner, expires, now, now, limit),
         ).fetchall()
-        ids = [str(r[0]) for r in rows]
+        claimed = [Claimed(str(r[0]), int(r[1])) for r in rows]
         conn.executemany(
-            "UPDATE alarms SET due_at = ? WHERE instance_id = ?", [(expires, i) for i in ids]
+            "UPDATE alarms SET due_at = ? WHERE instance_id = ?",
+            [(expires, c.instance_id) for c in claimed],
         )
-    return ids
+    return claimed
 
 
 def acquire(
