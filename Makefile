@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: test lint typecheck demo bench unit clean docs
+.PHONY: test lint typecheck demo bench unit clean docs chaos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ unit: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The fault tests (SIGKILL, SIGSTOP, crashes in the middle) with their full trial counts;
+# `make test` runs the same tests with a few trials each.
+chaos: $(STAMP)
+	DURABLY_CHAOS=1 $(BIN)/pytest tests/integration -q
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py

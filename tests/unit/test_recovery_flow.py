@@ -84,6 +84,46 @@ def alarm(o: WorkflowOrchestrator) -> Awaitable[Any]:
     return o.handle_alarm()
 
 
+async def test_a_workflow_that_commits_a_step_in_every_run_survives_any_number_of_crashes() -> None:
+    """semantics.md section 7 (changed after measurement): a committed step is progress,
+    so the counter counts recoveries without progress. Six crashes, each right after a
+    step committed, with a limit of 3: the workflow completes."""
+    state = {"crashes": 6, "ran": False}
+
+    def run(i: int) -> Callable[[], int]:
+        def body() -> int:
+            state["ran"] = True
+            return i
+
+        return body
+
+    async def body(_: Any) -> int:
+        total = 0
+        for i in range(8):
+            total += await durably.step(f"s{i}", run(i))
+            if state["ran"] and state["crashes"]:  # this run committed a step: die now
+                state["crashes"] -= 1
+                state["ran"] = False
+                raise Crash
+        return total
+
+    h = harness(body)
+    await h.crashing(start)
+    counts = []
+    for n in range(1, 7):
+        h.handle.set_time(1000 + n * 1000)
+        if state["crashes"]:
+            await h.crashing(alarm)
+        else:
+            await h.alarm()
+        counts.append((await h.recovery().get_stats()).unwrap().attempts)
+    status = (await h.orchestrator().get_status()).unwrap()
+    assert isinstance(status.status, Completed), status
+    assert (await h.orchestrator().start(durably.WorkflowCall("wf", None))).unwrap().output == 28
+    assert counts[:-1] == [0] * 5  # each recovered run reset the count with its first step
+    assert len(h.tracker.of_type(WorkflowRecovered)) == 6  # twice the limit of 3
+
+
 async def test_a_workflow_that_crashes_on_every_replay_fails_after_the_limit() -> None:
     runs: list[int] = []
 

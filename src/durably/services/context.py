@@ -137,6 +137,16 @@ class ExecutionScope:
     pending_events: list[tuple[type[EventBase], dict[str, Any]]] = attrs.field(factory=list)
     cancels: list[InboxMessage] = attrs.field(factory=list)
     """The cancel messages this execution has seen in its inbox (consumed at its end)."""
+    progressed: bool = False
+    """Whether this segment has committed a durability point already."""
+
+    def first_progress_after_recovery(self) -> bool:
+        """Whether the commit about to be made is this recovered segment's first
+        durability point: it then resets the recovery counter, which counts recoveries
+        without progress (semantics.md section 7)."""
+        first = self.mode == "recover" and not self.progressed
+        self.progressed = True
+        return first
 
     async def before_durable_point(self, key: str) -> None:
         """Before a step, sleep or other durable point: stop if the lease may have

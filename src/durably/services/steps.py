@@ -207,13 +207,17 @@ async def run_step(
                 "index": index,
             },
         }
-        if previous is None:
+        progress = scope.first_progress_after_recovery()
+        if previous is None and not progress:
             # The hot path: one batch outside a transaction is one commit by itself.
             ok(await scope.storage.put_batch(writes))
         else:
             async with scope.storage.transaction():
                 ok(await scope.storage.put_batch(writes))
-                ok(await scope.storage.delete(attempt_key))
+                if previous is not None:
+                    ok(await scope.storage.delete(attempt_key))
+                if progress:  # a committed step is progress: recoveries count anew
+                    ok(await scope.storage.delete(keys.RECOVERY_ATTEMPTS))
     except DurablyError as e:
         scope.forget_completions()
         raise InfrastructureFailure(e) from e

@@ -1,0 +1,78 @@
+"""Child process of the multi-process tests: a worker over a shared backend.
+
+Usage: ``python worker_child.py URL``
+
+Opens an engine on ``URL`` (a short lease, a 100 ms poll interval), says ``ready``, and
+runs a worker until killed or told ``stop`` on stdin. The workflow ``paced`` takes
+``Job(side, steps, step_s, gap_s)``: ``steps`` steps of ``step_s`` seconds, with a pause
+of ``gap_s`` seconds (a plain ``asyncio.sleep``, not durable) after each; each step
+appends ``"start <index> <pid> <wall time>"`` to the side file (fsync'ed) when it
+begins, and ``"end <index> <pid> <wall time>"`` when it returns. The workflow returns
+the sum of the step indexes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import attrs
+from tests.integration.support import append_line
+
+import durably
+from durably.engine import Engine, Lease
+
+__all__ = ["LEASE", "POLL", "Job", "paced"]
+
+LEASE = Lease(duration="2s", renew_every="500ms")
+POLL = "100ms"
+
+
+@attrs.frozen
+class Job:
+    """What ``paced`` runs: its side file, how many steps, how long each, the gaps."""
+
+    side: str
+    steps: int
+    step_s: float = 0.05
+    gap_s: float = 0.0
+
+
+def _paced_step(job: Job, index: int) -> Callable[[], Awaitable[int]]:
+    async def run() -> int:
+        append_line(job.side, f"start {index} {os.getpid()} {time.time()}\n")
+        await asyncio.sleep(job.step_s)
+        append_line(job.side, f"end {index} {os.getpid()} {time.time()}\n")
+        return index
+
+    return run
+
+
+@durably.workflow
+async def paced(job: Job) -> int:
+    """``job.steps`` logged steps, with ``job.gap_s`` after each."""
+    total = 0
+    for i in range(job.steps):
+        total += await durably.step(f"s{i}", _paced_step(job, i))
+        if job.gap_s:
+            await asyncio.sleep(job.gap_s)
+    return total
+
+
+async def main(url: str) -> int:
+    async with Engine([paced], backend=url, lease=LEASE, poll_interval=POLL) as engine:
+        stop = asyncio.Event()
+        worker = asyncio.get_running_loop().create_task(engine.run_worker(stop=stop))
+        print("ready", flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        stop.set()
+        await worker
+        print(f"stopped {line.strip()}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1])))
