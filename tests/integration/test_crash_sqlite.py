@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from tests.integration import crash_child
 from tests.integration.crash_child import LEASE, STEPS, WORKFLOWS, expected_total
+from tests.integration.processes import trials
 from tests.integration.support import (
     ChildProcess,
     committed_steps,
@@ -37,7 +38,7 @@ from durably.domain.status import Completed, is_terminal
 from durably.engine import Engine
 
 SEED = int(os.environ.get("DURABLY_CRASH_SEED", str(time.time_ns() % 1_000_000)))
-TRIALS = 6
+TRIALS = trials(6, 40)  # SIGKILL trials: make test, make chaos
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,7 +110,7 @@ def _check_side_file(
     return repeated[0] if repeated else None
 
 
-@pytest.mark.parametrize("trial", range(TRIALS))
+@pytest.mark.parametrize("trial", TRIALS)
 async def test_sigkill_at_a_random_moment_then_a_new_engine_finishes(
     tmp_path: Path, trial: int
 ) -> None:

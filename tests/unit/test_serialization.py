@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import datetime
+import decimal
+import json
 import math
 import uuid
 from typing import Any
@@ -21,7 +24,15 @@ from durably.domain.events import (
     uuid7,
 )
 from durably.domain.records import SleepRecord, StepAttempt, StepMeta, StepResult, Tombstone
-from durably.domain.serialization import decode, dumps, encode, loads
+from durably.domain.serialization import (
+    TAG,
+    decode,
+    decode_value,
+    dumps,
+    encode,
+    encode_value,
+    loads,
+)
 from durably.domain.status import (
     Cancelled,
     Completed,
@@ -431,3 +442,85 @@ def test_uuid7_sorts_by_time() -> None:
     by_ms = [uuid7(ms) for ms in times]
     assert sorted(by_ms) == by_ms
     assert [uuid.UUID(i).int >> 80 for i in sorted(ids)] == [ms for ms in times for _ in range(3)]
+
+
+# -- step values: the same on the first run and on replay (encode_value / decode_value) ----
+
+
+@attrs.frozen
+class Stamp:
+    at: datetime.datetime
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        (1, (2, 3)),
+        {1, 2},
+        frozenset({"a"}),
+        b"\x00\x01",
+        datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC),
+        datetime.date(2025, 1, 1),
+        datetime.time(1, 2, 3),
+        datetime.timedelta(days=1, microseconds=3),
+        uuid.UUID(int=5),
+        decimal.Decimal("0.10"),
+        Stamp(datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)),
+        {"k": [(1, 2)]},
+    ],
+    ids=repr,
+)
+def test_an_unannotated_value_comes_back_as_itself(value: Any) -> None:
+    data, back = encode_value(value, Any)
+    assert json.loads(dumps(data)) == data  # plain JSON
+    again = decode_value(json.loads(dumps(data)), Any)
+    for got in (back, again):
+        assert got == value
+        assert type(got) is type(value)
+
+
+@pytest.mark.parametrize("declared", [tuple, dict[str, Any], list[Any]])
+def test_a_declared_type_that_says_too_little_is_stored_tagged(declared: Any) -> None:
+    value: Any = (1, (2,))
+    if declared == dict[str, Any]:
+        value = {"d": datetime.date(2025, 1, 1)}
+    if declared == list[Any]:
+        value = [(1, 2)]
+    data, back = encode_value(value, declared)
+    assert back == value
+    assert decode_value(data, declared) == value
+
+
+def test_a_declared_type_gives_the_value_as_every_run_reads_it() -> None:
+    data, back = encode_value(3, float)
+    assert (data, back) == (3, 3.0)
+    assert type(back) is float  # as every replay reads it
+    assert encode_value("x", str) == ("x", "x")
+    data, back = encode_value([1, 2], tuple[int, int])
+    assert back == (1, 2)
+    assert decode_value(data, tuple[int, int]) == (1, 2)
+
+
+def test_values_that_could_not_come_back_the_same_are_refused() -> None:
+    class Local:
+        pass
+
+    with pytest.raises(SerializationError, match="top level of a module"):
+        encode_value(Stamp2(), Any)
+    with pytest.raises(SerializationError, match="annotate"):
+        encode_value(Local(), Any)
+    with pytest.raises(SerializationError, match="reserved"):
+        encode_value({TAG: 1}, Any)
+    with pytest.raises(SerializationError, match="would not read back"):
+        encode_value("not a date", datetime.date)
+
+
+def _local_attrs() -> Any:
+    @attrs.frozen
+    class Hidden:
+        x: int = 1
+
+    return Hidden
+
+
+Stamp2 = _local_attrs()

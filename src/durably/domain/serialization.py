@@ -6,10 +6,19 @@ Python class name surviving a rename: the tag is the class's ``tag`` constant.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import datetime
+import decimal
+import enum
 import json
+import sys
+import typing
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from cattrs.preconf.json import make_converter
@@ -28,7 +37,18 @@ from durably.domain.status import (
     WorkflowStatus,
 )
 
-__all__ = ["converter", "register_tagged_union", "encode", "decode", "dumps", "loads", "type_name"]
+__all__ = [
+    "converter",
+    "register_tagged_union",
+    "encode",
+    "decode",
+    "encode_value",
+    "decode_value",
+    "dumps",
+    "loads",
+    "type_name",
+    "TAG",
+]
 
 T = TypeVar("T")
 
@@ -100,6 +120,17 @@ def _structure_none(data: Any, _: Any) -> None:
 
 
 converter.register_structure_hook(type(None), _structure_none)
+# Standard types the JSON preset does not read back: as strings (or a triple) and back.
+converter.register_unstructure_hook(datetime.time, lambda t: t.isoformat())
+converter.register_structure_hook(datetime.time, lambda d, _: datetime.time.fromisoformat(d))
+converter.register_unstructure_hook(
+    datetime.timedelta, lambda t: [t.days, t.seconds, t.microseconds]
+)
+converter.register_structure_hook(datetime.timedelta, lambda d, _: datetime.timedelta(*d))
+converter.register_unstructure_hook(uuid.UUID, str)
+converter.register_structure_hook(uuid.UUID, lambda d, _: uuid.UUID(d))
+converter.register_unstructure_hook(decimal.Decimal, str)
+converter.register_structure_hook(decimal.Decimal, lambda d, _: decimal.Decimal(d))
 # ``object`` in an annotation (``dict[str, object]``) means "any JSON value": kept as stored.
 converter.register_structure_hook_func(lambda t: t is object, lambda data, _: data)
 
@@ -181,6 +212,169 @@ def _check_json(data: object) -> None:
             _check_json(v)
         return
     raise TypeError(f"{type_name(data)} is not JSON-serializable")
+
+
+TAG = "__durably__"
+"""The key of a tagged value in the stored form of an unannotated step's result."""
+
+_PLAIN = (str, int, bool, type(None))
+
+
+def _tag(value: Any) -> JsonValue:
+    """JSON data that reads back (``_untag``) as a value equal to ``value``, of its type."""
+    t = type(value)
+    if t in _PLAIN:
+        return value
+    if t is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} is not valid JSON")
+        return value
+    if t is list:
+        return [_tag(v) for v in value]
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise TypeError(f"dict key {k!r} is not a string")
+            if k == TAG:
+                raise ValueError(f"the dict key {TAG!r} is reserved by durably")
+            out[k] = _tag(v)
+        return out
+    if t is tuple or t is set or t is frozenset:
+        items = [_tag(v) for v in value]
+        return {TAG: t.__name__, "v": items}
+    if t is bytes:
+        return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
+    if t in (datetime.datetime, datetime.date, datetime.time):
+        return {TAG: t.__name__, "v": value.isoformat()}
+    if t is datetime.timedelta:
+        return {TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if t is uuid.UUID or t is decimal.Decimal:
+        return {TAG: t.__name__, "v": str(value)}
+    if isinstance(value, enum.Enum) or attrs.has(t) or dataclasses.is_dataclass(value):
+        path = f"{t.__module__}:{t.__qualname__}"
+        if _class_at(path) is not t:
+            raise TypeError(
+                f"{type_name(value)} is not defined at the top level of a module, so a replay "
+                "could not find it: define it there, or annotate the step's return type"
+            )
+        kind = "enum" if isinstance(value, enum.Enum) else "object"
+        return {TAG: kind, "class": path, "v": converter.unstructure(value)}
+    raise TypeError(f"{type_name(value)} cannot be stored: annotate the step's return type")
+
+
+def _class_at(path: str) -> Any:
+    """The class at ``module:qualname`` among the modules already imported (stored data
+    never makes durably import anything)."""
+    module_name, _, qualname = path.partition(":")
+    found: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found if isinstance(found, type) else None
+
+
+_UNTAG: dict[str, Callable[[Any], Any]] = {
+    "tuple": lambda v: tuple(_untag(i) for i in v),
+    "set": lambda v: {_untag(i) for i in v},
+    "frozenset": lambda v: frozenset(_untag(i) for i in v),
+    "bytes": lambda v: base64.b64decode(v),
+    "datetime": datetime.datetime.fromisoformat,
+    "date": datetime.date.fromisoformat,
+    "time": datetime.time.fromisoformat,
+    "timedelta": lambda v: datetime.timedelta(*v),
+    "UUID": uuid.UUID,
+    "Decimal": decimal.Decimal,
+}
+
+
+def _untag(data: JsonValue) -> Any:
+    """The value that ``_tag`` stored."""
+    t = type(data)
+    if t is list:
+        return [_untag(v) for v in data]
+    if t is not dict:
+        return data
+    kind = data.get(TAG)
+    if kind is None:
+        return {k: _untag(v) for k, v in data.items()}
+    if kind in ("enum", "object"):
+        cls = _class_at(data["class"])
+        if cls is None or not (
+            issubclass(cls, enum.Enum) or attrs.has(cls) or dataclasses.is_dataclass(cls)
+        ):
+            raise ValueError(f"class {data['class']!r} is not loaded (or not a stored kind)")
+        return converter.structure(data["v"], cls)
+    restore = _UNTAG.get(kind)
+    if restore is None:
+        raise ValueError(f"unknown stored kind {kind!r}")
+    return restore(data["v"])
+
+
+_CONTAINERS = (tuple, list, dict, set, frozenset)
+
+
+def _loose(declared: Any) -> bool:
+    """Whether ``declared`` says too little to read a value back as itself (``Any``, a bare
+    ``tuple``, ``dict[str, Any]``, ...): such values are stored tagged instead."""
+    if declared is Any or declared is object or declared in _CONTAINERS:
+        return True
+    origin = typing.get_origin(declared)
+    if origin is None:
+        return False
+    return any(arg is not Ellipsis and _loose(arg) for arg in typing.get_args(declared))
+
+
+def encode_value(
+    value: object, declared: Any, *, key: str | None = None, step_name: str | None = None
+) -> tuple[JsonValue, Any]:
+    """The stored form of a step's (or a workflow's) value, and the value as every replay
+    will read it back: a run hands back the second, so the first run and the replays see
+    the same value (type and value).
+
+    With a declared type, the value is stored by the converter and read back as that
+    type (a step ``-> float`` that returns ``3`` gives ``3.0`` on every run). Without one
+    (``Any``, or a type that says too little, like a bare ``tuple`` or ``dict[str,
+    Any]``), standard types are stored tagged (``datetime``, ``date``, ``time``,
+    ``timedelta``, ``UUID``, ``Decimal``, ``bytes``, ``tuple``, ``set``, ``frozenset``,
+    enums, attrs classes and dataclasses of a module) and come back as themselves; a
+    value that could not come back the same is refused (``SerializationError``).
+    """
+    t = type(value)
+    if t in _PLAIN and (declared is Any or declared is t):
+        return value, value  # the hot path: plain JSON scalars are their own stored form
+    if _loose(declared):
+        try:
+            data = _tag(value)
+            _check_json(data)
+            return data, _untag(data)
+        except (TypeError, ValueError, OverflowError, RecursionError) as e:
+            raise SerializationError(
+                f"cannot serialize value ({e})",
+                key=key,
+                type_name=type_name(value),
+                step_name=step_name,
+            ) from e
+    data = encode(value, key=key, step_name=step_name)
+    try:
+        back = decode(data, declared, key=key)
+    except SerializationError as e:
+        raise SerializationError(
+            f"the value would not read back as the declared {_label(declared)}: {e.reason}",
+            key=key,
+            type_name=type_name(value),
+            step_name=step_name,
+        ) from e
+    return data, back
+
+
+def decode_value(data: JsonValue, declared: Any, *, key: str | None = None) -> Any:
+    """The value ``encode_value`` stored as ``data`` (tagged when ``declared`` is loose)."""
+    if _loose(declared):
+        try:
+            return _untag(data)
+        except (KeyError, TypeError, ValueError) as e:
+            raise SerializationError(f"cannot read stored value: {e}", key=key) from e
+    return decode(data, declared, key=key)
 
 
 def decode(data: JsonValue, cls: type[T] | Any, *, key: str | None = None) -> T:

@@ -18,7 +18,7 @@ from durably.domain.errors import (
     WorkflowCancelledError,
     WorkflowFailedError,
 )
-from durably.domain.serialization import decode, loads
+from durably.domain.serialization import decode, decode_value, loads
 from durably.domain.status import Cancelled, Completed, Failed, is_terminal
 from durably.engine.records import StepRecord, step_records
 from durably.engine.server import InstanceServer, Signal
@@ -85,7 +85,7 @@ class EngineQueries:
             if raw is None:
                 return Success(None)
             try:
-                return Success(decode(loads(raw), output_type, key=keys.OUTPUT))
+                return Success(decode_value(loads(raw), output_type, key=keys.OUTPUT))
             except DurablyError as e:
                 return Failure(e)
         if isinstance(status, Failed):

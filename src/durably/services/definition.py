@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import attrs
+from returns.result import Result
 
-__all__ = ["WorkflowDefinition", "DirectRunner", "set_direct_runner"]
+__all__ = ["WorkflowDefinition", "DirectRunner", "set_direct_runner", "declared_return"]
 
 I = TypeVar("I")  # noqa: E741 - the conventional name of an input type variable
 O = TypeVar("O")  # noqa: E741 - the conventional name of an output type variable
@@ -50,11 +51,32 @@ def _input_type(fn: Callable[..., Any]) -> tuple[bool, Any]:
     return True, hints.get(positional[0].name, Any)
 
 
-def _output_type(fn: Callable[..., Any]) -> Any:
-    try:
-        return typing.get_type_hints(fn).get("return", Any)
-    except Exception:  # unresolvable annotations: keep the output as stored JSON
+def declared_return(fn: Callable[..., Any]) -> Any:
+    """The type a function's value is read back as: its return annotation, unwrapped
+    (``Awaitable[T]``, ``Result[T, E]`` give ``T``); ``Any`` when there is none, or it is
+    ``None`` or generic (``-> T``)."""
+    annotations = getattr(fn, "__annotations__", None)
+    if not annotations or "return" not in annotations:
         return Any
+    try:
+        result: Any = typing.get_type_hints(fn).get("return", Any)
+    except Exception:  # unresolvable annotation: keep the stored JSON as it is
+        return Any
+    if typing.get_origin(result) in (typing.Awaitable, typing.Coroutine):
+        result = typing.get_args(result)[-1]
+    if typing.get_origin(result) is Result or result is Result:
+        args = typing.get_args(result)
+        result = args[0] if args else Any
+    if result is type(None) or not _is_concrete(result):
+        return Any
+    return result
+
+
+def _is_concrete(tp: Any) -> bool:
+    """Whether ``tp`` names no type variable (``T``, ``list[T]``, ``P``) anywhere."""
+    if isinstance(tp, typing.TypeVar | typing.ParamSpec):
+        return False
+    return all(_is_concrete(arg) for arg in typing.get_args(tp))
 
 
 @attrs.frozen
@@ -75,7 +97,7 @@ class WorkflowDefinition(Generic[I, O]):
         takes_input, input_type = _input_type(self.fn)
         object.__setattr__(self, "takes_input", takes_input)
         object.__setattr__(self, "input_type", input_type)
-        object.__setattr__(self, "output_type", _output_type(self.fn))
+        object.__setattr__(self, "output_type", declared_return(self.fn))
 
     def call(self, input: I) -> Awaitable[O]:
         """Call the body with ``input`` (or with nothing, when it takes no input)."""

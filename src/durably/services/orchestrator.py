@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import attrs
 from returns.result import Failure, Result, Success
 
 from durably.domain import keys
@@ -26,7 +27,7 @@ from durably.domain.events import (
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.lease import LeaseHold
 from durably.domain.results import ok
-from durably.domain.serialization import decode, dumps, encode
+from durably.domain.serialization import decode, decode_value, dumps, encode, encode_value
 from durably.domain.status import (
     TERMINAL_TAGS,
     Cancelled,
@@ -192,7 +193,7 @@ class WorkflowOrchestrator:
         raw = ok(await self._storage.get(keys.OUTPUT))
         found = self._registry.get(workflow)
         output_type = found.unwrap().output_type if isinstance(found, Success) else Any
-        return None if raw is None else decode(raw, output_type, key=keys.OUTPUT)
+        return None if raw is None else decode_value(raw, output_type, key=keys.OUTPUT)
 
     # -- alarms ------------------------------------------------------------------------
 
@@ -270,7 +271,7 @@ class WorkflowOrchestrator:
     ) -> StartResult:
         result = ok(await self._executor.execute(definition, ctx))
         try:
-            result = await self._settle(result, emitter)
+            result = await self._settle(result, emitter, definition.output_type)
         except DurablyError as e:
             # The final commit is part of executing: the last committed state stays as it was.
             raise OrchestratorError("execute", e) from e
@@ -278,15 +279,23 @@ class WorkflowOrchestrator:
         status = ok(await self._sm.get_status())
         return StartResult(self.instance_id, isinstance(result, ExecutionCompleted), output, status)
 
-    async def _settle(self, result: ExecutionResult, emitter: BoundEmitter) -> ExecutionResult:
+    async def _settle(
+        self, result: ExecutionResult, emitter: BoundEmitter, output_type: Any
+    ) -> ExecutionResult:
         """Commit how the segment ended: records, transition, alarm, purge: one commit."""
         writes = dict(result.writes)
         if isinstance(result, ExecutionCompleted):
             try:
-                writes[keys.OUTPUT] = encode(result.output, key=keys.OUTPUT)
+                data, output = encode_value(result.output, output_type, key=keys.OUTPUT)
+                writes[keys.OUTPUT] = data
+                # The caller gets the output as ``result()`` will read it back.
+                result = attrs.evolve(result, output=output)
             except SerializationError as e:
                 error = WorkflowError.from_exception(e)
-                result = ExecutionFailed(error, result.duration_ms, result.completed_steps, writes)
+                completed = result
+                result = ExecutionFailed(
+                    error, completed.duration_ms, completed.completed_steps, writes
+                )
         async with self._storage.transaction():
             if writes:
                 ok(await self._storage.put_batch(writes))

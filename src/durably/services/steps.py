@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from returns.result import Failure, Result, Success
+from returns.result import Failure, Success
 
 from durably.domain import keys
 from durably.domain.errors import (
@@ -31,7 +31,7 @@ from durably.domain.events import (
 from durably.domain.records import StepAttempt, StepResult
 from durably.domain.results import ok
 from durably.domain.retry import Retry
-from durably.domain.serialization import decode, encode
+from durably.domain.serialization import decode, decode_value, encode, encode_value
 from durably.domain.status import WorkflowError
 from durably.services.context import (
     STEP,
@@ -40,6 +40,7 @@ from durably.services.context import (
     PauseSignal,
     StepInfo,
 )
+from durably.services.definition import declared_return
 
 __all__ = ["run_step", "return_type_of", "read_or_fail"]
 
@@ -47,35 +48,14 @@ _RETURN_TYPES: dict[CodeType, Any] = {}
 
 
 def return_type_of(fn: Callable[..., Any]) -> Any:
-    """The declared return type of ``fn`` (``Any`` when none), cached per code object."""
+    """The declared return type of ``fn`` (``declared_return``), cached per code object."""
     code = getattr(fn, "__code__", None)
     if code is not None and code in _RETURN_TYPES:
         return _RETURN_TYPES[code]
-    annotations = getattr(fn, "__annotations__", None)
-    if not annotations or "return" not in annotations:
-        result: Any = Any
-    else:
-        try:
-            result = typing.get_type_hints(fn).get("return", Any)
-        except Exception:  # unresolvable annotation: keep the stored JSON as it is
-            result = Any
-        if typing.get_origin(result) in (typing.Awaitable, typing.Coroutine):
-            result = typing.get_args(result)[-1]
-        if typing.get_origin(result) is Result or result is Result:
-            args = typing.get_args(result)
-            result = args[0] if args else Any
-        if result is type(None) or not _is_concrete(result):
-            result = Any  # ``-> None`` or a generic ``-> T``: the stored JSON is the value
+    result = declared_return(fn)
     if code is not None:
         _RETURN_TYPES[code] = result
     return result
-
-
-def _is_concrete(tp: Any) -> bool:
-    """Whether ``tp`` names no type variable (``T``, ``list[T]``, ``P``) anywhere."""
-    if isinstance(tp, typing.TypeVar | typing.ParamSpec):
-        return False
-    return all(_is_concrete(arg) for arg in typing.get_args(tp))
 
 
 async def _invoke(fn: Callable[[], Any], key: str, timeout_ms: int | None) -> Any:
@@ -148,7 +128,7 @@ async def run_step(
             duration_ms=record.meta.duration_ms,
             cached=True,
         )
-        return decode(record.value, return_type, key=result_key)
+        return decode_value(record.value, return_type, key=result_key)
 
     stored_attempt = found.get(attempt_key)
     now = scope.runtime.now()
@@ -179,7 +159,8 @@ async def run_step(
         _fail(scope, key, attempt, first_started_at, error, retry)
 
     try:
-        data = encode(value, key=result_key, step_name=key)
+        # The value this run goes on with is the one every replay will read back.
+        data, value = encode_value(value, return_type, key=result_key, step_name=key)
     except SerializationError as e:
         scope.failures[id(e)] = (key, attempt)
         scope.events.emit(
