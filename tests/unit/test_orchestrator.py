@@ -623,6 +623,40 @@ async def test_a_failed_step_commit_is_an_execute_error_and_leaves_it_running() 
     assert (await h.status()).status == Completed(2000)
 
 
+async def test_a_commit_the_storage_refuses_for_good_fails_the_step_at_once() -> None:
+    """A refusal a retry cannot change (the database refuses the value itself): the step
+    fails now, naming the cause, instead of the instance running it again and again."""
+
+    class RefusingOnce(FailingStorage):
+        async def put_batch(self, entries: Any) -> Any:
+            result = await super().put_batch(entries)
+            self.fail_on = set()  # only the step's commit is refused
+            return result
+
+    h = harness()
+    storage = RefusingOnce(h.runtime.storage, permanent=True)
+    runtime = attrs.evolve(h.runtime, storage=storage)
+    calls: list[str] = []
+
+    def a() -> str:
+        calls.append("a")
+        storage.fail_on = {"put_batch"}  # the step's commit: one batch
+        return "A"
+
+    async def body(_: Any) -> str:
+        await durably.step("a", a)
+        return "done"
+
+    h.workflows["wf"] = durably.make(body, name="wf")
+    result = (await h.orchestrator(runtime).start(durably.WorkflowCall("wf", None))).unwrap()
+    assert isinstance(result.status, Failed)
+    error = result.status.error
+    assert (error.type, error.step_name) == ("SerializationError", "a")
+    assert "refused" in error.message
+    assert "injected fault" in error.message
+    assert calls == ["a"]
+
+
 # --- concurrent workflows in one event loop -------------------------------------------------------
 
 

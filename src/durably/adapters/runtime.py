@@ -176,7 +176,7 @@ class StoreStorage:
         try:
             text = dumps(value)
         except (TypeError, ValueError) as e:
-            return Failure(StorageError("put", key, e))
+            return Failure(StorageError("put", key, e, permanent=True))
         return await self._write(UnitOfWork(self.owner, writes={key: text}))
 
     async def put_batch(self, entries: Mapping[str, JsonValue]) -> Result[None, StorageError]:
@@ -186,7 +186,7 @@ class StoreStorage:
             try:
                 texts[key] = dumps(value)
             except (TypeError, ValueError) as e:
-                return Failure(StorageError("put_batch", key, e))
+                return Failure(StorageError("put_batch", key, e, permanent=True))
         if not texts:
             return Success(None)
         return await self._write(UnitOfWork(self.owner, writes=texts))

@@ -91,6 +91,8 @@ class StorageError(DurablyError):
     operation: str
     key: str | None = None
     cause: object = None
+    permanent: bool = False
+    """The storage refused the data itself (a retry cannot change the outcome)."""
 
     @property
     def message(self) -> str:

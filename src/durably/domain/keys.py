@@ -7,6 +7,9 @@ and a key can always be split back into its parts.
 from __future__ import annotations
 
 __all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_ID_BYTES",
+    "check_key",
     "STATUS",
     "NAME",
     "INPUT",
@@ -31,6 +34,29 @@ __all__ = [
     "completed",
     "sleep",
 ]
+
+MAX_KEY_BYTES = 1024
+"""The longest key (UTF-8): with an instance id of at most ``MAX_ID_BYTES``, an index
+entry of PostgreSQL's key-value table stays under its B-tree limit (2 704 bytes), so a
+name is refused the same way on every backend."""
+
+MAX_ID_BYTES = 512
+"""The longest instance id (UTF-8)."""
+
+
+def check_key(key: str, what: str) -> str:
+    """``key``, or ``ValueError`` naming ``what`` when it is longer than ``MAX_KEY_BYTES``.
+
+    >>> check_key("step:a:result", "step 'a'")
+    'step:a:result'
+    """
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise ValueError(
+            f"{what}: the name is too long ({size} bytes stored, at most {MAX_KEY_BYTES})"
+        )
+    return key
+
 
 STATUS = "workflow:status"
 NAME = "workflow:name"

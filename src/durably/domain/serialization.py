@@ -47,7 +47,9 @@ __all__ = [
     "dumps",
     "loads",
     "type_name",
+    "check_text",
     "TAG",
+    "MAX_VALUE_BYTES",
 ]
 
 T = TypeVar("T")
@@ -161,16 +163,42 @@ _C_ENCODE = (
 )
 
 
+MAX_VALUE_BYTES = 255 * 2**20
+"""The largest stored value (its JSON text in UTF-8): PostgreSQL's ``jsonb`` takes no
+more, so no backend takes more (a value is refused the same way everywhere)."""
+
+
 def dumps(data: JsonValue) -> str:
-    """JSON text of already-unstructured data (strict: no NaN)."""
+    """JSON text of already-unstructured data (strict: no NaN, at most ``MAX_VALUE_BYTES``)."""
     if type(data) is int:  # counters and markers: the most frequent values on the hot path
         return str(data)
     if _C_ENCODE is None:  # pragma: no cover - CPython has the C encoder
-        return _ENCODER.encode(data)
-    try:
-        return "".join(_C_ENCODE(data, 0))
-    except RecursionError as e:
-        raise ValueError("circular reference (or nesting too deep)") from e
+        text = _ENCODER.encode(data)
+    else:
+        try:
+            text = "".join(_C_ENCODE(data, 0))
+        except RecursionError as e:
+            raise ValueError("circular reference (or nesting too deep)") from e
+    if len(text) * 4 > MAX_VALUE_BYTES and len(text.encode("utf-8")) > MAX_VALUE_BYTES:
+        raise ValueError(
+            f"the value is {len(text.encode('utf-8'))} bytes of JSON, over the limit of "
+            f"{MAX_VALUE_BYTES} (PostgreSQL's jsonb)"
+        )
+    return text
+
+
+def check_text(text: str) -> None:
+    """Refuse a string that some backend cannot store: a NUL character (PostgreSQL's
+    ``jsonb`` and ``text``), or a lone surrogate (not UTF-8)."""
+    if "\x00" in text:
+        raise ValueError(
+            "a string contains a NUL character (\\u0000), which PostgreSQL cannot store"
+        )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"a string is not valid Unicode ({e.reason} at {e.start})") from None
 
 
 def loads(text: str | bytes) -> JsonValue:
@@ -195,7 +223,10 @@ def encode(value: object, *, key: str | None = None, step_name: str | None = Non
 
 def _check_json(data: object) -> None:
     t = type(data)
-    if t is str or t is int or t is bool or data is None:
+    if t is str:
+        check_text(data)  # type: ignore[arg-type]
+        return
+    if t is int or t is bool or data is None:
         return
     if t is float:
         if data != data or data in (float("inf"), float("-inf")):
@@ -209,6 +240,7 @@ def _check_json(data: object) -> None:
         for k, v in data.items():  # type: ignore[attr-defined]
             if type(k) is not str:
                 raise TypeError(f"dict key {k!r} is not a string")
+            check_text(k)
             _check_json(v)
         return
     raise TypeError(f"{type_name(data)} is not JSON-serializable")
@@ -341,6 +373,13 @@ def encode_value(
     """
     t = type(value)
     if t in _PLAIN and (declared is Any or declared is t):
+        if t is str:
+            try:
+                check_text(value)  # type: ignore[arg-type]
+            except ValueError as e:
+                raise SerializationError(
+                    f"cannot serialize value ({e})", key=key, type_name="str", step_name=step_name
+                ) from e
         return value, value  # the hot path: plain JSON scalars are their own stored form
     if _loose(declared):
         try:

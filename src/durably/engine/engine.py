@@ -13,6 +13,7 @@ from typing import Any
 from returns.result import Failure, Result, Success
 
 from durably.containers import build_root
+from durably.domain import keys
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
@@ -203,6 +204,12 @@ class Engine(EngineQueries):
             return uuid7(time.time_ns() // 1_000_000)
         if not isinstance(instance_id, str) or not instance_id.strip():
             raise ValueError(f"an instance id must be a non-empty string, got {instance_id!r}")
+        size = len(instance_id.encode("utf-8", errors="replace"))
+        if size > keys.MAX_ID_BYTES or "\x00" in instance_id:
+            raise ValueError(
+                f"an instance id must be at most {keys.MAX_ID_BYTES} bytes of UTF-8 without a "
+                f"NUL character, got {size} bytes: {instance_id[:40]!r}..."
+            )
         return instance_id
 
     async def start(

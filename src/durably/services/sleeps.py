@@ -26,7 +26,7 @@ async def run_sleep(
     if not scope.durable:
         return
     await scope.before_durable_point(key)
-    record_key = keys.sleep(key)
+    record_key = keys.check_key(keys.sleep(key), f"sleep {key!r}")
     now = scope.runtime.now()
     stored = scope.pending.get(record_key)
     if stored is None:

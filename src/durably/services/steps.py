@@ -19,6 +19,7 @@ from durably.domain.errors import (
     SerializationError,
     StepScopeError,
     StepTimeoutError,
+    StorageError,
 )
 from durably.domain.events import (
     RetryExhausted,
@@ -31,7 +32,7 @@ from durably.domain.events import (
 from durably.domain.records import StepAttempt, StepResult
 from durably.domain.results import ok
 from durably.domain.retry import Retry
-from durably.domain.serialization import decode, decode_value, encode, encode_value
+from durably.domain.serialization import decode, decode_value, encode, encode_value, type_name
 from durably.domain.status import WorkflowError
 from durably.services.context import (
     STEP,
@@ -111,7 +112,7 @@ async def run_step(
     key = scope.next_key(name)
     if not scope.durable:
         return await _run_direct(scope, key, fn, timeout_ms)
-    result_key = keys.step(key, "result")
+    result_key = keys.check_key(keys.step(key, "result"), f"step {key!r}")
     attempt_key = keys.step(key, "attempt")
     await scope.before_durable_point(key)
     try:
@@ -162,15 +163,7 @@ async def run_step(
         # The value this run goes on with is the one every replay will read back.
         data, value = encode_value(value, return_type, key=result_key, step_name=key)
     except SerializationError as e:
-        scope.failures[id(e)] = (key, attempt)
-        scope.events.emit(
-            StepFailed,
-            step_name=key,
-            attempt=attempt,
-            error=WorkflowError.from_exception(e, key, attempt),
-            will_retry=False,
-        )
-        raise
+        _refused(scope, key, attempt, e)
     completed_at = scope.runtime.now()
     writes = scope.take_pending()
     waiting_events = scope.take_events()
@@ -201,6 +194,16 @@ async def run_step(
                     ok(await scope.storage.delete(keys.RECOVERY_ATTEMPTS))
     except DurablyError as e:
         scope.forget_completions()
+        if isinstance(e, StorageError) and e.permanent:
+            # The database refused the value itself: retrying the commit (or recovering
+            # the instance) cannot change that, so the step fails now, naming the cause.
+            refused = SerializationError(
+                f"the storage refused the value ({e.cause})",
+                key=result_key,
+                type_name=type_name(value),
+                step_name=key,
+            )
+            _refused(scope, key, attempt, refused)
         raise InfrastructureFailure(e) from e
     scope.step_completed(key, index)
     for event_type, fields in waiting_events:
@@ -225,6 +228,22 @@ async def _run_direct(
     if isinstance(value, Failure):
         raise _as_exception(value.failure())
     return value
+
+
+def _refused(
+    scope: ExecutionScope, key: str, attempt: int, error: SerializationError
+) -> typing.NoReturn:
+    """Fail the step for a value that cannot be stored (never retried: a retry cannot
+    change the value)."""
+    scope.failures[id(error)] = (key, attempt)
+    scope.events.emit(
+        StepFailed,
+        step_name=key,
+        attempt=attempt,
+        error=WorkflowError.from_exception(error, key, attempt),
+        will_retry=False,
+    )
+    raise error
 
 
 def _fail(

@@ -124,14 +124,16 @@ class FailingStorage:
     inner: StorageAdapter
     fail_on: set[str] = attrs.field(factory=set)
     failures: int = 0
+    permanent: bool = False
+    """The faults say the storage refused the data itself (a retry cannot help)."""
 
     def _fails(self, operation: str, key: str | None) -> Failure[StorageError] | None:
         if operation in self.fail_on:
             self.failures += 1
-            return Failure(StorageError(operation, key, "injected fault"))
+            return Failure(StorageError(operation, key, "injected fault", self.permanent))
         if operation in _WRITES and "commit" in self.fail_on and id(self) not in _IN_TX.get():
             self.failures += 1
-            return Failure(StorageError("commit", key, "injected fault"))
+            return Failure(StorageError("commit", key, "injected fault", self.permanent))
         return None
 
     async def get(self, key: str) -> Result[JsonValue | None, StorageError]:

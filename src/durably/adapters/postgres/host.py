@@ -51,6 +51,12 @@ def safe_dsn(dsn: str) -> str:
     return re.sub(r"(password=)\S+", r"\1***", masked)
 
 
+def refuses_data(error: psycopg.Error) -> bool:
+    """Whether PostgreSQL refused the data itself (a value it cannot store, a row over a
+    limit), so that the same statement would fail again."""
+    return isinstance(error, psycopg.errors.DataError | psycopg.errors.ProgramLimitExceeded)
+
+
 def _refusal(plan: CommitPlan) -> StorageError:
     write = plan.write
     cause: Exception = (
@@ -180,7 +186,7 @@ class PostgresHost:
                             rows[index] = await cur.fetchone()
         except psycopg.Error as e:
             if len(batch) == 1:
-                return [StorageError("commit", None, e)]
+                return [StorageError("commit", None, e, permanent=refuses_data(e))]
             # One plan broke the transaction (a value the database refuses, say): commit
             # each alone, so that only that one fails.
             return [(await self._write_batch([plan]))[0] for plan in batch]

@@ -32,6 +32,15 @@ Synchronous = Literal["FULL", "NORMAL"]
 T = TypeVar("T")
 
 
+def is_permanent(error: sqlite3.Error) -> bool:
+    """Whether SQLite refused the data itself (too big, a type or constraint it cannot take),
+    so that the same statement would fail again."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return isinstance(error, sqlite3.DataError)
+    return code & 0xFF in (sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_RANGE)
+
+
 def is_busy(error: sqlite3.Error) -> bool:
     """Whether ``error`` says the database is locked by another connection."""
     code = getattr(error, "sqlite_errorcode", None)
@@ -142,7 +151,7 @@ class SqliteDatabase:
             return fn(conn)
         except sqlite3.Error as e:
             if not is_busy(e):
-                raise StorageError(operation, None, e) from e
+                raise StorageError(operation, None, e, permanent=is_permanent(e)) from e
         return None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], operation: str = "read") -> T:
@@ -155,14 +164,14 @@ class SqliteDatabase:
             return fn(conn)
         except sqlite3.Error as e:
             if not is_busy(e):
-                raise StorageError(operation, None, e) from e
+                raise StorageError(operation, None, e, permanent=is_permanent(e)) from e
         self.waited += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, self._in_thread, fn
             )
         except sqlite3.Error as e:
-            raise StorageError(operation, None, e) from e
+            raise StorageError(operation, None, e, permanent=is_permanent(e)) from e
 
     def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._thread_conn
