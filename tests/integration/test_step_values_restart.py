@@ -23,6 +23,7 @@ import pytest
 import durably
 from durably.adapters.clock import ManualClock
 from durably.domain.results import ok
+from durably.domain.status import Failed
 from durably.engine import Engine
 
 pytestmark = pytest.mark.timeout(30)
@@ -121,9 +122,8 @@ async def test_a_value_that_could_not_come_back_the_same_fails_the_step_at_once(
         result = ok(await engine.start(odd, None, id="odd"))
         status = ok(await engine.status("odd")).status
     assert not result.completed
-    assert status is not None
-    assert status.tag == "Failed"
-    error = status.error  # type: ignore[union-attr]
+    assert isinstance(status, Failed)
+    error = status.error
     assert error.type == "SerializationError"
     assert error.step_name == "local"
     assert "Local" in error.message
