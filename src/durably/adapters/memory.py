@@ -296,6 +296,9 @@ class MemoryBackend:
         """Nothing outlives this process here."""
         return 0
 
+    async def check(self) -> None:
+        """Nothing can go away under a dict."""
+
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """Wait for an alarm set by this backend (or ``timeout_s``)."""
         event = self._alarm_set

@@ -84,6 +84,8 @@ class AlarmWorker:
         closing = loop.create_task(self.closing.wait())
         try:
             while not stop.is_set() and not self.closing.is_set():
+                # A backend that can no longer be trusted stops the worker, loudly.
+                await self.server.host.check()
                 free = concurrency - len(running)
                 try:
                     claimed = await self.claim(free) if free > 0 else []

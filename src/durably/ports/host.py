@@ -117,6 +117,11 @@ class InstanceHost(Protocol):
         """Expire at once the leases of dead processes of this host."""
         ...
 
+    async def check(self) -> None:
+        """``StorageError`` when the backend can no longer be trusted (a SQLite file that
+        was deleted or replaced while open); the worker checks at each poll."""
+        ...
+
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for another process to set an alarm (or just wait)."""
         ...

@@ -388,6 +388,9 @@ class PostgresHost:
             await self.release_all(owner, now)
         return len(dead)
 
+    async def check(self) -> None:
+        """Nothing to check: a lost server fails the next statement by itself."""
+
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for a ``NOTIFY`` of a new alarm from any process."""
         try:

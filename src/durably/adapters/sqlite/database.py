@@ -17,6 +17,7 @@ rolled back when anything in it raises.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,8 @@ class SqliteDatabase:
         self._thread_conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self.schema_version_found: int | None = None
+        self._identity: tuple[int, int] | None = None
+        """The file's (device, inode) when it was opened."""
         self.waited = 0
         """How many calls had to wait for a lock in the thread (for tests and benchmarks)."""
 
@@ -105,6 +108,7 @@ class SqliteDatabase:
             conn.close()
             raise
         self._thread_conn = conn
+        self._identity = self._stat()
 
     async def open(self) -> None:
         """Connect and migrate (in the thread: the migration may wait for a lock)."""
@@ -119,6 +123,30 @@ class SqliteDatabase:
         except sqlite3.Error as e:
             self._shutdown()
             raise StorageError("open", None, f"{self.path}: {e}") from e
+
+    def _stat(self) -> tuple[int, int] | None:
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return None
+        found = os.stat(self.path)
+        return found.st_dev, found.st_ino
+
+    def verify(self) -> None:
+        """``StorageError`` when the database file was deleted or replaced since it was
+        opened: the connections would go on writing to a file nobody will read again."""
+        if self._identity is None:
+            return
+        try:
+            now = self._stat()
+        except FileNotFoundError:
+            raise StorageError(
+                "check", None, f"{self.path}: the database file was deleted while in use"
+            ) from None
+        except OSError as e:
+            raise StorageError("check", None, f"{self.path}: {e}") from e
+        if now != self._identity:
+            raise StorageError(
+                "check", None, f"{self.path}: the database file was replaced while in use"
+            )
 
     def open_blocking(self) -> None:
         """``open`` for code that has no event loop at hand (test helpers): it may block."""

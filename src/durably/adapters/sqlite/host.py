@@ -96,6 +96,10 @@ class SqliteHost:
     def _write_at_once(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError] | None:
         """Commit ``batch`` on the loop's connection, unless the database is locked."""
         try:
+            self.db.verify()  # a commit into a deleted file would be lost without a word
+        except StorageError as e:
+            return [e] * len(batch)
+        try:
             outcomes = self.db.run_at_once(lambda conn: write_batch(conn, batch), "commit")
         except StorageError as e:
             return self._one_by_one(batch, e)
@@ -106,6 +110,7 @@ class SqliteHost:
     async def _write_batch(self, batch: list[CommitPlan]) -> list[CommitOutcome | StorageError]:
         """Commit ``batch``, waiting for the lock in the thread if need be."""
         try:
+            self.db.verify()
             outcomes = await self.db.run(lambda conn: write_batch(conn, batch), "commit")
         except StorageError as e:
             return self._one_by_one(batch, e)
@@ -244,6 +249,10 @@ class SqliteHost:
     async def expire_dead_local_owners(self, now: int) -> int:
         """Expire the leases of dead local processes."""
         return await self.db.run(lambda conn: expire_dead_local_owners(conn, now), "expire")
+
+    async def check(self) -> None:
+        """``StorageError`` when the database file was deleted or replaced under us."""
+        self.db.verify()
 
     async def wait_for_alarm(self, timeout_s: float) -> None:
         """SQLite cannot notify across processes: the worker polls at its interval."""
