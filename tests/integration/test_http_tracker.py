@@ -332,11 +332,16 @@ async def test_the_http_profile_builds_a_tracker_from_its_settings(
         "headers": {"X-Api-Key": "k-1"},
         "batch_size": 2,
         "flush_interval": "250ms",
+        "close_timeout": "2s",
     }
     container = build_root([], {"backend": {"kind": "memory"}, "tracker": settings})
     tracker = container.tracker()
     assert isinstance(tracker, HttpBatchTracker)
-    assert (tracker.batch_size, tracker.flush_interval_ms) == (2, 250)
+    assert (tracker.batch_size, tracker.flush_interval_ms, tracker.close_timeout_ms) == (
+        2,
+        250,
+        2000,
+    )
     for i in range(3):
         tracker.emit(event(i))
     await tracker.close()
