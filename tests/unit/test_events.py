@@ -12,6 +12,7 @@ import pytest
 from dependency_injector import providers
 
 import durably
+from durably.adapters.clock import ManualClock
 from durably.containers import WorkflowLayer
 from durably.domain.events import WorkflowEvent
 from durably.domain.status import WorkflowError
@@ -233,6 +234,45 @@ async def test_events_are_in_causal_order_around_a_sleep_and_a_retry() -> None:
     # The "done" record itself went with the next commit (the retry's pause).
     (paused,) = [s for s in tracker.at("workflow.paused") if s.now == 6000]
     assert paused.snapshot["sleep:sleep#1"]["completed"] is True
+
+
+async def test_through_the_engine_the_sleep_completes_before_the_next_step_starts() -> None:
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("try again")
+        return "B"
+
+    @durably.workflow(name="causal")
+    async def causal() -> str:
+        await durably.step("a", lambda: "A")
+        await durably.sleep("5s")
+        await durably.step("b", flaky, retry=durably.Retry(1, delay="1s", jitter=False))
+        await durably.step("c", lambda: "C")
+        return "done"
+
+    clock = ManualClock(time_ms=1_000)
+    tracker = InMemoryTracker()
+    async with durably.Engine(
+        [causal], backend="memory://", clock=clock, tracker=tracker
+    ) as engine:
+        (await engine.start(causal, id="c1")).unwrap()
+        clock.time_ms = 6_000
+        await engine.run_until_idle()  # the sleep ends; b fails, retried at 7000
+        clock.time_ms = 7_000
+        await engine.run_until_idle()
+        assert (await engine.result("c1")).unwrap() == "done"
+    after_sleep = tracker.types()[tracker.types().index("sleep.started") :]
+    assert [t for t in after_sleep if t.startswith(("sleep.", "step.started", "step.failed"))] == [
+        "sleep.started",
+        "sleep.completed",
+        "step.started",  # b, attempt 1
+        "step.failed",
+        "step.started",  # b, attempt 2
+        "step.started",  # c
+    ]
 
 
 async def test_a_sleep_already_over_completes_before_the_next_step_starts() -> None:
