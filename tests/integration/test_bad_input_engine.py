@@ -187,6 +187,8 @@ async def test_an_invalid_duration_fails_the_workflow_naming_the_input(
         (lambda: durably.Retry(2, max_duration="-1s"), ["Retry.max_duration", "'-1s'"]),
         (lambda: Lease(duration="5x"), ["Lease.duration", "'5x'"]),
         (lambda: Lease(duration="1s", renew_every="2s"), ["renew_every", "duration"]),
+        (lambda: durably.Purge(delay="soon"), ["Purge.delay", "'soon'"]),
+        (lambda: durably.Purge(delay="-1s"), ["Purge.delay", "'-1s'"]),
         (lambda: Engine(WORKFLOWS, backend="sqlite:///x.db", poll_interval="5x"), ["'5x'"]),
         (lambda: Engine([plain, durably.make(plain.fn)], backend="sqlite:///x.db"), ["'plain'"]),
     ],
@@ -198,7 +200,7 @@ def test_bad_definitions_fail_at_definition_time(
         make()
     for name in names:
         assert name in str(caught.value)
-    if "'5x'" in names or "'-1s'" in names:
+    if {"'5x'", "'-1s'", "'soon'"} & set(names):
         assert isinstance(caught.value, InvalidDurationError)
 
 

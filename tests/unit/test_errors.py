@@ -84,9 +84,12 @@ CASES: list[tuple[DurablyError, str, tuple[str, ...]]] = [
     (WorkflowNotFoundError("shipping"), "available_workflows", ("'shipping'", "none registered")),
     (StepCancelledError("charge"), "step_name", ("'charge'", "cancelled")),
     (
-        RetryExhaustedError("charge", 5, last_error=RuntimeError("declined")),
+        RetryExhaustedError("charge", 3, last_error=RuntimeError("declined"), max_attempts=2),
         "attempts",
-        ("'charge'", "5 attempts", "RuntimeError: declined"),
+        (
+            "step 'charge' failed after 3 attempts (max_attempts=2 retries)",
+            "RuntimeError: declined",
+        ),
     ),
     (StepTimeoutError("charge", 1_000, 1_250), "timeout_ms", ("'charge'", "1000 ms", "1250 ms")),
     (WorkflowScopeError(), "operation", ("step()", "inside a workflow")),
@@ -132,6 +135,28 @@ def test_hierarchy(name: str) -> None:
     assert issubclass(cls, DurablyError)
     assert issubclass(cls, Exception)
     assert attrs.has(cls)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        # Built without max_attempts (as before it existed): the count alone.
+        (RetryExhaustedError("charge", 5), "step 'charge' failed after 5 attempts"),
+        (
+            RetryExhaustedError("charge", 1, max_attempts=0),
+            "after 1 attempt (max_attempts=0 retries)",
+        ),
+        # Fewer attempts than allowed: the retry budget (max_duration) stopped it.
+        (
+            RetryExhaustedError("charge", 2, max_attempts=5),
+            "after 2 attempts (max_attempts=5 retries; Retry.max_duration ran out first)",
+        ),
+    ],
+)
+def test_retry_exhausted_says_how_many_runs_and_why(
+    error: RetryExhaustedError, message: str
+) -> None:
+    assert message in str(error)
 
 
 def test_invalid_duration_is_a_value_error() -> None:

@@ -12,6 +12,7 @@ import pytest
 from dependency_injector import providers
 
 import durably
+from durably.adapters.clock import ManualClock
 from durably.containers import WorkflowLayer
 from durably.domain.events import WorkflowEvent
 from durably.domain.status import WorkflowError
@@ -115,9 +116,9 @@ async def test_every_event_of_a_full_run_has_the_common_fields() -> None:
         "workflow.paused",
         "workflow.resumed",
         "step.completed",
-        "step.started",
-        # the sleep's "done" record rides with b's commit: its event follows that commit
+        # the Resume commit ended the sleep: its event comes before the next step starts
         "sleep.completed",
+        "step.started",
         "step.completed",
         "workflow.completed",
     ]
@@ -181,6 +182,122 @@ async def test_events_follow_the_commit_they_report() -> None:
     assert completed.snapshot["workflow:status"]["tag"] == "Completed"
     assert completed.snapshot["workflow:output"] == "done"
     assert completed.alarm is None
+
+
+async def test_events_are_in_causal_order_around_a_sleep_and_a_retry() -> None:
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("try again")
+        return "B"
+
+    async def body(_: Any) -> str:
+        await durably.step("a", lambda: "A")
+        await durably.sleep("5s")
+        await durably.step("b", flaky, retry=durably.Retry(1, delay="1s", jitter=False))
+        await durably.step("c", lambda: "C")
+        return "done"
+
+    h, tracker = harness(body)
+    await h.start()
+    await h.alarm_at(6000)  # the sleep ends; b fails and is retried 1 s later
+    await h.alarm_at(7000)
+    assert tracker.types() == [
+        "workflow.started",
+        "step.started",
+        "step.completed",
+        "sleep.started",
+        "workflow.paused",
+        "workflow.resumed",
+        "step.completed",  # a, from storage
+        "sleep.completed",  # before b starts, not after b's failure
+        "step.started",
+        "step.failed",
+        "retry.scheduled",
+        "workflow.paused",
+        "workflow.resumed",
+        "step.completed",  # a, from storage; the sleep is recorded done: no second event
+        "step.started",
+        "step.completed",
+        "step.started",
+        "step.completed",
+        "workflow.completed",
+    ]
+    # What made the sleep complete was committed before its event: the Resume at 6000,
+    # past the stored resume time.
+    (done,) = tracker.at("sleep.completed")
+    assert done.event.duration_ms == 5000  # type: ignore[union-attr]
+    assert done.snapshot["workflow:status"] == {"tag": "Running", "running_at": 6000}
+    assert done.snapshot["sleep:sleep#1"]["resume_at"] == 6000
+    # The "done" record itself went with the next commit (the retry's pause).
+    (paused,) = [s for s in tracker.at("workflow.paused") if s.now == 6000]
+    assert paused.snapshot["sleep:sleep#1"]["completed"] is True
+
+
+async def test_through_the_engine_the_sleep_completes_before_the_next_step_starts() -> None:
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("try again")
+        return "B"
+
+    @durably.workflow(name="causal")
+    async def causal() -> str:
+        await durably.step("a", lambda: "A")
+        await durably.sleep("5s")
+        await durably.step("b", flaky, retry=durably.Retry(1, delay="1s", jitter=False))
+        await durably.step("c", lambda: "C")
+        return "done"
+
+    clock = ManualClock(time_ms=1_000)
+    tracker = InMemoryTracker()
+    async with durably.Engine(
+        [causal], backend="memory://", clock=clock, tracker=tracker
+    ) as engine:
+        (await engine.start(causal, id="c1")).unwrap()
+        clock.time_ms = 6_000
+        await engine.run_until_idle()  # the sleep ends; b fails, retried at 7000
+        clock.time_ms = 7_000
+        await engine.run_until_idle()
+        assert (await engine.result("c1")).unwrap() == "done"
+    after_sleep = tracker.types()[tracker.types().index("sleep.started") :]
+    assert [t for t in after_sleep if t.startswith(("sleep.", "step.started", "step.failed"))] == [
+        "sleep.started",
+        "sleep.completed",
+        "step.started",  # b, attempt 1
+        "step.failed",
+        "step.started",  # b, attempt 2
+        "step.started",  # c
+    ]
+
+
+async def test_a_sleep_already_over_completes_before_the_next_step_starts() -> None:
+    async def body(_: Any) -> str:
+        await durably.step("a", lambda: "A")
+        await durably.sleep_until(500)  # in the past: no pause
+        await durably.sleep("0s")
+        await durably.step("b", lambda: "B")
+        return "done"
+
+    h, tracker = harness(body)
+    await h.start()
+    assert tracker.types() == [
+        "workflow.started",
+        "step.started",
+        "step.completed",
+        "sleep.completed",
+        "sleep.completed",
+        "step.started",
+        "step.completed",
+        "workflow.completed",
+    ]
+    snapshot = h.handle.storage_snapshot()
+    assert snapshot["sleep:sleep#1"] == {"resume_at": 500, "duration_ms": 0, "completed": True}
+    assert snapshot["sleep:sleep#2"]["completed"] is True
 
 
 async def test_queued_event() -> None:

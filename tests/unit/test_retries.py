@@ -236,9 +236,10 @@ async def test_max_attempts_2_runs_three_times_then_exhausts() -> None:
     assert final.error.type == "RetryExhaustedError"
     assert final.error.step_name == "x"
     assert "failure 3" in final.error.message
+    assert "failed after 3 attempts (max_attempts=2 retries)" in final.error.message
     [exhausted] = caught
     assert isinstance(exhausted, durably.RetryExhaustedError)
-    assert (exhausted.step_name, exhausted.attempts) == ("x", 3)
+    assert (exhausted.step_name, exhausted.attempts, exhausted.max_attempts) == ("x", 3, 2)
     assert isinstance(exhausted.last_error, ConnectionError)
     assert str(exhausted.last_error) == "failure 3"
     assert "step:x:result" not in h.snapshot()
@@ -383,7 +384,8 @@ async def test_max_duration_refuses_a_retry_that_would_resume_past_the_budget() 
     assert calls == [1, 2]
     [exhausted] = caught
     assert isinstance(exhausted, durably.RetryExhaustedError)
-    assert exhausted.attempts == 2
+    assert (exhausted.attempts, exhausted.max_attempts) == (2, 5)
+    assert "Retry.max_duration ran out first" in final.error.message
     assert [(e.step_name, e.attempts) for e in h.tracker.of_type("retry.exhausted")] == [("x", 2)]
     assert h.handle.scheduled_time() is None
 

@@ -150,8 +150,8 @@ async def test_step_3_the_alarm_at_6000_resumes_replays_and_completes() -> None:
     assert w.tracker.types() == [
         "workflow.resumed",
         "step.completed",
+        "sleep.completed",  # the Resume commit ended it: emitted before b starts
         "step.started",
-        "sleep.completed",  # emitted after b's commit, which records the sleep as done
         "step.completed",
         "workflow.completed",
     ]

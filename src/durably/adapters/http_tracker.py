@@ -12,18 +12,28 @@ batch still failing after its retries) is given up with a logged error and count
 ``failed``. Delivery is at least once: a batch whose answer was lost (a timeout after the
 collector took it) is sent again, so collectors deduplicate on ``event_id``.
 
+``close`` (the engine's shutdown) waits at most ``close_timeout`` (5 s by default) for the
+collector: what is still buffered then is given up, counted in ``abandoned`` and logged in
+one warning, so a collector that is down cannot hold a shutdown for the length of the
+retries. ``redact`` sees every event's JSON form before it is buffered and returns what
+to send, or ``None`` to send nothing (events carry workflow inputs, error messages and
+tracebacks: ``docs/concepts.md``, "What the HTTP tracker sends"). An endpoint in plain
+``http://`` to another host than this one is warned about once, when the tracker is built.
+
 Nothing here ever raises into, or waits inside, a workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import urllib.parse
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import httpx
 
@@ -37,12 +47,47 @@ from durably.domain.durations import Duration, parse_duration
 from durably.domain.events import WorkflowEvent
 from durably.domain.serialization import converter
 
-__all__ = ["HttpBatchTracker"]
+__all__ = ["HttpBatchTracker", "Redact"]
 
 log = logging.getLogger("durably.trackers.http")
 
 DEFAULT_BACKOFF: Final = ExponentialBackoff(initial_ms=500, multiplier=2.0, max_ms=30_000)
 """Back-off between the attempts of one batch: 0.5 s, 1 s, 2 s, ... capped at 30 s (±10 %)."""
+
+
+Redact: TypeAlias = Callable[[dict[str, Any]], dict[str, Any] | None]
+"""Takes an event's JSON form (a fresh dict, free to change) and returns the dict to send,
+or ``None`` to send nothing for that event."""
+
+
+def _is_local(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost`` or a loopback address)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        return False
+
+
+def _shown(endpoint: str) -> str:
+    """``endpoint`` for log lines: without the credentials or query it may carry."""
+    parts = urllib.parse.urlsplit(endpoint)
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+def _warn_if_plain_http(endpoint: str) -> None:
+    """Warn when events would cross the network unencrypted (plain http to another host)."""
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme.lower() != "http" or _is_local((parts.hostname or "").lower()):
+        return
+    log.warning(
+        "HttpBatchTracker endpoint %s is plain http to another host: events (workflow "
+        "inputs, error messages, tracebacks), the service_key and the headers travel "
+        "unencrypted; use https:// (and redact= to leave out what must not leave)",
+        _shown(endpoint),
+    )
 
 
 class _Retryable(Exception):
@@ -53,9 +98,12 @@ class HttpBatchTracker:
     """Sends events in batches to ``endpoint`` (a JSON ``POST`` of ``{"events": [...]}``).
 
     Each event is the JSON form of the event (with its ``type``) plus ``env`` and
-    ``service_key``. Attributes: ``dropped`` (events dropped because the buffer was
-    full), ``failed`` (events of batches given up), ``delivered`` (events accepted by the
-    collector) and ``attempts`` (POSTs tried).
+    ``service_key``, passed through ``redact`` when given (see ``Redact``).
+    ``close_timeout`` bounds how long ``close`` waits for the collector. Attributes:
+    ``dropped`` (events dropped because the buffer was full), ``failed`` (events of
+    batches given up), ``abandoned`` (events still buffered when ``close`` stopped
+    waiting), ``delivered`` (events accepted by the collector) and ``attempts`` (POSTs
+    tried).
     """
 
     def __init__(
@@ -71,6 +119,8 @@ class HttpBatchTracker:
         max_retries: int = 5,
         timeout: Duration = "10s",
         backoff: BackoffStrategy | None = None,
+        close_timeout: Duration = "5s",
+        redact: Redact | None = None,
     ) -> None:
         if not endpoint:
             raise ValueError("endpoint: an http(s) URL is required")
@@ -80,7 +130,10 @@ class HttpBatchTracker:
             raise ValueError(f"max_buffer: must be >= 1, got {max_buffer!r}")
         if max_retries < 0:
             raise ValueError(f"max_retries: must be >= 0, got {max_retries!r}")
+        if redact is not None and not callable(redact):
+            raise TypeError(f"redact: must be a callable or None, got {type(redact).__name__}")
         self.endpoint = endpoint
+        self._shown = _shown(endpoint)
         self.env = env
         self.service_key = service_key
         self.headers: dict[str, str] = dict(headers or {})
@@ -92,9 +145,13 @@ class HttpBatchTracker:
         self.max_retries = max_retries
         self.timeout_ms = parse_duration(timeout, field="timeout")
         self.backoff: BackoffStrategy = backoff if backoff is not None else DEFAULT_BACKOFF
+        self.close_timeout_ms = parse_duration(close_timeout, field="close_timeout")
+        self.redact = redact
+        _warn_if_plain_http(endpoint)
 
         self.dropped = 0
         self.failed = 0
+        self.abandoned = 0
         self.delivered = 0
         self.attempts = 0
 
@@ -114,11 +171,16 @@ class HttpBatchTracker:
     # -- the Tracker protocol ------------------------------------------------------------
 
     def emit(self, event: WorkflowEvent) -> None:
-        """Buffer the event; never blocks, never raises."""
+        """Buffer the event (as ``redact`` leaves it); never blocks, never raises."""
         try:
             data: dict[str, Any] = converter.unstructure(event, WorkflowEvent)
             data["env"] = self.env
             data["service_key"] = self.service_key
+            if self.redact is not None:
+                redacted = self._redacted(data)
+                if redacted is None:
+                    return
+                data = redacted
             self._seq += 1
             self._buffer.append((self._seq, data))
             if len(self._buffer) > self.max_buffer:
@@ -142,21 +204,33 @@ class HttpBatchTracker:
         return len(self._buffer) + self._in_flight
 
     async def close(self) -> None:
-        """Flush, stop the background task, close the HTTP client.
+        """Flush for at most ``close_timeout``, stop the background task, close the client.
 
-        A later ``emit`` starts over (a new task and client), so an engine may be reopened.
+        What the collector has not taken by then (it is down, or slow) is given up:
+        counted in ``abandoned`` and logged in one warning. A later ``emit`` starts over
+        (a new task and client), so an engine may be reopened.
         """
-        await self.flush()
         loop = self._bind()
+        deadline = loop.time() + self.close_timeout_ms / 1000
+        await self._before(deadline, self._drain(until=self._seq))
         task, self._task = self._task, None
         if task is not None and not task.done() and task.get_loop() is loop:
             lock = self._lock
             assert lock is not None
-            async with lock:  # the sender holds no batch while we hold the lock
+            # With the lock, the sender holds no batch: cancelling it cannot cut a POST
+            # that the collector may have taken (it would be sent twice). Past the
+            # deadline it is cut anyway; its batch goes back to the buffer, first in line.
+            locked = await self._before(deadline, lock.acquire())
+            try:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
-        await self.flush()  # what was emitted while the first flush ran
+            finally:
+                if locked:
+                    lock.release()
+        if loop.time() < deadline:  # what was emitted while the first flush ran
+            await self._before(deadline, self._drain(until=self._seq))
+        self._abandon_the_rest()
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -165,6 +239,49 @@ class HttpBatchTracker:
                 log.exception("HttpBatchTracker failed to close its HTTP client")
         if self.dropped > self._warned_at:
             self._warn_dropped()
+
+    @staticmethod
+    async def _before(deadline: float, work: Any) -> bool:
+        """Await ``work`` until the loop time ``deadline``: whether it finished by then."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await work
+        except TimeoutError:
+            return False
+        return True
+
+    def _abandon_the_rest(self) -> None:
+        """Give up what is still buffered when ``close`` stops waiting: count it, say so once."""
+        left = len(self._buffer)
+        if not left:
+            return
+        self._buffer.clear()
+        self.abandoned += left
+        log.warning(
+            "HttpBatchTracker closed with %d events not delivered: %s did not take them "
+            "within close_timeout (%d ms); %d abandoned in all",
+            left,
+            self._shown,
+            self.close_timeout_ms,
+            self.abandoned,
+        )
+
+    def _redacted(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """``redact(data)``; an event it fails on is not sent (never sent unredacted)."""
+        assert self.redact is not None
+        try:
+            result = self.redact(data)
+        except Exception:
+            log.exception("HttpBatchTracker redact failed on a %s event: not sent", data["type"])
+            return None
+        if result is not None and not isinstance(result, dict):
+            log.error(
+                "HttpBatchTracker redact returned %s for a %s event, not a dict or None: not sent",
+                type(result).__name__,
+                data["type"],
+            )
+            return None
+        return result
 
     # -- background sending --------------------------------------------------------------
 
@@ -182,7 +299,7 @@ class HttpBatchTracker:
             "%d dropped so far (endpoint %s)",
             self.max_buffer,
             self.dropped,
-            self.endpoint,
+            self._shown,
         )
 
     def _bind(self) -> asyncio.AbstractEventLoop:
@@ -282,7 +399,7 @@ class HttpBatchTracker:
             log.error(
                 "HttpBatchTracker dropped a batch of %d events: %s answered %d %s",
                 len(batch),
-                self.endpoint,
+                self._shown,
                 response.status_code,
                 response.text[:200],
             )
@@ -299,5 +416,5 @@ class HttpBatchTracker:
         except (httpx.TransportError, OSError) as e:  # connection refused, timeouts, ...
             raise _Retryable(f"{type(e).__name__}: {e}") from e
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Retryable(f"{self.endpoint} answered {response.status_code}")
+            raise _Retryable(f"{self._shown} answered {response.status_code}")
         return response

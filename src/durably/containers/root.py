@@ -78,6 +78,7 @@ def _http_tracker(
     headers: dict[str, str] | None,
     batch_size: int | None,
     flush_interval: Any,
+    close_timeout: Any = None,
 ) -> Any:
     """An ``HttpBatchTracker`` from the profile's ``tracker.*`` settings."""
     from durably.adapters.http_tracker import HttpBatchTracker
@@ -91,6 +92,7 @@ def _http_tracker(
         headers=headers,
         batch_size=batch_size if batch_size is not None else 100,
         flush_interval=flush_interval if flush_interval is not None else "5s",
+        close_timeout=close_timeout if close_timeout is not None else "5s",
     )
 
 
@@ -135,6 +137,7 @@ class Durably(containers.DeclarativeContainer):
             headers=config.tracker.headers,
             batch_size=config.tracker.batch_size,
             flush_interval=config.tracker.flush_interval,
+            close_timeout=config.tracker.close_timeout,
         ),
         otel=providers.Singleton(_otel_tracker),
     )

@@ -186,16 +186,29 @@ class StepCancelledError(DurablyError):
 
 @attrs.frozen(eq=False)
 class RetryExhaustedError(DurablyError):
-    """A step failed and its retry policy allows no further attempt."""
+    """A step failed and its retry policy allows no further attempt.
+
+    ``attempts`` counts runs; ``max_attempts`` is the policy's count of retries after the
+    first run (``Retry(max_attempts=2)`` runs 3 times), ``None`` when not known.
+    """
 
     step_name: str
     attempts: int
     last_error: object = None
+    max_attempts: int | None = None
 
     @property
     def message(self) -> str:
+        runs = f"{self.attempts} attempt{'' if self.attempts == 1 else 's'}"
+        policy = ""
+        if self.max_attempts is not None:
+            # Fewer runs than the retries allow: the retry budget (max_duration) stopped it.
+            early = (
+                "; Retry.max_duration ran out first" if self.attempts <= self.max_attempts else ""
+            )
+            policy = f" (max_attempts={self.max_attempts} retries{early})"
         last = f"; last error: {_describe(self.last_error)}" if self.last_error is not None else ""
-        return f"step {self.step_name!r} failed after {self.attempts} attempts{last}"
+        return f"step {self.step_name!r} failed after {runs}{policy}{last}"
 
 
 @attrs.frozen(eq=False)

@@ -48,12 +48,18 @@ def _to_budget(value: Duration | None) -> int | None:
 class Retry:
     """How a failed step is retried.
 
-    ``max_attempts`` counts retries after the first run (``max_attempts=2`` runs a step
-    at most 3 times). ``delay`` is a duration, a back-off strategy or
-    ``fn(attempt) -> ms`` (default: exponential from 1 s, x2, capped at 60 s).
-    ``jitter`` adds +-10 %. ``is_retryable(error)`` picks the errors worth retrying.
-    ``max_duration`` is a budget counted from the first attempt's start: a retry that
-    would resume past it is not scheduled.
+    ``max_attempts`` counts **retries after the first run**, not runs:
+    ``Retry(max_attempts=2)`` runs a step at most 3 times (``Retry(0)`` once), and the
+    ``RetryExhaustedError`` says ``failed after 3 attempts (max_attempts=2 retries)``.
+    ``delay`` is a duration, a back-off strategy or ``fn(attempt) -> ms`` (default:
+    exponential from 1 s, x2, capped at 60 s). ``jitter`` adds +-10 %.
+    ``is_retryable(error)`` picks the errors worth retrying. ``max_duration`` is a budget
+    counted from the first attempt's start: a retry that would resume past it is not
+    scheduled.
+
+    Durations (``delay``, ``max_duration``) are strings with a unit (``"500ms"``,
+    ``"30s"``, ``"1 hour"``), ``datetime.timedelta`` values, or numbers of
+    **milliseconds**: ``delay=5`` waits 5 ms, not 5 seconds.
     """
 
     max_attempts: int = attrs.field(validator=_check_max_attempts)

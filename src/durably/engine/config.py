@@ -41,13 +41,21 @@ class Lease:
 
 @attrs.frozen
 class Purge:
-    """Purge finished instances ``delay`` after they finish (a tombstone remains)."""
+    """Purge finished instances ``delay`` after they finish (a tombstone remains).
+
+    ``delay`` is checked when the ``Purge`` is built (``InvalidDurationError`` naming
+    ``Purge.delay``), like every other definition, not when the first instance ends.
+    """
 
     delay: Duration = "1 day"
+    delay_ms: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "delay_ms", parse_duration(self.delay, field="Purge.delay"))
 
     def to_config(self) -> PurgeConfig:
         """The service-level configuration."""
-        return PurgeConfig(enabled=True, delay_ms=parse_duration(self.delay, field="Purge.delay"))
+        return PurgeConfig(enabled=True, delay_ms=self.delay_ms)
 
 
 @attrs.frozen

@@ -12,7 +12,13 @@ __all__ = ["sleep", "sleep_until"]
 
 
 async def sleep(duration: Duration, *, name: str | None = None) -> None:
-    """Pause the workflow for ``duration`` (from the first time this sleep is reached)."""
+    """Pause the workflow for ``duration`` (from the first time this sleep is reached).
+
+    ``duration`` is a string with a unit (``"30s"``, ``"10 min"``, ``"1 day"``), a
+    ``datetime.timedelta``, or a number of **milliseconds**: ``sleep(5)`` sleeps 5 ms, not
+    5 seconds (``parse_duration``). The sleep is keyed like a step (``sleep#1``, ... or
+    ``name``), so a replay finds the same resume time.
+    """
     ms = parse_duration(duration, field="duration")
     scope = require_scope("sleep")
     await run_sleep(scope, duration_ms=ms, until_ms=None, name=name)

@@ -105,6 +105,10 @@ def step(
 
     Also a decorator, ``@step`` or ``@step(name=..., retry=..., timeout=...)``: every
     call of the decorated ``async def`` is then a step named after it.
+
+    ``retry`` is a ``Retry`` (none: a failure fails the workflow). ``timeout`` bounds
+    each attempt: a string with a unit (``"10s"``), a ``datetime.timedelta``, or a number
+    of **milliseconds** (``timeout=30`` is 30 ms, not 30 seconds); ``0`` is refused.
     """
     retry = _check_retry(retry)
     timeout_ms = _timeout_ms(timeout)

@@ -1,4 +1,13 @@
-"""Durable sleeps: a resume time fixed once, never moved by early or repeated alarms."""
+"""Durable sleeps: a resume time fixed once, never moved by early or repeated alarms.
+
+``sleep.completed`` is emitted as soon as the sleep is known to be over, before anything
+after it runs (events in causal order): a sleep is over when the clock has passed its
+stored resume time, and that was committed by the ``Resume`` (or ``Recover``) that let
+the execution run again; a sleep whose time had already passed when it was reached never
+waited at all. The record's ``completed`` flag only spares later replays the event; it
+rides with the next commit, so a crash before that commit repeats the event, as it
+repeats ``step.started`` (``docs/decisions.md``).
+"""
 
 from __future__ import annotations
 
@@ -38,7 +47,7 @@ async def run_sleep(
             # Not in the future: done at once, but recorded, so replays agree on it.
             done = SleepRecord(resume_at=resume_at, duration_ms=duration, completed=True)
             scope.pending[record_key] = encode(done, key=record_key)
-            scope.after_commit(SleepCompleted, duration_ms=duration)
+            scope.events.emit(SleepCompleted, duration_ms=duration)
             return
         record = SleepRecord(resume_at=resume_at, duration_ms=duration)
         raise PauseSignal(
@@ -53,7 +62,7 @@ async def run_sleep(
     if now >= existing.resume_at:
         done = attrs.evolve(existing, completed=True)
         scope.pending[record_key] = encode(done, key=record_key)
-        scope.after_commit(SleepCompleted, duration_ms=existing.duration_ms)
+        scope.events.emit(SleepCompleted, duration_ms=existing.duration_ms)
         return
     # Fix: an early or repeated alarm pauses again until the same resume time.
     raise PauseSignal("sleep", existing.resume_at)

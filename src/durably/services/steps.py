@@ -273,7 +273,7 @@ def _fail(
     if resume_at is None:
         events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False)
         events.emit(RetryExhausted, step_name=key, attempts=attempt)
-        exhausted = RetryExhaustedError(key, attempt, error)
+        exhausted = RetryExhaustedError(key, attempt, error, retry.max_attempts)
         scope.failures[id(exhausted)] = (key, attempt)
         raise exhausted from error
     events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=True)

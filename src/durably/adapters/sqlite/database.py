@@ -22,15 +22,20 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 from durably.adapters.sqlite.schema import migrate
 from durably.domain.errors import StorageError
 
-__all__ = ["SqliteDatabase", "Synchronous", "transaction", "is_busy"]
+__all__ = ["SqliteDatabase", "Synchronous", "transaction", "is_busy", "explain"]
 
 Synchronous = Literal["FULL", "NORMAL"]
 T = TypeVar("T")
+
+_OUT_OF_SPACE: Final[dict[str, str]] = {
+    "SQLITE_IOERR_SHMSIZE": "the WAL index (-shm file) could not grow",
+}
+"""Extended codes that SQLite reports as a bare "disk I/O error" when the disk is full."""
 
 
 def is_permanent(error: sqlite3.Error) -> bool:
@@ -48,6 +53,18 @@ def is_busy(error: sqlite3.Error) -> bool:
     if code is not None:
         return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     return "locked" in str(error)
+
+
+def explain(error: sqlite3.Error) -> sqlite3.Error | str:
+    """``error`` as the cause of a ``StorageError``: as it is, unless SQLite says "disk
+    I/O error" for what is most likely a full disk; then the cause says so."""
+    name = getattr(error, "sqlite_errorname", None)
+    reason = _OUT_OF_SPACE.get(name) if isinstance(name, str) else None
+    if reason is None:
+        return error
+    return (
+        f"{type(error).__name__}: {error} ({name}: {reason}, most likely: database or disk is full)"
+    )
 
 
 @contextmanager
@@ -122,7 +139,7 @@ class SqliteDatabase:
             raise StorageError(e.operation, e.key, f"{self.path}: {e.cause}") from e
         except sqlite3.Error as e:
             self._shutdown()
-            raise StorageError("open", None, f"{self.path}: {e}") from e
+            raise StorageError("open", None, f"{self.path}: {explain(e)}") from e
 
     def _stat(self) -> tuple[int, int] | None:
         if self.path == ":memory:" or self.path.startswith("file:"):
@@ -179,7 +196,7 @@ class SqliteDatabase:
             return fn(conn)
         except sqlite3.Error as e:
             if not is_busy(e):
-                raise StorageError(operation, None, e, permanent=is_permanent(e)) from e
+                raise StorageError(operation, None, explain(e), permanent=is_permanent(e)) from e
         return None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], operation: str = "read") -> T:
@@ -192,14 +209,14 @@ class SqliteDatabase:
             return fn(conn)
         except sqlite3.Error as e:
             if not is_busy(e):
-                raise StorageError(operation, None, e, permanent=is_permanent(e)) from e
+                raise StorageError(operation, None, explain(e), permanent=is_permanent(e)) from e
         self.waited += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, self._in_thread, fn
             )
         except sqlite3.Error as e:
-            raise StorageError(operation, None, e, permanent=is_permanent(e)) from e
+            raise StorageError(operation, None, explain(e), permanent=is_permanent(e)) from e
 
     def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._thread_conn

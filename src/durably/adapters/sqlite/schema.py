@@ -76,6 +76,9 @@ def migrate(conn: sqlite3.Connection) -> int:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite rolls back by itself after some errors (a full disk at COMMIT): a
+        # ROLLBACK then would fail, and its "no transaction is active" hide the cause.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return found
