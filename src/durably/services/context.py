@@ -134,7 +134,6 @@ class ExecutionScope:
     completed_steps: list[str] | None = None
     """The completed step keys in order, known with ``completed`` (``None``: read them)."""
     sleep_names: dict[str, int] = attrs.field(factory=dict)
-    pending_events: list[tuple[type[EventBase], dict[str, Any]]] = attrs.field(factory=list)
     cancels: list[InboxMessage] = attrs.field(factory=list)
     """The cancel messages this execution has seen in its inbox (consumed at its end)."""
     progressed: bool = False
@@ -220,16 +219,6 @@ class ExecutionScope:
         """The writes waiting for a commit (and forget them)."""
         pending, self.pending = self.pending, {}
         return pending
-
-    def after_commit(self, event_type: type[EventBase], **fields: Any) -> None:
-        """Emit an event once the pending writes it describes are committed."""
-        if self.events.enabled:
-            self.pending_events.append((event_type, fields))
-
-    def take_events(self) -> list[tuple[type[EventBase], dict[str, Any]]]:
-        """The events waiting for a commit (and forget them)."""
-        events, self.pending_events = self.pending_events, []
-        return events
 
 
 SCOPE: ContextVar[ExecutionScope | None] = ContextVar("durably_scope", default=None)

@@ -195,7 +195,7 @@ class WorkflowExecutor:
                 step_name=p.step_name,
                 attempt=p.attempt,
                 writes={**scope.take_pending(), **p.writes},
-                events=[*scope.take_events(), *p.events],
+                events=p.events,
             )
         except (CancelSignal, StepCancelledError):
             return await self._cancelled(scope)
@@ -225,7 +225,6 @@ class WorkflowExecutor:
             duration_ms=await self._duration(),
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
-            events=scope.take_events(),
         )
 
     async def _duration(self) -> int:
@@ -238,7 +237,6 @@ class WorkflowExecutor:
             duration_ms=await self._duration(),
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
-            events=scope.take_events(),
         )
 
     async def _cancel_arrived(self, scope: ExecutionScope) -> bool:
@@ -257,7 +255,6 @@ class WorkflowExecutor:
             reason=reason,
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
-            events=scope.take_events(),
             consumed=consumed,
         )
 

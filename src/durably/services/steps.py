@@ -166,7 +166,6 @@ async def run_step(
         _refused(scope, key, attempt, e)
     completed_at = scope.runtime.now()
     writes = scope.take_pending()
-    waiting_events = scope.take_events()
     try:
         index = await scope.completed_count()
         # The result is the completion marker too (it carries its place in the order):
@@ -206,8 +205,6 @@ async def run_step(
             _refused(scope, key, attempt, refused)
         raise InfrastructureFailure(e) from e
     scope.step_completed(key, index)
-    for event_type, fields in waiting_events:
-        scope.events.emit(event_type, **fields)
     scope.events.emit(
         StepCompleted, step_name=key, attempt=attempt, duration_ms=duration_ms, cached=False
     )
