@@ -204,27 +204,38 @@ def test_memory_runtime_layer_requires_an_instance_id() -> None:
         MemoryRuntimeLayer().instance()
 
 
-def test_the_roots_layer_serves_the_ports_of_the_instance_in_context() -> None:
-    """The root reads the instance's storage, scheduler and clock from the context in one
-    call each; every service of the graph gets those of the runtime being served."""
-    from durably.containers import CURRENT_RUNTIME, build_root
+def test_the_root_builds_one_instances_services_in_one_call_with_the_runtime_given() -> None:
+    """The instance served is an argument, not ambient state; every service of its graph
+    gets the ports of that runtime, and shares one state machine and one emitter."""
+    from durably.containers import InstanceServices, build_root
 
     root = build_root([SIMPLE], {"backend": {"kind": "memory"}, "tracker": {"kind": "noop"}})
-    layer = root.layer()
-    # One provider each, not the layer's attribute-of-runtime chain of three.
-    assert layer.storage.last_overriding is root.instance_storage
-    assert layer.scheduler.last_overriding is root.instance_scheduler
-    assert layer.clock.last_overriding is root.instance_clock
     for iid in ("root-a", "root-b"):
         runtime, _ = create_in_memory_runtime(instance_id=iid)
-        token = CURRENT_RUNTIME.set(runtime)
-        try:
-            orchestrator = layer.orchestrator()
-        finally:
-            CURRENT_RUNTIME.reset(token)
+        services = root.instance(runtime=runtime)
+        assert isinstance(services, InstanceServices)
+        orchestrator = services.orchestrator
         assert orchestrator.instance_id == iid
         assert orchestrator._storage is runtime.storage
         assert orchestrator._scheduler is runtime.scheduler
         assert orchestrator._runtime is runtime.runtime
-        assert orchestrator._sm._storage is runtime.storage
-        assert orchestrator._executor._storage is runtime.storage
+        sm = services.state_machine
+        assert orchestrator._sm is sm
+        assert orchestrator._executor._sm is sm
+        assert orchestrator._recovery._sm is sm
+        assert sm._storage is runtime.storage
+        events = services.events
+        assert orchestrator._events is events
+        assert orchestrator._executor._events is events
+        assert orchestrator._purge._events is events
+        assert orchestrator._registry is root.registry()  # one registry for every instance
+
+
+def test_a_layer_builds_each_service_once() -> None:
+    runtime, _ = create_in_memory_runtime(instance_id="once")
+    layer = WorkflowLayer(runtime=runtime, workflows=[SIMPLE])
+    orchestrator = layer.orchestrator()
+    assert layer.orchestrator() is orchestrator
+    assert orchestrator._sm is layer.state_machine()
+    assert orchestrator._executor._sm is layer.state_machine()
+    assert orchestrator._events is layer.events()

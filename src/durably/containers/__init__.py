@@ -1,6 +1,7 @@
 """The composition root: the only place that knows ``dependency_injector``."""
 
-from durably.containers.root import CURRENT_RUNTIME, Durably, build_root, current_runtime
+from durably.containers.instance import InstanceServices, wire_instance
+from durably.containers.root import Durably, build_root
 from durably.containers.runtime import MemoryRuntimeLayer
 from durably.containers.workflow import WorkflowLayer
 
@@ -8,7 +9,7 @@ __all__ = [
     "WorkflowLayer",
     "MemoryRuntimeLayer",
     "Durably",
-    "CURRENT_RUNTIME",
-    "current_runtime",
     "build_root",
+    "InstanceServices",
+    "wire_instance",
 ]

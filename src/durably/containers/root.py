@@ -1,13 +1,13 @@
 """The root container ``Durably``: configuration, the backend, the tracker, and the workflow layer.
 
-One container is built per ``Engine``; the instance served varies per call through
-``current_runtime`` (a context variable), so building the services of one alarm is a
-few factory calls, not a new container.
+One container is built per ``Engine``; the services of an instance are one call of its
+``instance`` provider with the instance's runtime (``wire_instance``), not a new
+container.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from collections.abc import AsyncIterator
 from typing import Any
 
 from dependency_injector import containers, providers
@@ -15,48 +15,23 @@ from dependency_injector import containers, providers
 from durably.adapters.clock import SystemClock
 from durably.adapters.memory import MemoryBackend
 from durably.adapters.sqlite import SqliteHost
-from durably.containers.workflow import WorkflowLayer
-from durably.ports import InstanceRuntime
+from durably.containers.instance import wire_instance
+from durably.services.context import ActiveExecutions
 from durably.services.purge import PurgeConfig
 from durably.services.recovery import RecoveryConfig
+from durably.services.registry import WorkflowRegistry
 from durably.services.trackers import InMemoryTracker, LoggingTracker, NoopTracker
 
-__all__ = ["Durably", "CURRENT_RUNTIME", "current_runtime", "build_root"]
-
-CURRENT_RUNTIME: ContextVar[InstanceRuntime] = ContextVar("durably_current_runtime")
+__all__ = ["Durably", "build_root"]
 
 
-def current_runtime() -> InstanceRuntime:
-    """The runtime of the instance being served in this context."""
+async def _opened(host: Any) -> AsyncIterator[Any]:
+    """The backend, open for as long as the container's resources are."""
+    await host.open()
     try:
-        return CURRENT_RUNTIME.get()
-    except LookupError:  # pragma: no cover - a programming error in the engine
-        raise RuntimeError("no instance is being served in this context") from None
-
-
-def current_storage() -> Any:
-    """The storage of the instance being served (one call instead of three providers)."""
-    return current_runtime().storage
-
-
-def current_scheduler() -> Any:
-    """The scheduler of the instance being served."""
-    return current_runtime().scheduler
-
-
-def current_clock() -> Any:
-    """The runtime adapter (clock) of the instance being served."""
-    return current_runtime().runtime
-
-
-def current_inbox() -> Any:
-    """The inbox of the instance being served."""
-    return current_runtime().inbox
-
-
-def current_lease() -> Any:
-    """The lease hold of the execution serving the instance."""
-    return current_runtime().lease
+        yield host
+    finally:
+        await host.close()
 
 
 def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
@@ -144,27 +119,20 @@ class Durably(containers.DeclarativeContainer):
     recovery = providers.Object(RecoveryConfig())
     purge = providers.Object(PurgeConfig())
 
-    runtime = providers.Callable(current_runtime)
-    # The layer's ports of the instance served, each read from the context in one call
-    # (the layer's own way, an attribute of its ``runtime``, takes three providers).
-    instance_storage = providers.Callable(current_storage)
-    instance_scheduler = providers.Callable(current_scheduler)
-    instance_clock = providers.Callable(current_clock)
-    instance_inbox = providers.Callable(current_inbox)
-    instance_lease = providers.Callable(current_lease)
-    layer = providers.Singleton(
-        WorkflowLayer,
-        runtime=runtime.provider,
-        storage=instance_storage.provider,
-        scheduler=instance_scheduler.provider,
-        clock=instance_clock.provider,
-        inbox=instance_inbox.provider,
-        lease=instance_lease.provider,
-        workflows=workflows.provider,
-        tracker=tracker.provider,
-        recovery=recovery.provider,
-        purge=purge.provider,
+    registry = providers.Singleton(WorkflowRegistry, workflows)
+    executions = providers.Singleton(ActiveExecutions)
+    # The services of one instance: one call per instance served, the runtime given.
+    instance = providers.Factory(
+        wire_instance,
+        registry=registry,
+        tracker=tracker,
+        recovery=recovery,
+        purge=purge,
+        executions=executions,
     )
+    # The backend's lifecycle: opened by ``init_resources``, closed by
+    # ``shutdown_resources`` (the engine's open and close).
+    host = providers.Resource(_opened, backend)
 
 
 def build_root(

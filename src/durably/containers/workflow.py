@@ -7,15 +7,13 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from durably.containers.instance import wire_instance
 from durably.ports import InstanceRuntime
 from durably.services.context import ActiveExecutions
-from durably.services.executor import WorkflowExecutor
-from durably.services.orchestrator import WorkflowOrchestrator
-from durably.services.purge import PurgeConfig, PurgeManager
-from durably.services.recovery import RecoveryConfig, RecoveryManager
+from durably.services.purge import PurgeConfig
+from durably.services.recovery import RecoveryConfig
 from durably.services.registry import WorkflowRegistry
-from durably.services.state_machine import WorkflowStateMachine
-from durably.services.trackers import EventEmitter, NoopTracker
+from durably.services.trackers import NoopTracker
 
 __all__ = ["WorkflowLayer"]
 
@@ -25,7 +23,9 @@ class WorkflowLayer(containers.DeclarativeContainer):
 
     Required: ``runtime`` (an ``InstanceRuntime``, or a provider of one) and
     ``workflows`` (a mapping of names to definitions, or a list of definitions).
-    Building the layer checks that both are given.
+    Building the layer checks that both are given. Each service is built once per
+    layer (``instance``): the orchestrator, the recovery manager and the executor of one
+    layer share one state machine and one event emitter.
     """
 
     runtime = providers.Dependency(instance_of=InstanceRuntime)
@@ -35,38 +35,21 @@ class WorkflowLayer(containers.DeclarativeContainer):
     purge = providers.Object(PurgeConfig())
     tracker = providers.Singleton(NoopTracker)
     executions = providers.Singleton(ActiveExecutions)
+    registry = providers.Singleton(WorkflowRegistry, workflows)
 
+    instance = providers.Singleton(
+        wire_instance, runtime, registry, tracker, recovery, purge, executions
+    )
     storage = providers.Callable(attrgetter("storage"), runtime)
     scheduler = providers.Callable(attrgetter("scheduler"), runtime)
     clock = providers.Callable(attrgetter("runtime"), runtime)
     inbox = providers.Callable(attrgetter("inbox"), runtime)
-    lease = providers.Callable(attrgetter("lease"), runtime)
-
-    registry = providers.Singleton(WorkflowRegistry, workflows)
-    events = providers.Factory(EventEmitter, tracker, clock)
-    state_machine = providers.Factory(WorkflowStateMachine, storage, clock)
-    recovery_manager = providers.Factory(
-        RecoveryManager, state_machine, storage, scheduler, clock, recovery, events
-    )
-    executor = providers.Factory(
-        WorkflowExecutor, storage, scheduler, clock, state_machine, events, executions, inbox, lease
-    )
-    purge_manager = providers.Factory(PurgeManager, storage, scheduler, clock, purge, events)
-    orchestrator = providers.Factory(
-        WorkflowOrchestrator,
-        storage,
-        scheduler,
-        clock,
-        state_machine,
-        recovery_manager,
-        executor,
-        registry,
-        purge_manager,
-        events,
-        executions,
-        inbox,
-        lease,
-    )
+    events = providers.Callable(attrgetter("events"), instance)
+    state_machine = providers.Callable(attrgetter("state_machine"), instance)
+    recovery_manager = providers.Callable(attrgetter("recovery_manager"), instance)
+    executor = providers.Callable(attrgetter("executor"), instance)
+    purge_manager = providers.Callable(attrgetter("purge_manager"), instance)
+    orchestrator = providers.Callable(attrgetter("orchestrator"), instance)
 
     def __new__(cls, **overriding: Any) -> Any:
         container = super().__new__(cls, **overriding)

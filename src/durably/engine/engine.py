@@ -95,12 +95,13 @@ class Engine(EngineQueries):
             purge=purge.to_config() if purge is not None else None,
         )
         self._host: InstanceHost = self._container.backend()
-        self._layer = self._container.layer()
-        self.registry = self._layer.registry()
-        self.tracker = self._layer.tracker()
-        self._executions = self._layer.executions()
+        self.registry = self._container.registry()
+        self.tracker = self._container.tracker()
+        self._executions = self._container.executions()
         self.owner = owner_token()
-        self._server = InstanceServer(self._host, self._layer, self.owner, self.lease.duration_ms)
+        self._server = InstanceServer(
+            self._host, self._container.instance, self.owner, self.lease.duration_ms
+        )
         self._changed = self._server.changed
         self._heartbeat: asyncio.Task[None] | None = None
         self._worker = AlarmWorker(self._server, self.poll_interval_ms)
@@ -121,7 +122,7 @@ class Engine(EngineQueries):
         """Open and migrate the backend; make instances of dead local processes due now."""
         if self._opened:
             return self
-        await self._host.open()
+        await self._container.init_resources()  # opens (and migrates) the backend
         await self._host.expire_dead_local_owners(self.now())
         self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
         self._opened = True
@@ -150,7 +151,7 @@ class Engine(EngineQueries):
             await self.tracker.close()
         except Exception:  # a tracker never fails the engine
             log.exception("tracker failed to close")
-        await self._host.close()
+        await self._container.shutdown_resources()  # closes the backend
 
     async def __aenter__(self) -> Engine:
         return await self.open()

@@ -34,7 +34,7 @@ async def purge_finished(engine: Engine, cutoff: int) -> Result[int, StorageErro
                 continue  # someone else works on it: leave it to the next purge
             hold = server.new_hold(taken_at=started)
             async with server.serve(row.id, hold):
-                done = await server.build(row.id, server.layer.purge_manager, hold).purge_now()
+                done = await server.services(row.id, hold).purge_manager.purge_now()
             if isinstance(done, Failure):
                 error = done.failure()
                 if not isinstance(error, StorageError):

@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any
 
-from durably.containers import CURRENT_RUNTIME
+from durably.containers import InstanceServices
 from durably.domain.errors import StorageError
 from durably.domain.lease import LeaseHold
 from durably.ports import InstanceHost
@@ -54,9 +53,16 @@ class Signal:
 class InstanceServer:
     """Serves the instances of ``host`` for lease owner ``owner``."""
 
-    def __init__(self, host: InstanceHost, layer: Any, owner: str, lease_ms: int) -> None:
+    def __init__(
+        self,
+        host: InstanceHost,
+        wire: Callable[..., InstanceServices],
+        owner: str,
+        lease_ms: int,
+    ) -> None:
         self.host = host
-        self.layer = layer
+        self._wire = wire
+        """Builds one instance's services from its runtime (the root container's provider)."""
         self.owner = owner
         self.lease_ms = lease_ms
         self.changed = Signal()
@@ -80,18 +86,13 @@ class InstanceServer:
             hold.extended(taken_at)
         return hold
 
-    def build(self, instance_id: str, provider: Any, hold: LeaseHold | None) -> Any:
-        """A service of the workflow layer for one instance (fenced by ``hold`` if given)."""
-        token = CURRENT_RUNTIME.set(self.host.runtime(instance_id, hold))
-        try:
-            return provider()
-        finally:
-            CURRENT_RUNTIME.reset(token)
+    def services(self, instance_id: str, hold: LeaseHold | None) -> InstanceServices:
+        """The services of one instance (fenced by ``hold`` if given)."""
+        return self._wire(runtime=self.host.runtime(instance_id, hold))
 
     def orchestrator(self, instance_id: str, hold: LeaseHold | None) -> WorkflowOrchestrator:
         """The orchestrator of one instance."""
-        orchestrator: WorkflowOrchestrator = self.build(instance_id, self.layer.orchestrator, hold)
-        return orchestrator
+        return self.services(instance_id, hold).orchestrator
 
     def reader(self, instance_id: str) -> WorkflowOrchestrator:
         """An orchestrator that holds no lease: for status queries and cancels from outside."""
