@@ -8,10 +8,12 @@ from durably.domain.backoff import Backoff, add_jitter, calculate_backoff_delay
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
+    InfrastructureError,
     InstanceNotFoundError,
     InvalidDurationError,
     InvalidTransitionError,
     OrchestratorError,
+    OutcomeError,
     RecoveryError,
     ResultTimeoutError,
     RetryExhaustedError,
@@ -21,6 +23,7 @@ from durably.domain.errors import (
     StepScopeError,
     StepTimeoutError,
     StorageError,
+    UsageError,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowNotFoundError,
@@ -84,6 +87,9 @@ __all__ = [
     "InstanceSummary",
     # errors
     "DurablyError",
+    "UsageError",
+    "OutcomeError",
+    "InfrastructureError",
     "StorageError",
     "SchedulerError",
     "InvalidTransitionError",

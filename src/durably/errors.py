@@ -1,14 +1,26 @@
-"""Every durably error (see ``durably.domain.errors`` for the hierarchy)."""
+"""Every durably error, grouped by what the caller can do (the tree: ``durably.domain.errors``).
+
+- ``UsageError``: the call or the code is wrong (unknown workflow, bad duration, a value
+  that cannot be stored, an unknown instance): fix it.
+- ``OutcomeError``: the workflow ran and did not end as hoped (failed, cancelled, out of
+  time): read the error it carries.
+- ``InfrastructureError``: the storage or the scheduler failed: retry later.
+
+An ``OrchestratorError`` names the operation and wraps the cause, and is also of the
+cause's branch.
+"""
 
 from durably.domain.errors import (
     DurablyError,
     ExecutionStopped,
+    InfrastructureError,
     InstanceExists,
     InstanceNotFoundError,
     InvalidDurationError,
     InvalidTransitionError,
     LeaseLost,
     OrchestratorError,
+    OutcomeError,
     RecoveryError,
     ResultTimeoutError,
     RetryExhaustedError,
@@ -18,6 +30,7 @@ from durably.domain.errors import (
     StepScopeError,
     StepTimeoutError,
     StorageError,
+    UsageError,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowNotFoundError,
@@ -26,6 +39,9 @@ from durably.domain.errors import (
 
 __all__ = [
     "DurablyError",
+    "UsageError",
+    "OutcomeError",
+    "InfrastructureError",
     "StorageError",
     "SchedulerError",
     "InvalidTransitionError",

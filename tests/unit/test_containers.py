@@ -216,14 +216,14 @@ def test_the_root_builds_one_instances_services_in_one_call_with_the_runtime_giv
         assert isinstance(services, InstanceServices)
         orchestrator = services.orchestrator
         assert orchestrator.instance_id == iid
-        assert orchestrator._storage is runtime.storage
-        assert orchestrator._scheduler is runtime.scheduler
+        assert orchestrator._keys._storage is runtime.storage
+        assert orchestrator._keys._scheduler is runtime.scheduler
         assert orchestrator._runtime is runtime.runtime
         sm = services.state_machine
         assert orchestrator._sm is sm
         assert orchestrator._executor._sm is sm
         assert orchestrator._recovery._sm is sm
-        assert sm._storage is runtime.storage
+        assert sm._keys._storage is runtime.storage
         events = services.events
         assert orchestrator._events is events
         assert orchestrator._executor._events is events

@@ -118,9 +118,13 @@ ENGINE_ERRORS = {
 }
 
 
+# The tree's branches (grouped by what the caller can do) and the classifier.
+BRANCHES = {"UsageError", "OutcomeError", "InfrastructureError", "branch_of"}
+
+
 def test_all_api_errors_are_exported() -> None:
-    assert set(errors_module.__all__) == API_ERRORS | ENGINE_ERRORS
-    assert len(errors_module.__all__) == len(API_ERRORS | ENGINE_ERRORS)
+    assert set(errors_module.__all__) == API_ERRORS | ENGINE_ERRORS | BRANCHES
+    assert len(errors_module.__all__) == len(API_ERRORS | ENGINE_ERRORS | BRANCHES)
     for name in API_ERRORS:
         assert isinstance(getattr(errors_module, name), type)
 
@@ -319,3 +323,72 @@ async def test_ok_and_as_result_carry_the_same_object() -> None:
 
     result = await inner()
     assert result.failure() is error
+
+
+# -- the tree: every error in one branch, by what the caller can do ------------------------
+
+TREE = {
+    "UsageError": {
+        "WorkflowNotFoundError",
+        "InstanceNotFoundError",
+        "InvalidDurationError",
+        "SerializationError",
+        "InvalidTransitionError",
+        "WorkflowScopeError",
+        "StepScopeError",
+    },
+    "OutcomeError": {
+        "WorkflowFailedError",
+        "WorkflowCancelledError",
+        "ResultTimeoutError",
+        "StepCancelledError",
+        "RetryExhaustedError",
+        "StepTimeoutError",
+        "RecoveryError",
+    },
+    "InfrastructureError": {
+        "StorageError",
+        "SchedulerError",
+        "LeaseLost",
+        "InstanceExists",
+        "ExecutionStopped",
+    },
+}
+
+
+def test_every_error_is_in_exactly_one_branch_of_the_tree() -> None:
+    placed: list[str] = []
+    for branch_name, members in TREE.items():
+        branch = getattr(errors_module, branch_name)
+        assert issubclass(branch, errors_module.DurablyError)
+        for name in members:
+            cls = getattr(errors_module, name)
+            assert issubclass(cls, branch), (name, branch_name)
+            others = [b for b in TREE if b != branch_name]
+            assert not any(issubclass(cls, getattr(errors_module, b)) for b in others)
+            placed.append(name)
+    wrappers = {"DurablyError", "OrchestratorError", "branch_of", *TREE}
+    assert sorted(placed) == sorted(set(errors_module.__all__) - wrappers)
+    assert issubclass(errors_module.InvalidDurationError, ValueError)  # and still a ValueError
+
+
+@pytest.mark.parametrize(
+    ("cause", "branch"),
+    [
+        (WorkflowNotFoundError("x"), "UsageError"),
+        (StorageError("commit"), "InfrastructureError"),
+        (RetryExhaustedError("a", 2), "OutcomeError"),
+        (ValueError("bad id"), "UsageError"),
+        (RuntimeError("boom"), "InfrastructureError"),
+    ],
+)
+def test_an_orchestrator_error_is_of_its_causes_branch(cause: object, branch: str) -> None:
+    error = OrchestratorError("start", cause)
+    assert isinstance(error, OrchestratorError)
+    assert isinstance(error, getattr(errors_module, branch))
+    assert type(error).__name__ == "OrchestratorError"  # as stored and shown
+    assert error.cause is cause
+    assert error.operation == "start"
+    assert str(cause) in str(error)
+    nested = OrchestratorError("execute", error)
+    assert isinstance(nested, getattr(errors_module, branch))

@@ -221,13 +221,13 @@ async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_
         return "done"
 
     listed: list[str] = []
-    real = WorkflowStateMachine.get_completed_steps
+    real = WorkflowStateMachine.completed_steps
 
     def spied(self: Any) -> Any:
-        listed.append("get_completed_steps")
+        listed.append("completed_steps")
         return real(self)
 
-    monkeypatch.setattr(WorkflowStateMachine, "get_completed_steps", spied)
+    monkeypatch.setattr(WorkflowStateMachine, "completed_steps", spied)
     h = Harness(segments)
     await h.start()  # a, then the sleep
     await h.resume()  # a#2, then b fails and waits for its retry
@@ -236,7 +236,7 @@ async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_
     h.handle.set_time(paused.resume_at)
     listed.clear()
     (await h.layer().orchestrator().handle_alarm()).unwrap()  # b (attempt 2) and c
-    assert listed == ["get_completed_steps"]  # the alarm's read of the state; none at the end
+    assert listed == ["completed_steps"]  # the alarm's read of the state; none at the end
     assert isinstance(await h.status(), Completed)
     (completed,) = h.tracker.of_type("workflow.completed")
     assert completed.completed_steps == ("a", "a#2", "b", "c")

@@ -1,30 +1,38 @@
-"""Every error durably raises or returns, in one module.
+"""Every error durably raises or returns, in one module, grouped by what the caller can do.
 
-The hierarchy::
+The tree::
 
     DurablyError
-    ├── StorageError            a storage adapter could not read or write
-    ├── SchedulerError          an alarm could not be set, read or cleared
-    ├── InvalidTransitionError  a status transition the table forbids
-    ├── RecoveryError           recovery gave up on an instance
-    ├── OrchestratorError       any failure of an orchestrator operation (wraps the cause)
-    ├── WorkflowNotFoundError   no workflow is registered under a name
-    ├── StepCancelledError      the workflow was cancelled; the step did not run
-    ├── RetryExhaustedError     a step failed and may not be retried again
-    ├── StepTimeoutError        a step attempt ran past its timeout
-    ├── WorkflowScopeError      a primitive was used outside a workflow
-    ├── StepScopeError          a primitive was used inside a step
-    ├── InvalidDurationError    a duration (or a delay, a timeout) is malformed (also a ValueError)
-    ├── SerializationError      a value cannot be stored, or a stored value cannot be read back
-    ├── WorkflowFailedError     ``Engine.result``: the workflow ended Failed
-    ├── WorkflowCancelledError  ``Engine.result``: the workflow was cancelled
-    ├── ResultTimeoutError      ``Engine.result``: the workflow did not end in time
-    ├── InstanceNotFoundError   no instance has this id
-    ├── LeaseLost               a commit was refused: its owner no longer holds the lease
-    ├── ExecutionStopped        an execution stopped before a durable point, writing nothing
-    └── InstanceExists          a creation was refused: the instance exists already
+    ├── UsageError              the call or the code is wrong: fix it (retrying will not help)
+    │   ├── WorkflowNotFoundError   no workflow is registered under a name
+    │   ├── InstanceNotFoundError   no instance has this id
+    │   ├── InvalidDurationError    a duration (a delay, a timeout) is malformed (a ValueError)
+    │   ├── SerializationError      a value cannot be stored, or read back as its type
+    │   ├── InvalidTransitionError  a status transition the table forbids
+    │   ├── WorkflowScopeError      a primitive was used outside a workflow
+    │   └── StepScopeError          a primitive was used inside a step
+    ├── OutcomeError            the workflow ran, and did not end as hoped
+    │   ├── WorkflowFailedError     ``Engine.result``: it ended Failed (the stored error)
+    │   ├── WorkflowCancelledError  ``Engine.result``: it was cancelled
+    │   ├── ResultTimeoutError      ``Engine.result``: it did not end in time
+    │   ├── StepCancelledError      a step or sleep did not run: the workflow was cancelled
+    │   ├── RetryExhaustedError     a step failed and may not be retried again
+    │   ├── StepTimeoutError        a step attempt ran past its timeout
+    │   └── RecoveryError           recovery gave up on an instance
+    ├── InfrastructureError     the storage or the scheduler failed: retry later
+    │   ├── StorageError            a read or a commit failed (``cause`` says why)
+    │   ├── SchedulerError          an alarm could not be set, read or cleared
+    │   ├── LeaseLost               a commit was refused: its owner lost the lease
+    │   ├── InstanceExists          a creation was refused: the instance exists already
+    │   └── ExecutionStopped        an execution stopped before a step, writing nothing
+    └── OrchestratorError       an operation failed; ``operation`` and ``cause`` say which
+                                and why. It is also of the cause's branch:
+                                ``OrchestratorError("start", WorkflowNotFoundError(...))``
+                                is a ``UsageError``, so ``except UsageError`` catches it.
 
-They are frozen attrs exceptions: usable as ``Failure`` values and raised alike.
+Each error is a frozen attrs exception, usable as a ``Failure`` value and raised alike;
+an error that wraps another keeps it as an attribute (``cause``, ``last_error``,
+``error``) and names it in its message.
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ from durably.domain.status import WorkflowError
 
 __all__ = [
     "DurablyError",
+    "UsageError",
+    "OutcomeError",
+    "InfrastructureError",
+    "branch_of",
     "StorageError",
     "SchedulerError",
     "InvalidTransitionError",
@@ -85,7 +97,22 @@ class DurablyError(Exception):
 
 
 @attrs.frozen(eq=False)
-class StorageError(DurablyError):
+class UsageError(DurablyError):
+    """The call or the code is wrong: fix it (retrying will not help)."""
+
+
+@attrs.frozen(eq=False)
+class OutcomeError(DurablyError):
+    """The workflow ran, and did not end as hoped (failed, cancelled, out of time)."""
+
+
+@attrs.frozen(eq=False)
+class InfrastructureError(DurablyError):
+    """The storage or the scheduler failed: the same call may succeed later."""
+
+
+@attrs.frozen(eq=False)
+class StorageError(InfrastructureError):
     """A storage operation failed (after the adapter's own retries)."""
 
     operation: str
@@ -102,7 +129,7 @@ class StorageError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class SchedulerError(DurablyError):
+class SchedulerError(InfrastructureError):
     """An alarm operation failed."""
 
     operation: str
@@ -115,7 +142,7 @@ class SchedulerError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class InvalidTransitionError(DurablyError):
+class InvalidTransitionError(UsageError):
     """The transition is not legal from the current status."""
 
     from_status: str
@@ -132,7 +159,7 @@ class InvalidTransitionError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class RecoveryError(DurablyError):
+class RecoveryError(OutcomeError):
     """Recovery of an instance failed or was given up."""
 
     reason: str
@@ -149,10 +176,18 @@ class RecoveryError(DurablyError):
 
 @attrs.frozen(eq=False)
 class OrchestratorError(DurablyError):
-    """An orchestrator operation failed; ``cause`` says why."""
+    """An operation failed; ``cause`` says why. An instance is also of its cause's branch
+    (``UsageError``, ``OutcomeError`` or ``InfrastructureError``): building one picks the
+    subclass that says so."""
 
     operation: str
     cause: object = None
+
+    def __new__(cls, operation: str = "", cause: object = None) -> OrchestratorError:
+        if cls is OrchestratorError:
+            cls = _ORCHESTRATOR_BRANCHES[branch_of(cause)]
+        error: OrchestratorError = super().__new__(cls, operation, cause)
+        return error
 
     @property
     def message(self) -> str:
@@ -161,7 +196,7 @@ class OrchestratorError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class WorkflowNotFoundError(DurablyError):
+class WorkflowNotFoundError(UsageError):
     """No workflow is registered under the name."""
 
     workflow_name: str
@@ -174,7 +209,7 @@ class WorkflowNotFoundError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class StepCancelledError(DurablyError):
+class StepCancelledError(OutcomeError):
     """The workflow was cancelled, so the step (or sleep) did not run."""
 
     step_name: str
@@ -185,7 +220,7 @@ class StepCancelledError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class RetryExhaustedError(DurablyError):
+class RetryExhaustedError(OutcomeError):
     """A step failed and its retry policy allows no further attempt.
 
     ``attempts`` counts runs; ``max_attempts`` is the policy's count of retries after the
@@ -212,7 +247,7 @@ class RetryExhaustedError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class StepTimeoutError(DurablyError):
+class StepTimeoutError(OutcomeError):
     """A step attempt ran longer than its timeout."""
 
     step_name: str
@@ -228,7 +263,7 @@ class StepTimeoutError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class WorkflowScopeError(DurablyError):
+class WorkflowScopeError(UsageError):
     """A workflow primitive was used outside a running workflow."""
 
     operation: str = "step"
@@ -239,7 +274,7 @@ class WorkflowScopeError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class StepScopeError(DurablyError):
+class StepScopeError(UsageError):
     """A primitive that a step may not use was called inside a step."""
 
     operation: str
@@ -251,7 +286,7 @@ class StepScopeError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class InvalidDurationError(DurablyError, ValueError):
+class InvalidDurationError(UsageError, ValueError):
     """A duration is malformed; the message quotes the input (and the field, when known)."""
 
     value: object
@@ -265,7 +300,7 @@ class InvalidDurationError(DurablyError, ValueError):
 
 
 @attrs.frozen(eq=False)
-class SerializationError(DurablyError):
+class SerializationError(UsageError):
     """A value cannot be stored, or a stored value cannot be read back."""
 
     reason: str
@@ -286,7 +321,7 @@ class SerializationError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class WorkflowFailedError(DurablyError):
+class WorkflowFailedError(OutcomeError):
     """The workflow ended ``Failed``; ``error`` is its stored ``WorkflowError``."""
 
     workflow_id: str
@@ -302,7 +337,7 @@ class WorkflowFailedError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class WorkflowCancelledError(DurablyError):
+class WorkflowCancelledError(OutcomeError):
     """The workflow was cancelled."""
 
     workflow_id: str
@@ -315,7 +350,7 @@ class WorkflowCancelledError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class ResultTimeoutError(DurablyError):
+class ResultTimeoutError(OutcomeError):
     """The workflow did not reach a terminal status within the wait."""
 
     workflow_id: str
@@ -331,7 +366,7 @@ class ResultTimeoutError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class InstanceNotFoundError(DurablyError):
+class InstanceNotFoundError(UsageError):
     """No instance has this id."""
 
     workflow_id: str
@@ -342,7 +377,7 @@ class InstanceNotFoundError(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class LeaseLost(DurablyError):
+class LeaseLost(InfrastructureError):
     """A fenced commit was refused: ``owner`` no longer holds the instance's lease."""
 
     instance_id: str
@@ -354,7 +389,7 @@ class LeaseLost(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class InstanceExists(DurablyError):
+class InstanceExists(InfrastructureError):
     """A creation was refused: an instance with this id was created first."""
 
     instance_id: str
@@ -365,7 +400,7 @@ class InstanceExists(DurablyError):
 
 
 @attrs.frozen(eq=False)
-class ExecutionStopped(DurablyError):
+class ExecutionStopped(InfrastructureError):
     """An execution stopped before a step (or sleep) without writing anything: its lease
     may have expired, or its engine is closing. The next owner of the instance goes on."""
 
@@ -375,3 +410,36 @@ class ExecutionStopped(DurablyError):
     @property
     def message(self) -> str:
         return f"execution of {self.workflow_id!r} stopped before its next step: {self.reason}"
+
+
+def branch_of(error: object) -> type[DurablyError]:
+    """The branch of the tree an error belongs to (an ``OrchestratorError`` its cause's;
+    a ``ValueError`` or ``TypeError`` from outside durably a usage error; anything else
+    an infrastructure error)."""
+    for branch in (UsageError, OutcomeError, InfrastructureError):
+        if isinstance(error, branch):
+            return branch
+    if isinstance(error, OrchestratorError):
+        return branch_of(error.cause)
+    if isinstance(error, ValueError | TypeError | LookupError):
+        return UsageError
+    return InfrastructureError
+
+
+def _orchestrator_error_of(branch: type[DurablyError]) -> type[OrchestratorError]:
+    """The ``OrchestratorError`` that is also a ``branch``; it shows (in a repr, a
+    traceback, a stored ``WorkflowError.type``) as ``OrchestratorError``."""
+    namespace = {
+        "__module__": __name__,
+        "__doc__": f"An ``OrchestratorError`` whose cause is a ``{branch.__name__}``.",
+    }
+    made: type[OrchestratorError] = attrs.frozen(eq=False)(
+        type("OrchestratorError", (OrchestratorError, branch), namespace)
+    )
+    return made
+
+
+_ORCHESTRATOR_BRANCHES: dict[type[DurablyError], type[OrchestratorError]] = {
+    branch: _orchestrator_error_of(branch)
+    for branch in (UsageError, OutcomeError, InfrastructureError)
+}

@@ -1,9 +1,9 @@
 """Small bridges between ``returns`` containers and the exceptions they carry.
 
-Service methods return ``Result``; inside them, ``ok(result)`` takes the value or
-raises the carried error, and ``as_result`` turns the raised error back into a
-``Failure`` at the method's boundary. Every durably error is an exception, so the
-two forms carry the same object.
+Inside the services, code raises; each public operation turns a raised durably error
+into a ``Failure`` once, at its boundary (``operation``). ``ok(result)`` does the
+reverse, for callers (tests, scripts) that want the value or the exception. Every
+durably error is an exception, so the two forms carry the same object.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import ParamSpec, TypeVar
 
 from returns.result import Failure, Result, Success
 
-__all__ = ["ok", "as_result"]
+from durably.domain.errors import DurablyError
+
+__all__ = ["ok", "as_result", "operation"]
 
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseException)
@@ -44,3 +46,11 @@ def as_result(
         return wrapper
 
     return decorate
+
+
+def operation(
+    fn: Callable[P, Awaitable[T]],
+) -> Callable[P, Awaitable[Result[T, DurablyError]]]:
+    """The public form of a raising service method: a raised durably error is returned
+    as a ``Failure`` (``get_status = operation(status)``)."""
+    return as_result(DurablyError)(fn)

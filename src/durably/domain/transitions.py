@@ -21,6 +21,7 @@ from durably.domain.status import (
 )
 
 __all__ = [
+    "next_status",
     "Start",
     "Queue",
     "Resume",
@@ -131,6 +132,34 @@ def valid_transitions(status: WorkflowStatus | None) -> tuple[str, ...]:
     return VALID_TRANSITIONS[NO_WORKFLOW if status is None else status.tag]
 
 
+def next_status(status: WorkflowStatus | None, transition: Transition, now: int) -> WorkflowStatus:
+    """The status after ``transition`` at time ``now``; ``InvalidTransitionError`` when the
+    table forbids it.
+
+    >>> next_status(None, Start(input=1), 5)
+    Running(running_at=5)
+    """
+    legal = valid_transitions(status)
+    if transition.tag not in legal:
+        from_status = NO_WORKFLOW if status is None else status.tag
+        raise InvalidTransitionError(from_status, transition.tag, legal)
+    match transition:
+        case Start() | Resume() | Recover():
+            return Running(running_at=now)
+        case Queue():
+            return Queued(queued_at=now)
+        case Pause(reason=reason, resume_at=resume_at, step_name=step_name):
+            return Paused(reason=reason, resume_at=resume_at, step_name=step_name)
+        case Complete():
+            return Completed(completed_at=now)
+        case Fail(error=error):
+            return Failed(failed_at=now, error=error)
+        case Cancel(reason=reason):
+            return Cancelled(cancelled_at=now, reason=reason)
+        case _:
+            assert_never(transition)
+
+
 def apply_transition(
     status: WorkflowStatus | None, transition: Transition, now: int
 ) -> Result[WorkflowStatus, InvalidTransitionError]:
@@ -139,24 +168,7 @@ def apply_transition(
     >>> apply_transition(None, Start(input=1), 5).unwrap()
     Running(running_at=5)
     """
-    legal = valid_transitions(status)
-    if transition.tag not in legal:
-        from_status = NO_WORKFLOW if status is None else status.tag
-        return Failure(InvalidTransitionError(from_status, transition.tag, legal))
-    new: WorkflowStatus
-    match transition:
-        case Start() | Resume() | Recover():
-            new = Running(running_at=now)
-        case Queue():
-            new = Queued(queued_at=now)
-        case Pause(reason=reason, resume_at=resume_at, step_name=step_name):
-            new = Paused(reason=reason, resume_at=resume_at, step_name=step_name)
-        case Complete():
-            new = Completed(completed_at=now)
-        case Fail(error=error):
-            new = Failed(failed_at=now, error=error)
-        case Cancel(reason=reason):
-            new = Cancelled(cancelled_at=now, reason=reason)
-        case _:
-            assert_never(transition)
-    return Success(new)
+    try:
+        return Success(next_status(status, transition, now))
+    except InvalidTransitionError as e:
+        return Failure(e)

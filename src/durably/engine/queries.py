@@ -43,14 +43,12 @@ class EngineQueries:
     async def status(self, id: str) -> Result[WorkflowStatusResult, StorageError]:
         """The status and completed steps of instance ``id``."""
         self._require_open()
-        result = await self._server.reader(id).get_status()
-        if isinstance(result, Success):
-            return Success(result.unwrap())
-        error = result.failure()
-        cause = error.cause
-        return Failure(
-            cause if isinstance(cause, StorageError) else StorageError("status", None, error)
-        )
+        try:
+            return Success(await self._server.reader(id).report())
+        except StorageError as e:
+            return Failure(e)
+        except DurablyError as e:  # a stored status this version cannot read
+            return Failure(StorageError("status", None, e))
 
     async def result(self, id: str, *, timeout: Any = None) -> Result[Any, DurablyError]:
         """Wait until instance ``id`` ends: its output, or why it did not complete."""

@@ -85,12 +85,10 @@ async def _run_direct(definition: WorkflowDefinition[Any, Any], input: Any) -> A
         execution_id=None,
         input=input,
         mode="direct",
-        storage=nothing,
-        scheduler=nothing,
+        keys=nothing,
         runtime=runtime,
         state_machine=cast(WorkflowStateMachine, nothing),
         events=EventEmitter(NoopTracker(), runtime).bound(definition.name),
-        inbox=nothing,
         durable=False,
     )
     token = SCOPE.set(scope)

@@ -24,9 +24,9 @@ from durably.domain.events import EventBase
 from durably.domain.inbox import CANCEL, InboxMessage
 from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
-from durably.domain.results import ok
 from durably.domain.status import PauseReason
-from durably.ports import InboxAdapter, RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.ports import RuntimeAdapter
+from durably.services.namespace import Namespace
 from durably.services.state_machine import WorkflowStateMachine
 from durably.services.trackers import BoundEmitter
 
@@ -115,12 +115,11 @@ class ExecutionScope:
     execution_id: str | None
     input: Any
     mode: ExecutionMode
-    storage: StorageAdapter
-    scheduler: SchedulerAdapter
+    keys: Namespace
+    """The instance's keys, alarm and inbox (errors raised)."""
     runtime: RuntimeAdapter
     state_machine: WorkflowStateMachine
     events: BoundEmitter
-    inbox: InboxAdapter
     lease: LeaseHold | None = None
     durable: bool = True
     name_counts: dict[str, int] = attrs.field(factory=dict)
@@ -164,7 +163,7 @@ class ExecutionScope:
                 else "its lease is held by another worker"
             )
             raise StopSignal(ExecutionStopped(self.workflow_id, f"{reason}; {key!r} not started"))
-        if not self.cancels and self.inbox.has_news():
+        if not self.cancels and self.keys.has_news():
             await self.read_inbox()
         if self.cancels:
             raise CancelSignal(StepCancelledError(key))
@@ -172,7 +171,7 @@ class ExecutionScope:
     async def read_inbox(self) -> None:
         """Read the messages not consumed yet and keep the cancels among them."""
         try:
-            messages = ok(await self.inbox.pending())
+            messages = await self.keys.pending()
         except DurablyError as e:
             raise InfrastructureFailure(e) from e
         self.cancels = [m for m in messages if m.kind == CANCEL]
@@ -180,7 +179,7 @@ class ExecutionScope:
     async def completed_count(self) -> int:
         """The place of the next step to complete (read once per segment, then counted)."""
         if self.completed is None or self.completed_steps is None:
-            self.completed, self.completed_steps = ok(await self.state_machine.completion_order())
+            self.completed, self.completed_steps = await self.state_machine.completion_order()
         return self.completed
 
     def step_completed(self, key: str, index: int) -> None:
@@ -198,7 +197,7 @@ class ExecutionScope:
         """Every completed step key, in completion order (read only if not known here)."""
         if self.completed_steps is not None:
             return tuple(self.completed_steps)
-        return ok(await self.state_machine.get_completed_steps())
+        return await self.state_machine.completed_steps()
 
     def next_sleep_key(self, name: str | None) -> str:
         """The key of this sleep: its name (``name#2`` when repeated), or ``sleep#n``."""

@@ -13,7 +13,6 @@ from durably.domain.errors import DurablyError, OrchestratorError, StepCancelled
 from durably.domain.events import EventBase
 from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
-from durably.domain.results import ok
 from durably.domain.serialization import decode
 from durably.domain.status import PauseReason, WorkflowError
 from durably.domain.transitions import Cancel, Complete, Fail, Pause, Transition
@@ -30,6 +29,7 @@ from durably.services.context import (
     cancel_request,
 )
 from durably.services.definition import WorkflowDefinition
+from durably.services.namespace import Namespace
 from durably.services.state_machine import WorkflowStateMachine
 from durably.services.trackers import EventEmitter
 
@@ -143,13 +143,11 @@ class WorkflowExecutor:
         inbox: InboxAdapter,
         lease: LeaseHold | None = None,
     ) -> None:
-        self._storage = storage
-        self._scheduler = scheduler
+        self._keys = Namespace(storage, scheduler, inbox)
         self._runtime = runtime
         self._sm = state_machine
         self._events = events
         self._executions = executions
-        self._inbox = inbox
         self._lease = lease
 
     async def execute(
@@ -157,11 +155,23 @@ class WorkflowExecutor:
     ) -> Result[ExecutionResult, OrchestratorError]:
         """Run ``definition`` for ``ctx`` until it returns, fails, pauses or is cancelled."""
         try:
-            return Success(await self._execute(definition, ctx))
+            return Success(await self.run(definition, ctx))
+        except OrchestratorError as e:
+            return Failure(e)
+
+    async def run(
+        self, definition: WorkflowDefinition[Any, Any], ctx: ExecutionContext
+    ) -> ExecutionResult:
+        """``execute``, raising: ``OrchestratorError("execute", ...)`` when the storage (or
+        the lease) failed under the body; the last committed state stays as it was."""
+        try:
+            return await self._execute(definition, ctx)
         except (InfrastructureFailure, StopSignal) as f:
-            return Failure(OrchestratorError("execute", f.error))
+            raise OrchestratorError("execute", f.error) from f.error
+        except OrchestratorError:
+            raise
         except DurablyError as e:
-            return Failure(OrchestratorError("execute", e))
+            raise OrchestratorError("execute", e) from e
 
     async def _execute(
         self, definition: WorkflowDefinition[Any, Any], ctx: ExecutionContext
@@ -172,12 +182,10 @@ class WorkflowExecutor:
             execution_id=ctx.execution_id,
             input=ctx.input,
             mode=ctx.mode,
-            storage=self._storage,
-            scheduler=self._scheduler,
+            keys=self._keys,
             runtime=self._runtime,
             state_machine=self._sm,
             events=self._events.bound(ctx.workflow_name, ctx.execution_id),
-            inbox=self._inbox,
             lease=self._lease,
         )
         try:
@@ -218,7 +226,7 @@ class WorkflowExecutor:
             return await self._failed(scope, WorkflowError.from_exception(error))
         if isinstance(output, Success):
             output = output.unwrap()
-        if scope.cancels or (self._inbox.has_news() and await self._cancel_arrived(scope)):
+        if scope.cancels or (self._keys.has_news() and await self._cancel_arrived(scope)):
             return await self._cancelled(scope)
         return ExecutionCompleted(
             output=output,
@@ -228,7 +236,7 @@ class WorkflowExecutor:
         )
 
     async def _duration(self) -> int:
-        started = ok(await self._storage.get(keys.STARTED_AT))
+        started = await self._keys.get(keys.STARTED_AT)
         return max(0, self._runtime.now() - int(started)) if started is not None else 0
 
     async def _failed(self, scope: ExecutionScope, error: WorkflowError) -> ExecutionFailed:

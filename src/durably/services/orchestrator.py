@@ -26,7 +26,6 @@ from durably.domain.events import (
 )
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.lease import LeaseHold
-from durably.domain.results import ok
 from durably.domain.serialization import decode, decode_value, dumps, encode, encode_value
 from durably.domain.status import (
     TERMINAL_TAGS,
@@ -54,6 +53,7 @@ from durably.services.executor import (
     WorkflowExecutor,
     result_to_transition,
 )
+from durably.services.namespace import Namespace
 from durably.services.purge import PurgeManager
 from durably.services.recovery import RecoveryManager
 from durably.services.registry import WorkflowRegistry
@@ -109,8 +109,7 @@ class WorkflowOrchestrator:
         inbox: InboxAdapter,
         lease: LeaseHold | None = None,
     ) -> None:
-        self._storage = storage
-        self._scheduler = scheduler
+        self._keys = Namespace(storage, scheduler, inbox)
         self._runtime = runtime
         self._sm = state_machine
         self._recovery = recovery
@@ -119,7 +118,6 @@ class WorkflowOrchestrator:
         self._purge = purge
         self._events = events
         self._executions = executions
-        self._inbox = inbox
         self._lease = lease
 
     @property
@@ -138,31 +136,31 @@ class WorkflowOrchestrator:
         return await self._guard("queue", self._start(call, queue=True))
 
     async def _start(self, call: WorkflowCall, *, queue: bool) -> StartResult:
-        definition = ok(self._registry.get(call.workflow))
-        existing = ok(await self._sm.get_status())
+        definition = self._registry.definition(call.workflow)
+        existing = await self._sm.status()
         if existing is not None:
             return await self._existing(call, existing)
         data = encode(call.input, key=keys.INPUT)
         _check_input(definition, data)
         now = self._runtime.now()
         try:
-            async with self._storage.transaction():
-                raced = ok(await self._sm.get_status())
+            async with self._keys.transaction():
+                raced = await self._sm.status()
                 if raced is not None:
                     raise _Exists(raced)
-                ok(await self._sm.initialize(call.workflow, data, call.execution_id))
-                ok(await self._storage.put(keys.STARTED_AT, now))
+                await self._sm.create(call.workflow, data, call.execution_id)
+                await self._keys.put(keys.STARTED_AT, now)
                 if queue:
-                    ok(await self._sm.apply_transition(Queue(input=data)))
-                    ok(await self._scheduler.schedule(now))
+                    await self._sm.transition(Queue(input=data))
+                    await self._keys.schedule(now)
                 else:
-                    ok(await self._sm.apply_transition(Start(input=data)))
+                    await self._sm.transition(Start(input=data))
         except _Exists as e:
             return await self._existing(call, e.status)
         except StorageError:
             # Another process may have created the instance between our read and our
             # commit (the backend refuses a second creation): answer as for an existing one.
-            created = ok(await self._sm.get_status())
+            created = await self._sm.status()
             if created is None:
                 raise
             return await self._existing(call, created)
@@ -175,7 +173,7 @@ class WorkflowOrchestrator:
         return await self._run(definition, ctx, emitter)
 
     async def _existing(self, call: WorkflowCall, status: WorkflowStatus) -> StartResult:
-        name = ok(await self._storage.get(keys.NAME))
+        name = await self._keys.get(keys.NAME)
         if name is not None and name != call.workflow:
             raise OrchestratorError(
                 "start",
@@ -190,9 +188,9 @@ class WorkflowOrchestrator:
         return StartResult(self.instance_id, isinstance(status, Completed), output, status)
 
     async def _stored_output(self, workflow: str) -> Any:
-        raw = ok(await self._storage.get(keys.OUTPUT))
-        found = self._registry.get(workflow)
-        output_type = found.unwrap().output_type if isinstance(found, Success) else Any
+        raw = await self._keys.get(keys.OUTPUT)
+        found = self._registry.has(workflow)
+        output_type = self._registry.definition(workflow).output_type if found else Any
         return None if raw is None else decode_value(raw, output_type, key=keys.OUTPUT)
 
     # -- alarms ------------------------------------------------------------------------
@@ -202,7 +200,7 @@ class WorkflowOrchestrator:
         return await self._guard("alarm", self._handle_alarm())
 
     async def _handle_alarm(self) -> None:
-        status = ok(await self._sm.get_status())
+        status = await self._sm.status()
         now = self._runtime.now()
         match status:
             case None | Pending():
@@ -210,7 +208,7 @@ class WorkflowOrchestrator:
             case Running() if self._executions.running(self.instance_id):
                 return  # a live execution in this process: a duplicate alarm, not a crash
             case _ if is_terminal(status):
-                ok(await self._purge.execute_purge_if_due())
+                await self._purge.purge_if_due()
                 return
         # Queued, Paused or Running: a cancel that waits in the inbox comes first (sent
         # while another worker held the lease, or while the owner crashed). When the claim
@@ -218,40 +216,40 @@ class WorkflowOrchestrator:
         # the claim is seen at the first step, from the number its commit brings back).
         lease = self._lease
         nothing_sent = lease is not None and lease.inbox_seq == 0
-        request = None if nothing_sent else cancel_request(ok(await self._inbox.pending()))
+        request = None if nothing_sent else cancel_request(await self._keys.pending())
         if request is not None:
             await self._record_cancel(status, *request)
             return
         match status:
             case Queued():
                 state = await self._state()
-                definition = ok(self._registry.get(state.workflow_name))
-                ok(await self._sm.apply_transition(Start(input=state.input)))
+                definition = self._registry.definition(state.workflow_name)
+                await self._sm.transition(Start(input=state.input))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowStarted, input=state.input)
                 await self._run(definition, self._context(state, "fresh"), emitter)
             case Paused(resume_at=resume_at) if now < resume_at:
-                ok(await self._scheduler.schedule(resume_at))  # fix: never resume early
+                await self._keys.schedule(resume_at)  # fix: never resume early
             case Paused():
                 state = await self._state()
-                definition = ok(self._registry.get(state.workflow_name))
-                ok(await self._sm.apply_transition(Resume()))
+                definition = self._registry.definition(state.workflow_name)
+                await self._sm.transition(Resume())
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowResumed)
                 await self._run(definition, self._context(state, "resume"), emitter)
             case Running():
                 state = await self._state()
-                definition = ok(self._registry.get(state.workflow_name))
-                recovered = ok(await self._recovery.execute_recovery())
+                definition = self._registry.definition(state.workflow_name)
+                recovered = await self._recovery.recover()
                 if recovered.success:
                     emitter = self._events.bound(state.workflow_name, state.execution_id)
                     await self._run(definition, self._context(state, "recover"), emitter)
                 elif recovered.new_status == "Failed":
                     # Recovery gave up (terminal): the cleanup includes scheduling the purge.
-                    ok(await self._purge.schedule_purge())
+                    await self._purge.schedule()
 
     async def _state(self) -> WorkflowState:
-        state = ok(await self._sm.get_state())
+        state = await self._sm.state()
         if state is None:  # pragma: no cover - the status was read just before
             raise OrchestratorError("alarm", "the instance vanished")
         return state
@@ -269,14 +267,14 @@ class WorkflowOrchestrator:
         ctx: ExecutionContext,
         emitter: BoundEmitter,
     ) -> StartResult:
-        result = ok(await self._executor.execute(definition, ctx))
+        result = await self._executor.run(definition, ctx)
         try:
             result = await self._settle(result, emitter, definition.output_type)
         except DurablyError as e:
             # The final commit is part of executing: the last committed state stays as it was.
             raise OrchestratorError("execute", e) from e
         output = result.output if isinstance(result, ExecutionCompleted) else None
-        status = ok(await self._sm.get_status())
+        status = await self._sm.status()
         return StartResult(self.instance_id, isinstance(result, ExecutionCompleted), output, status)
 
     async def _settle(
@@ -296,21 +294,21 @@ class WorkflowOrchestrator:
                 result = ExecutionFailed(
                     error, completed.duration_ms, completed.completed_steps, writes
                 )
-        async with self._storage.transaction():
+        async with self._keys.transaction():
             if writes:
-                ok(await self._storage.put_batch(writes))
+                await self._keys.put_batch(writes)
             if isinstance(result, ExecutionCancelled):
-                ok(await self._sm.set_cancelled(result.reason))
-                ok(await self._inbox.consume(result.consumed))
-            ok(await self._sm.apply_transition(result_to_transition(result)))
-            ok(await self._sm.reset_recovery_attempts())
+                await self._sm.record_cancel(result.reason)
+                await self._keys.consume(result.consumed)
+            await self._sm.transition(result_to_transition(result))
+            await self._sm.forget_recoveries()
             if isinstance(result, ExecutionPaused):
-                ok(await self._scheduler.schedule(result.resume_at))
-                ok(await self._sm.set_pending_resume_at(result.resume_at))
+                await self._keys.schedule(result.resume_at)
+                await self._sm.remember_resume_at(result.resume_at)
             else:
-                ok(await self._sm.clear_pending_resume_at())
-                ok(await self._scheduler.cancel())
-                ok(await self._purge.schedule_purge())
+                await self._sm.forget_resume_at()
+                await self._keys.clear_alarm()
+                await self._purge.schedule()
         self._emit_end(result, emitter)
         return result
 
@@ -346,7 +344,7 @@ class WorkflowOrchestrator:
         return await self._guard("cancel", self._cancel(reason))
 
     async def _cancel(self, reason: str | None) -> CancelResult:
-        status = ok(await self._sm.get_status())
+        status = await self._sm.status()
         if status is None:
             return CancelResult(False, "not_found", None)
         if is_terminal(status):
@@ -355,12 +353,12 @@ class WorkflowOrchestrator:
         held = self._lease is not None and self._lease.held
         if isinstance(status, Running) and (running_here or not held):
             message = Outgoing(self.instance_id, CANCEL, payload=dumps({"reason": reason}))
-            outcome = ok(await self._inbox.append(message))
+            outcome = await self._keys.append(message)
             if outcome.status is not None and is_terminal_tag(outcome.status):
                 return CancelResult(False, "already_terminal", outcome.status)
             self._executions.interrupt(self.instance_id)
             return CancelResult(True, None, status.tag)
-        earlier = cancel_request(ok(await self._inbox.pending()))
+        earlier = cancel_request(await self._keys.pending())
         await self._record_cancel(status, reason, () if earlier is None else earlier[1])
         return CancelResult(True, None, status.tag)
 
@@ -369,23 +367,19 @@ class WorkflowOrchestrator:
     ) -> None:
         """Record ``Cancelled`` for an instance that no execution runs (consuming the cancel
         messages that asked for it)."""
-        async with self._storage.transaction():
-            ok(await self._sm.set_cancelled(reason))
-            ok(await self._inbox.consume(consumed))
-            steps = ok(await self._sm.get_completed_steps())
+        async with self._keys.transaction():
+            await self._sm.record_cancel(reason)
+            await self._keys.consume(consumed)
+            steps = await self._sm.completed_steps()
             if isinstance(status, Pending):
                 # Pending has no Cancel transition (the table); it never ran, so record it directly.
-                ok(
-                    await self._storage.put(
-                        keys.STATUS, encode(Cancelled(self._runtime.now(), reason))
-                    )
-                )
+                await self._keys.put(keys.STATUS, encode(Cancelled(self._runtime.now(), reason)))
             else:
-                ok(await self._sm.apply_transition(Cancel(reason=reason, completed_steps=steps)))
-            ok(await self._sm.clear_pending_resume_at())
-            ok(await self._scheduler.cancel())
-            ok(await self._purge.schedule_purge())
-        state = ok(await self._sm.get_state())
+                await self._sm.transition(Cancel(reason=reason, completed_steps=steps))
+            await self._sm.forget_resume_at()
+            await self._keys.clear_alarm()
+            await self._purge.schedule()
+        state = await self._sm.state()
         name = state.workflow_name if state is not None else "unknown"
         execution_id = state.execution_id if state is not None else None
         self._events.bound(name, execution_id).emit(
@@ -394,20 +388,21 @@ class WorkflowOrchestrator:
 
     async def get_status(self) -> Result[WorkflowStatusResult, OrchestratorError]:
         """The status and the completed steps."""
-        return await self._guard("status", self._get_status())
+        return await self._guard("status", self.report())
 
-    async def _get_status(self) -> WorkflowStatusResult:
-        status = ok(await self._sm.get_status())
+    async def report(self) -> WorkflowStatusResult:
+        """``get_status``, raising the storage's error."""
+        status = await self._sm.status()
         if status is None:
             return WorkflowStatusResult(None, (), False)
-        return WorkflowStatusResult(status, ok(await self._sm.get_completed_steps()), True)
+        return WorkflowStatusResult(status, await self._sm.completed_steps(), True)
 
     async def exists(self) -> Result[bool, OrchestratorError]:
         """Whether the instance exists."""
         return await self._guard("exists", self._exists())
 
     async def _exists(self) -> bool:
-        return ok(await self._sm.get_status()) is not None
+        return await self._sm.status() is not None
 
     @staticmethod
     async def _guard(operation: str, work: Awaitable[T]) -> Result[T, OrchestratorError]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import attrs
 
-from durably.domain.errors import DurablyError, RecoveryError
+from durably.domain.errors import RecoveryError
 from durably.domain.events import WorkflowFailed, WorkflowRecovered
-from durably.domain.results import as_result, ok
+from durably.domain.results import operation
 from durably.domain.status import Paused, Queued, WorkflowError, WorkflowStatus
 from durably.domain.transitions import Fail, Recover, RecoverReason
 from durably.ports import RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.services.namespace import Namespace
 from durably.services.state_machine import WorkflowStateMachine
 from durably.services.trackers import BoundEmitter, EventEmitter
 
@@ -70,9 +71,11 @@ class RecoveryStats:
 class RecoveryManager:
     """Detects interrupted instances, schedules their recovery and applies ``Recover``.
 
-    The attempt counter is reset only when an execution segment ends (by the
-    orchestrator, in the commit of the pause or the terminal status), so an instance
-    that kills its process on every replay fails after ``max_recovery_attempts``.
+    The attempt counter counts recoveries without progress: every durability point of
+    the instance resets it (a committed step, a pause, the end), so an instance that
+    kills its process on every replay before committing anything fails after
+    ``max_recovery_attempts``, while one that progresses never does. Its methods raise;
+    the original's operations, at the end of the class, return a ``Result``.
     """
 
     def __init__(
@@ -85,23 +88,21 @@ class RecoveryManager:
         events: EventEmitter,
     ) -> None:
         self._sm = state_machine
-        self._storage = storage
-        self._scheduler = scheduler
+        self._keys = Namespace(storage, scheduler)
         self._runtime = runtime
         self.config = config
         self._events = events
 
-    @as_result(DurablyError)
-    async def check_and_schedule_recovery(self) -> RecoveryCheckResult:
+    async def schedule_recovery(self) -> RecoveryCheckResult:
         """Look at the instance after a restart and set its alarm so that it finishes."""
-        info = ok(await self._sm.check_recoverability(self.config.stale_threshold_ms))
+        info = await self._sm.recoverability(self.config.stale_threshold_ms)
         if not info.can_recover:
             return RecoveryCheckResult(
                 False, info.reason, info.stale_duration_ms, info.current_status
             )
         now = self._runtime.now()
-        status = ok(await self._sm.get_status())
-        attempts = ok(await self._sm.get_recovery_attempts())
+        status = await self._sm.status()
+        attempts = await self._sm.recovery_attempts()
         at = now + self.config.recovery_delay_ms
         attempt: int | None = None
         match status:
@@ -117,54 +118,57 @@ class RecoveryManager:
                     return RecoveryCheckResult(
                         False, "max_attempts_exceeded", info.stale_duration_ms, "Failed", attempts
                     )
-        ok(await self._scheduler.schedule(at))
+        await self._keys.schedule(at)
         return RecoveryCheckResult(
             True, info.reason, info.stale_duration_ms, info.current_status, attempt
         )
 
-    @as_result(DurablyError)
-    async def execute_recovery(
+    async def recover(
         self, reason: RecoverReason = "infrastructure_restart"
     ) -> RecoveryExecuteResult:
         """Count a recovery and apply ``Recover``; past the limit, fail the instance instead."""
-        status = ok(await self._sm.get_status())
+        status = await self._sm.status()
         if status is None or status.tag != "Running":
             current = None if status is None else status.tag
             return RecoveryExecuteResult(False, 0, "not_running", current)
-        attempts = ok(await self._sm.get_recovery_attempts())
+        attempts = await self._sm.recovery_attempts()
         if attempts >= self.config.max_recovery_attempts:
             await self._give_up(status, attempts)
             return RecoveryExecuteResult(False, attempts, "max_attempts_exceeded", "Failed")
-        async with self._storage.transaction():
-            attempt = ok(await self._sm.increment_recovery_attempts())
-            new = ok(await self._sm.apply_transition(Recover(reason=reason, attempt=attempt)))
+        async with self._keys.transaction():
+            attempt = await self._sm.count_recovery()
+            new = await self._sm.transition(Recover(reason=reason, attempt=attempt))
         (await self._bound()).emit(WorkflowRecovered, attempt=attempt, reason=reason)
         return RecoveryExecuteResult(True, attempt, "recovered", new.tag)
 
     async def _give_up(self, status: WorkflowStatus | None, attempts: int) -> None:
         cause = RecoveryError("max_attempts_exceeded", attempts, self.config.max_recovery_attempts)
         error = WorkflowError(message=str(cause), type="RecoveryError")
-        async with self._storage.transaction():
-            steps = ok(await self._sm.get_completed_steps())
-            ok(await self._sm.apply_transition(Fail(error=error, completed_steps=steps)))
-            ok(await self._scheduler.cancel())
+        async with self._keys.transaction():
+            steps = await self._sm.completed_steps()
+            await self._sm.transition(Fail(error=error, completed_steps=steps))
+            await self._keys.clear_alarm()
         (await self._bound()).emit(WorkflowFailed, error=error, completed_steps=steps)
 
     async def _bound(self) -> BoundEmitter:
         if not self._events.enabled:
             return self._events.bound("unknown")
-        state = ok(await self._sm.get_state())
+        state = await self._sm.state()
         if state is None:
             return self._events.bound("unknown")
         return self._events.bound(state.workflow_name, state.execution_id)
 
-    @as_result(DurablyError)
-    async def get_stats(self) -> RecoveryStats:
+    async def stats(self) -> RecoveryStats:
         """The counters: attempts so far, the limit, the last attempt's time."""
-        attempts = ok(await self._sm.get_recovery_attempts())
+        attempts = await self._sm.recovery_attempts()
         return RecoveryStats(
             attempts=attempts,
             max_attempts=self.config.max_recovery_attempts,
-            last_attempt_at=ok(await self._sm.get_last_recovery_at()),
+            last_attempt_at=await self._sm.last_recovery_at(),
             max_exceeded=attempts >= self.config.max_recovery_attempts,
         )
+
+    # The original's operations, each answering a ``Result``.
+    check_and_schedule_recovery = operation(schedule_recovery)
+    execute_recovery = operation(recover)
+    get_stats = operation(stats)

@@ -37,12 +37,19 @@ class WorkflowRegistry:
                 raise ValueError(f"two workflows are registered under the name {name!r}")
             self._by_name[name] = definition
 
-    def get(self, name: str) -> Result[WorkflowDefinition[Any, Any], WorkflowNotFoundError]:
-        """The definition registered under ``name``."""
+    def definition(self, name: str) -> WorkflowDefinition[Any, Any]:
+        """The definition registered under ``name``; ``WorkflowNotFoundError`` if none."""
         definition = self._by_name.get(name)
         if definition is None:
-            return Failure(WorkflowNotFoundError(name, tuple(self._by_name.keys())))
-        return Success(definition)
+            raise WorkflowNotFoundError(name, tuple(self._by_name.keys()))
+        return definition
+
+    def get(self, name: str) -> Result[WorkflowDefinition[Any, Any], WorkflowNotFoundError]:
+        """The definition registered under ``name`` (the original's operation)."""
+        try:
+            return Success(self.definition(name))
+        except WorkflowNotFoundError as e:
+            return Failure(e)
 
     def list(self) -> list[str]:
         """Every registered name, in registration order."""

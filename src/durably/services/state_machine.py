@@ -7,13 +7,13 @@ from typing import Any
 import attrs
 
 from durably.domain import keys
-from durably.domain.errors import DurablyError
 from durably.domain.records import JsonValue
-from durably.domain.results import as_result, ok
+from durably.domain.results import operation
 from durably.domain.serialization import decode, encode
 from durably.domain.status import Paused, Pending, Queued, Running, WorkflowStatus, is_terminal
-from durably.domain.transitions import Transition, apply_transition
+from durably.domain.transitions import Transition, next_status
 from durably.ports import RuntimeAdapter, StorageAdapter
+from durably.services.namespace import Namespace
 
 __all__ = ["WorkflowState", "RecoverabilityInfo", "WorkflowStateMachine"]
 
@@ -54,23 +54,24 @@ class RecoverabilityInfo:
 
 
 class WorkflowStateMachine:
-    """Reads and changes one instance's status; every change is one read-check-write commit."""
+    """Reads and changes one instance's status; every change is one read-check-write commit.
+
+    Its methods raise (the other services call them so); the original's operations
+    (``get_status``, ``apply_transition``, ...) return a ``Result``, each built once, at
+    the end of the class.
+    """
 
     def __init__(self, storage: StorageAdapter, runtime: RuntimeAdapter) -> None:
-        self._storage = storage
+        self._keys = Namespace(storage)
         self._runtime = runtime
         self._last_status: tuple[JsonValue, WorkflowStatus] | None = None
         """The status last read or written, with its stored form: read again, not decoded."""
 
     async def _get(self, key: str, cls: Any = Any) -> Any:
-        data = ok(await self._storage.get(key))
+        data = await self._keys.get(key)
         return None if data is None else decode(data, cls, key=key)
 
-    async def _put(self, key: str, value: object) -> None:
-        ok(await self._storage.put(key, encode(value, key=key)))
-
-    @as_result(DurablyError)
-    async def initialize(
+    async def create(
         self, workflow_name: str, input: object, execution_id: str | None = None
     ) -> None:
         """Record a new instance (name, input, execution id) in status ``Pending``."""
@@ -81,12 +82,11 @@ class WorkflowStateMachine:
         }
         if execution_id is not None:
             entries[keys.EXECUTION_ID] = execution_id
-        ok(await self._storage.put_batch(entries))
+        await self._keys.put_batch(entries)
 
-    @as_result(DurablyError)
-    async def get_status(self) -> WorkflowStatus | None:
+    async def status(self) -> WorkflowStatus | None:
         """The current status, or ``None`` when there is no workflow."""
-        data = ok(await self._storage.get(keys.STATUS))
+        data = await self._keys.get(keys.STATUS)
         if data is None:
             return None
         last = self._last_status
@@ -96,21 +96,18 @@ class WorkflowStateMachine:
         self._last_status = (data, status)
         return status
 
-    @as_result(DurablyError)
-    async def get_state(self) -> WorkflowState | None:
+    async def state(self) -> WorkflowState | None:
         """The instance's whole state, or ``None`` when there is no workflow."""
         # One read of the few workflow keys, one of the completion markers.
-        found = ok(
-            await self._storage.get_many(
-                (
-                    keys.STATUS,
-                    keys.NAME,
-                    keys.INPUT,
-                    keys.EXECUTION_ID,
-                    keys.RECOVERY_ATTEMPTS,
-                    keys.CANCELLED,
-                    keys.CANCEL_REASON,
-                )
+        found = await self._keys.get_many(
+            (
+                keys.STATUS,
+                keys.NAME,
+                keys.INPUT,
+                keys.EXECUTION_ID,
+                keys.RECOVERY_ATTEMPTS,
+                keys.CANCELLED,
+                keys.CANCEL_REASON,
             )
         )
         raw_status = found.get(keys.STATUS)
@@ -123,27 +120,25 @@ class WorkflowStateMachine:
             workflow_name=name if isinstance(name, str) else "unknown",
             input=found.get(keys.INPUT),
             execution_id=found.get(keys.EXECUTION_ID),
-            completed_steps=ok(await self.get_completed_steps()),
+            completed_steps=await self.completed_steps(),
             recovery_attempts=int(found.get(keys.RECOVERY_ATTEMPTS) or 0),
             cancelled=bool(found.get(keys.CANCELLED)),
             cancel_reason=found.get(keys.CANCEL_REASON),
         )
 
-    @as_result(DurablyError)
-    async def apply_transition(self, transition: Transition) -> WorkflowStatus:
+    async def transition(self, transition: Transition) -> WorkflowStatus:
         """Apply ``transition`` to the stored status (read, check, write in one commit)."""
-        async with self._storage.transaction():
-            current = ok(await self.get_status())
-            new = ok(apply_transition(current, transition, self._runtime.now()))
+        async with self._keys.transaction():
+            current = await self.status()
+            new = next_status(current, transition, self._runtime.now())
             data = encode(new, key=keys.STATUS)
-            ok(await self._storage.put(keys.STATUS, data))
+            await self._keys.put(keys.STATUS, data)
         self._last_status = (data, new)
         return new
 
-    @as_result(DurablyError)
-    async def check_recoverability(self, stale_threshold_ms: int) -> RecoverabilityInfo:
+    async def recoverability(self, stale_threshold_ms: int) -> RecoverabilityInfo:
         """Whether the instance needs (and allows) recovery, given a staleness threshold."""
-        status = ok(await self.get_status())
+        status = await self.status()
         now = self._runtime.now()
         match status:
             case None:
@@ -162,22 +157,19 @@ class WorkflowStateMachine:
             case _:
                 return RecoverabilityInfo(False, "not_started", None, status.tag)
 
-    @as_result(DurablyError)
-    async def mark_step_completed(self, step_name: str) -> None:
+    async def mark_completed(self, step_name: str) -> None:
         """Record that ``step_name`` completed (idempotent, O(1))."""
         marker = keys.completed(step_name)
-        async with self._storage.transaction():
-            if ok(await self._storage.get(marker)) is not None:
+        async with self._keys.transaction():
+            if await self._keys.get(marker) is not None:
                 return
             count = await self._get(keys.COMPLETED_COUNT) or 0
-            ok(await self._storage.put_batch({marker: count, keys.COMPLETED_COUNT: count + 1}))
+            await self._keys.put_batch({marker: count, keys.COMPLETED_COUNT: count + 1})
 
-    @as_result(DurablyError)
-    async def get_completed_steps(self) -> tuple[str, ...]:
+    async def completed_steps(self) -> tuple[str, ...]:
         """Completed step keys, in the order they first completed."""
         return tuple(name for _, name in await self._completions())
 
-    @as_result(DurablyError)
     async def completion_order(self) -> tuple[int, list[str]]:
         """The place of the next step to complete, and the completed step keys in order."""
         count = int(await self._get(keys.COMPLETED_COUNT) or 0)
@@ -188,76 +180,83 @@ class WorkflowStateMachine:
     async def _completions(self) -> list[tuple[int, str]]:
         """``(place, step key)`` of every completed step, in completion order.
 
-        A step's result carries its place (``meta.index``); ``mark_step_completed``
-        records a marker with its own (and older databases have markers only).
+        A step's result carries its place (``meta.index``); ``mark_completed`` records a
+        marker with its own (and older databases have markers only).
         """
         places: dict[str, int] = {}
         start = len(keys.COMPLETED_PREFIX)
-        for key, index in ok(await self._storage.list(keys.COMPLETED_PREFIX)).items():
+        for key, index in (await self._keys.list(keys.COMPLETED_PREFIX)).items():
             places[keys.unescape(key[start:])] = int(index)
-        for key, record in ok(await self._storage.list(keys.STEP_PREFIX)).items():
+        for key, record in (await self._keys.list(keys.STEP_PREFIX)).items():
             index = _result_index(key, record)
             if index is not None:
                 name = keys.unescape(key[len(keys.STEP_PREFIX) : -len(_RESULT)])
                 places[name] = min(index, places.get(name, index))
         return sorted((index, name) for name, index in places.items())
 
-    @as_result(DurablyError)
-    async def get_recovery_attempts(self) -> int:
-        """How many recoveries ran since the last execution segment ended."""
+    async def recovery_attempts(self) -> int:
+        """How many recoveries ran without progress since the last durability point."""
         return int(await self._get(keys.RECOVERY_ATTEMPTS) or 0)
 
-    @as_result(DurablyError)
-    async def increment_recovery_attempts(self) -> int:
+    async def count_recovery(self) -> int:
         """Count one more recovery; returns the new count."""
-        async with self._storage.transaction():
+        async with self._keys.transaction():
             attempts = int(await self._get(keys.RECOVERY_ATTEMPTS) or 0) + 1
-            ok(
-                await self._storage.put_batch(
-                    {keys.RECOVERY_ATTEMPTS: attempts, keys.LAST_RECOVERY_AT: self._runtime.now()}
-                )
+            await self._keys.put_batch(
+                {keys.RECOVERY_ATTEMPTS: attempts, keys.LAST_RECOVERY_AT: self._runtime.now()}
             )
         return attempts
 
-    @as_result(DurablyError)
-    async def reset_recovery_attempts(self) -> None:
-        """Forget past recoveries (an execution segment ended)."""
-        ok(await self._storage.delete(keys.RECOVERY_ATTEMPTS))
+    async def forget_recoveries(self) -> None:
+        """Forget past recoveries (a durability point was reached)."""
+        await self._keys.delete(keys.RECOVERY_ATTEMPTS)
 
-    @as_result(DurablyError)
-    async def get_last_recovery_at(self) -> int | None:
+    async def last_recovery_at(self) -> int | None:
         """When the last recovery was counted."""
         value: int | None = await self._get(keys.LAST_RECOVERY_AT)
         return value
 
-    @as_result(DurablyError)
-    async def set_cancelled(self, reason: str | None = None) -> None:
-        """Raise the cancel flag, with the user's reason."""
-        ok(await self._storage.put_batch({keys.CANCELLED: True, keys.CANCEL_REASON: reason}))
+    async def record_cancel(self, reason: str | None = None) -> None:
+        """Record that the instance was cancelled, with the user's reason."""
+        await self._keys.put_batch({keys.CANCELLED: True, keys.CANCEL_REASON: reason})
 
-    @as_result(DurablyError)
-    async def is_cancelled(self) -> bool:
-        """Whether a cancel was requested."""
+    async def cancelled(self) -> bool:
+        """Whether a cancel was recorded."""
         return bool(await self._get(keys.CANCELLED))
 
-    @as_result(DurablyError)
-    async def get_cancel_reason(self) -> str | None:
+    async def cancel_reason(self) -> str | None:
         """The user's cancel reason, if any."""
         reason: str | None = await self._get(keys.CANCEL_REASON)
         return reason
 
-    @as_result(DurablyError)
-    async def set_pending_resume_at(self, at: int) -> None:
+    async def remember_resume_at(self, at: int) -> None:
         """Remember when a pause ends."""
-        ok(await self._storage.put(keys.PENDING_RESUME_AT, at))
+        await self._keys.put(keys.PENDING_RESUME_AT, at)
 
-    @as_result(DurablyError)
-    async def get_pending_resume_at(self) -> int | None:
+    async def resume_at(self) -> int | None:
         """When the current pause ends, if any."""
         value: int | None = await self._get(keys.PENDING_RESUME_AT)
         return value
 
-    @as_result(DurablyError)
-    async def clear_pending_resume_at(self) -> None:
+    async def forget_resume_at(self) -> None:
         """Forget the pause's end."""
-        ok(await self._storage.delete(keys.PENDING_RESUME_AT))
+        await self._keys.delete(keys.PENDING_RESUME_AT)
+
+    # The original's operations, each answering a ``Result``.
+    initialize = operation(create)
+    get_status = operation(status)
+    get_state = operation(state)
+    apply_transition = operation(transition)
+    check_recoverability = operation(recoverability)
+    mark_step_completed = operation(mark_completed)
+    get_completed_steps = operation(completed_steps)
+    get_recovery_attempts = operation(recovery_attempts)
+    increment_recovery_attempts = operation(count_recovery)
+    reset_recovery_attempts = operation(forget_recoveries)
+    get_last_recovery_at = operation(last_recovery_at)
+    set_cancelled = operation(record_cancel)
+    is_cancelled = operation(cancelled)
+    get_cancel_reason = operation(cancel_reason)
+    set_pending_resume_at = operation(remember_resume_at)
+    get_pending_resume_at = operation(resume_at)
+    clear_pending_resume_at = operation(forget_resume_at)

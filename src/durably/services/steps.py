@@ -30,7 +30,6 @@ from durably.domain.events import (
     TimeoutExceeded,
 )
 from durably.domain.records import StepAttempt, StepResult
-from durably.domain.results import ok
 from durably.domain.retry import Retry
 from durably.domain.serialization import decode, decode_value, encode, encode_value, type_name
 from durably.domain.status import WorkflowError
@@ -92,7 +91,7 @@ def _as_exception(value: object) -> BaseException:
 async def read_or_fail(scope: ExecutionScope, key: str) -> Any:
     """Read ``key``; a storage failure stops the execution (``InfrastructureFailure``)."""
     try:
-        return ok(await scope.storage.get(key))
+        return await scope.keys.get(key)
     except DurablyError as e:
         raise InfrastructureFailure(e) from e
 
@@ -116,7 +115,7 @@ async def run_step(
     attempt_key = keys.step(key, "attempt")
     await scope.before_durable_point(key)
     try:
-        found = ok(await scope.storage.get_many((result_key, attempt_key)))
+        found = await scope.keys.get_many((result_key, attempt_key))
     except DurablyError as e:
         raise InfrastructureFailure(e) from e
     stored = found.get(result_key)
@@ -183,14 +182,14 @@ async def run_step(
         progress = scope.first_progress_after_recovery()
         if previous is None and not progress:
             # The hot path: one batch outside a transaction is one commit by itself.
-            ok(await scope.storage.put_batch(writes))
+            await scope.keys.put_batch(writes)
         else:
-            async with scope.storage.transaction():
-                ok(await scope.storage.put_batch(writes))
+            async with scope.keys.transaction():
+                await scope.keys.put_batch(writes)
                 if previous is not None:
-                    ok(await scope.storage.delete(attempt_key))
+                    await scope.keys.delete(attempt_key)
                 if progress:  # a committed step is progress: recoveries count anew
-                    ok(await scope.storage.delete(keys.RECOVERY_ATTEMPTS))
+                    await scope.keys.delete(keys.RECOVERY_ATTEMPTS)
     except DurablyError as e:
         scope.forget_completions()
         if isinstance(e, StorageError) and e.permanent:
