@@ -9,6 +9,7 @@ from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
     InstanceNotFoundError,
+    InstancePurgedError,
     InvalidDurationError,
     InvalidTransitionError,
     OrchestratorError,
@@ -101,4 +102,5 @@ __all__ = [
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "InstancePurgedError",
 ]

@@ -49,6 +49,7 @@ EXPECTED_TOP_LEVEL = {
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "InstancePurgedError",
     "Engine",
     "Lease",
     "Purge",

@@ -20,6 +20,7 @@ The hierarchy::
     ├── WorkflowCancelledError  ``Engine.result``: the workflow was cancelled
     ├── ResultTimeoutError      ``Engine.result``: the workflow did not end in time
     ├── InstanceNotFoundError   no instance has this id
+    ├── InstancePurgedError     ``Engine.result``: the instance ended, then was purged
     ├── LeaseLost               a commit was refused: its owner no longer holds the lease
     ├── ExecutionStopped        an execution stopped before a durable point, writing nothing
     └── InstanceExists          a creation was refused: the instance exists already
@@ -33,7 +34,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from durably.domain.status import WorkflowError
+from durably.domain.status import WorkflowError, WorkflowStatus
 
 __all__ = [
     "DurablyError",
@@ -54,6 +55,7 @@ __all__ = [
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "InstancePurgedError",
     "LeaseLost",
     "InstanceExists",
     "ExecutionStopped",
@@ -324,6 +326,22 @@ class InstanceNotFoundError(DurablyError):
     @property
     def message(self) -> str:
         return f"no workflow instance with id {self.workflow_id!r}"
+
+
+@attrs.frozen(eq=False)
+class InstancePurgedError(DurablyError):
+    """The instance ended and was then purged: its output is gone; ``status`` is the
+    final status its tombstone keeps (``Completed``, ``Failed`` with its error...)."""
+
+    workflow_id: str
+    status: WorkflowStatus
+
+    @property
+    def message(self) -> str:
+        return (
+            f"workflow {self.workflow_id!r} was purged after it ended {self.status.tag}: "
+            "its output and steps are no longer stored"
+        )
 
 
 @attrs.frozen(eq=False)
