@@ -59,7 +59,7 @@ def current_lease() -> Any:
     return current_runtime().lease
 
 
-def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
+def _postgres_host(dsn: str, *, schema: str | None, clock: Any, read_only: bool = False) -> Any:
     """A ``PostgresHost`` (imported here: psycopg is the optional extra ``durably[postgres]``)."""
     try:
         from durably.adapters.postgres import PostgresHost
@@ -67,7 +67,7 @@ def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
         raise ImportError(
             "the PostgreSQL backend needs psycopg: pip install 'durably[postgres]'"
         ) from e
-    return PostgresHost(dsn, schema=schema or "durably", clock=clock)
+    return PostgresHost(dsn, schema=schema or "durably", clock=clock, read_only=read_only)
 
 
 def _http_tracker(
@@ -116,10 +116,18 @@ class Durably(containers.DeclarativeContainer):
         config.backend.kind,
         memory=providers.Singleton(MemoryBackend, clock=clock),
         sqlite=providers.Singleton(
-            SqliteHost, config.backend.path, synchronous=config.backend.synchronous, clock=clock
+            SqliteHost,
+            config.backend.path,
+            synchronous=config.backend.synchronous,
+            clock=clock,
+            read_only=config.backend.read_only.as_(bool),
         ),
         postgres=providers.Singleton(
-            _postgres_host, config.backend.dsn, schema=config.backend.schema, clock=clock
+            _postgres_host,
+            config.backend.dsn,
+            schema=config.backend.schema,
+            clock=clock,
+            read_only=config.backend.read_only.as_(bool),
         ),
     )
     tracker = providers.Selector(
