@@ -25,10 +25,14 @@ import orders
 from rich.console import Console
 from rich.table import Table
 
+from durably.domain.errors import StorageError
 from durably.engine import Engine, Lease
+from durably.status import Cancelled, Paused, WorkflowStatus
 
 console = Console()
 BATCHES = 12
+KILL_AFTER = 4
+"""The worker is killed once this many of its steps are committed (and the rest not)."""
 
 
 def when(ms: int | None) -> str:
@@ -36,6 +40,16 @@ def when(ms: int | None) -> str:
     if ms is None:
         return "-"
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def describe(status: WorkflowStatus | None) -> str:
+    """A status in words, with times of day rather than epoch milliseconds."""
+    if isinstance(status, Paused):
+        what = f"retry of step {status.step_name!r}" if status.reason == "retry" else "sleep"
+        return f"Paused ({what}) until {when(status.resume_at)} UTC"
+    if isinstance(status, Cancelled):
+        return f"Cancelled (reason: {status.reason!r})"
+    return status.tag if status is not None else "none"
 
 
 async def timeline(engine: Engine, instance_id: str) -> None:
@@ -71,7 +85,7 @@ async def part_one(db: Path) -> None:
     console.rule("1. retries, a timeout and a durable sleep")
     async with engine_for(db) as engine:
         started = (await engine.start(orders.process_order, "o-1", id="order-o-1")).unwrap()
-        console.print(f"start returned: completed={started.completed}, status={started.status}")
+        console.print(f"start returned: completed={started.completed}, {describe(started.status)}")
         stop = asyncio.Event()
         worker = asyncio.create_task(engine.run_worker(stop=stop))
         output = (await engine.result("order-o-1", timeout="30s")).unwrap()
@@ -87,8 +101,14 @@ async def part_two(db: Path) -> None:
     console.rule("2. cancelling an order while it waits")
     async with engine_for(db) as engine:
         (await engine.queue(orders.process_order, "o-2", id="order-o-2")).unwrap()
-        result = (await engine.cancel("order-o-2", reason="customer changed their mind")).unwrap()
-        console.print(f"cancel: {result}")
+        reason = "customer changed their mind"
+        result = (await engine.cancel("order-o-2", reason=reason)).unwrap()
+        console.print(
+            f"cancel with reason {reason!r}: cancelled={result.cancelled} "
+            f"(it was {result.previous_status})"
+        )
+        status = (await engine.status("order-o-2")).unwrap().status
+        console.print(f"status: {describe(status)}")
         console.print(f"result: {(await engine.result('order-o-2')).failure()}")
 
 
@@ -102,12 +122,28 @@ def child(db: str) -> None:
     asyncio.run(run())
 
 
+async def committed_steps(db: Path) -> int:
+    """How many steps of ``export-1`` are committed, read from outside the worker (a
+    read-only engine: it never writes, nor creates the file before the worker does)."""
+    try:
+        async with Engine(orders.WORKFLOWS, backend=f"sqlite:///{db}", read_only=True) as probe:
+            found = (await probe.status("export-1")).unwrap()
+    except StorageError:  # the worker has not created the database yet
+        return 0
+    return len(found.completed_steps)
+
+
 async def part_three(db: Path) -> None:
     console.rule("3. kill -9 in the middle, and resume")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--child", str(db), env=os.environ.copy()
     )
-    await asyncio.sleep(1.0)
+    # Kill it once some steps are committed, however long the process took to start.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await committed_steps(db) >= KILL_AFTER:
+            break
+        await asyncio.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     console.print(f"worker {proc.pid} killed with SIGKILL (exit {proc.returncode})")

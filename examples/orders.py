@@ -2,16 +2,20 @@
 
 Used by ``make demo`` (``examples/demo.py``); also an app for the CLI, e.g.
 ``durably start process_order --input '"o-9"' --wait --app examples.orders:WORKFLOWS``.
+Run directly (``python examples/orders.py``), it runs one order and cancels another on a
+SQLite file in a temporary folder, and says what happened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 
 import durably
 from durably import Retry
+from durably.engine import Engine
 
 # Where each step records that it ran (the demo reads it to show nothing ran twice).
 RUN_LOG = Path(os.environ.get("DURABLY_DEMO_LOG", "durably-demo-runs.log"))
@@ -83,3 +87,29 @@ async def long_export(batches: int) -> int:
 
 
 WORKFLOWS = [process_order, long_export]
+
+
+async def _tour(folder: Path) -> None:
+    """One order run to completion, one cancelled while it waits; printed as it goes."""
+    backend = f"sqlite:///{folder / 'orders.db'}"
+    print(f"orders example, on {backend}")
+    async with Engine(WORKFLOWS, backend=backend, poll_interval="100ms") as engine:
+        print("order o-1: process_order fetches, reserves stock, charges, sleeps 1s, ships")
+        output = (await engine.run(process_order, "o-1", id="order-o-1", timeout="60s")).unwrap()
+        for step in (await engine.steps("order-o-1")).unwrap():
+            failed = step.attempt - 1
+            before = f", after {failed} failed attempt{'s' if failed > 1 else ''}" if failed else ""
+            print(f"  step {step.name} completed on attempt {step.attempt}{before}")
+        print(f"  completed after its durable sleep: {output}")
+        (await engine.queue(process_order, "o-2", id="order-o-2")).unwrap()
+        reason = "customer changed their mind"
+        cancelled = (await engine.cancel("order-o-2", reason=reason)).unwrap()
+        print(f"order o-2: queued, then cancelled with reason {reason!r}")
+        print(f"  it was {cancelled.previous_status}; its result: ", end="")
+        print((await engine.result("order-o-2")).failure())
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory(prefix="durably-orders-") as tmp:
+        RUN_LOG = Path(tmp) / "runs.log"  # where record() logs each step's run
+        asyncio.run(_tour(Path(tmp)))

@@ -10,6 +10,7 @@ from durably.domain.errors import (
     DurablyError,
     InfrastructureError,
     InstanceNotFoundError,
+    InstancePurgedError,
     InvalidDurationError,
     InvalidTransitionError,
     OrchestratorError,
@@ -107,4 +108,5 @@ __all__ = [
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "InstancePurgedError",
 ]

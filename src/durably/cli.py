@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -28,18 +27,22 @@ from durably.cli_app import (
     check_input,
     make_engine,
     profile_concurrency,
+    redacted_logs,
 )
 from durably.domain.errors import (
     DurablyError,
     InstanceNotFoundError,
     ResultTimeoutError,
     SerializationError,
+    StorageError,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
+from durably.domain.redaction import mask_passwords, url_secrets
 from durably.domain.status import Cancelled, Failed, WorkflowStatus
 from durably.engine import Engine
+from durably.engine.config import SHIPPED_PROFILES
 from durably.services.types import WorkflowStatusResult
 
 __all__ = ["main", "build_parser"]
@@ -68,16 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE:ATTR",
         help="the workflows: a list of workflows or an Engine (env DURABLY_APP)",
     )
-    store = common.add_mutually_exclusive_group()
-    store.add_argument(
-        "--profile", default=argparse.SUPPRESS, metavar="YAML", help="a containers/*.yaml profile"
+    common.add_argument(
+        "--profile",
+        default=argparse.SUPPRESS,
+        metavar="PROFILE",
+        help=f"a profile: a shipped one ({', '.join(SHIPPED_PROFILES)}) or a YAML file's path",
     )
-    store.add_argument(
+    common.add_argument(
         "--backend",
         default=argparse.SUPPRESS,
         metavar="URL",
         help=f"memory://, sqlite:///path.db, postgresql://... (env DURABLY_BACKEND; "
-        f"default {DEFAULT_BACKEND})",
+        f"replaces the profile's; default {DEFAULT_BACKEND})",
     )
     parser = _Parser(prog=PROG, parents=[common], description="Durable workflows for Python.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -93,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=_positive, help="instances at once (default 100)")
     start = command("start", "start a workflow and run it here until it completes or pauses")
     start.add_argument("name", help="the workflow's name")
-    start.add_argument("--input", default="null", metavar="JSON", help="its input, as JSON")
+    start.add_argument("--input", metavar="JSON", help="its input, as JSON (default null)")
     start.add_argument("--id", help="the instance id (default: a new UUID)")
     start.add_argument("--wait", action="store_true", help="keep running it until it ends")
     command("status", "an instance's status").add_argument("id")
@@ -106,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("id")
     cancel.add_argument("--reason", help="recorded with the cancellation")
     purge = command("purge", "delete the steps of finished instances (tombstones remain)")
+    which = purge.add_mutually_exclusive_group(required=True)
+    which.add_argument("--before", metavar="AGE", help="those finished at least AGE ago (7d)")
+    which.add_argument("--all", action="store_true", help="every finished instance")
     purge.add_argument(
-        "--before", default="0", metavar="AGE", help="only those finished AGE ago (e.g. 7d)"
+        "--dry-run", action="store_true", help="list what would be purged; delete nothing"
     )
     return parser
 
@@ -194,11 +202,6 @@ async def _start(engine: Engine, args: argparse.Namespace, err: Console) -> int:
     return 0
 
 
-def _masked(url: str) -> str:
-    """A backend URL without its password."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
-
-
 async def _worker(engine: Engine, args: argparse.Namespace, err: Console) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -221,7 +224,7 @@ async def _worker(engine: Engine, args: argparse.Namespace, err: Console) -> int
     concurrency = profile_concurrency(args)
     names = ", ".join(engine.registry.list()) or "none"
     err.print(
-        f"{PROG} worker: workflows {names} on {_masked(engine.backend_url)}, "
+        f"{PROG} worker: workflows {names} on {mask_passwords(engine.backend_url)}, "
         f"concurrency {concurrency}",
         highlight=False,
     )
@@ -267,48 +270,95 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
             raise CliError(f"instance {args.id!r} already ended ({answer.previous_status})", 1)
         print(f"{args.id} cancelled (was {answer.previous_status})")
         return 0
-    purged = await engine.purge(before=args.before)
+    return await _purge(engine, args, out)
+
+
+async def _purge(engine: Engine, args: argparse.Namespace, out: Console) -> int:
+    before = "0" if args.all else args.before
+    if args.dry_run:
+        listed = await engine.purge_candidates(before=before)
+        if isinstance(listed, Failure):
+            raise CliError(str(listed.failure()), 1)
+        rows = listed.unwrap()
+        print(f"would purge {_count(len(rows))} (--dry-run: nothing was deleted)")
+        if rows:
+            out.print(fmt.instances_table(rows))
+        return 0
+    purged = await engine.purge(before=before)
     if isinstance(purged, Failure):
         raise CliError(str(purged.failure()), 1)
-    count = purged.unwrap()
-    print(f"purged {count} instance{'' if count == 1 else 's'}")
+    print(f"purged {_count(purged.unwrap())}")
     return 0
 
 
-async def _run(args: argparse.Namespace) -> int:
-    engine = make_engine(args)
-    check_input(args, engine)
+def _count(instances: int) -> str:
+    return f"{instances} instance{'' if instances == 1 else 's'}"
+
+
+def _reads_only(args: argparse.Namespace) -> bool:
+    """Whether the command only reads the store (it must exist; nothing is created)."""
+    return args.command in ("status", "show", "list") or (args.command == "purge" and args.dry_run)
+
+
+async def _open(engine: Engine) -> None:
+    """Open the store, or fail with one line that says which and why (no password)."""
     try:
         await engine.open()
+    except StorageError as e:  # the backends describe the store and the cause themselves
+        detail = e.cause if isinstance(e.cause, str) else str(e)
+        raise CliError(detail, 1) from e
     except Exception as e:
-        raise CliError(f"cannot open the backend {engine.backend_url}: {e}", 1) from e
-    # Pipes get wide tables; a terminal gets its own width.
-    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-    try:
-        return await _command(
-            engine, args, Console(width=width), Console(stderr=True, soft_wrap=True)
-        )
-    finally:
-        await engine.close()
+        where = mask_passwords(engine.backend_url)
+        raise CliError(f"cannot open the backend {where}: {e}", 1) from e
+
+
+async def _run(args: argparse.Namespace, secrets: set[str]) -> int:
+    read_only = _reads_only(args)
+    engine = make_engine(args, read_only=read_only)
+    secrets |= url_secrets(engine.backend_url)
+    check_input(args, engine)
+    with redacted_logs(secrets):
+        if args.command in ("cancel", "purge") and not read_only:
+            # They write, but only into a durably store that exists: look first, read-only,
+            # so that a mistyped path or another application's file is refused untouched.
+            checked = make_engine(args, read_only=True)
+            await _open(checked)
+            await checked.close()
+        await _open(engine)
+        # Pipes get wide tables; a terminal gets its own width.
+        width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+        try:
+            return await _command(
+                engine, args, Console(width=width), Console(stderr=True, soft_wrap=True)
+            )
+        finally:
+            await engine.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``durably`` with ``argv`` (default: the process's arguments); the exit code."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    # Every password the command may meet (in --backend, DURABLY_BACKEND, a profile's
+    # URL, added once read) is masked in every line it prints.
+    candidates = [*given, os.environ.get("DURABLY_BACKEND", "")]
+    secrets = {secret for text in candidates for secret in url_secrets(text)}
     try:
-        args = build_parser().parse_args(argv)
-        return asyncio.run(_run(args))
+        args = build_parser().parse_args(given)
+        return asyncio.run(_run(args, secrets))
     except SystemExit as e:  # --help and --version
         return e.code if isinstance(e.code, int) else 0
     except CliError as e:
-        return _fail(str(e), e.code)
+        return _fail(str(e), e.code, secrets)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        return _fail("interrupted", 130)
+        return _fail("interrupted", 130, secrets)
     except Exception as e:
         if os.environ.get("DURABLY_DEBUG"):
             raise
-        return _fail(f"{type(e).__name__}: {e} (set DURABLY_DEBUG=1 for the traceback)", 1)
+        message = f"{type(e).__name__}: {e} (set DURABLY_DEBUG=1 for the traceback)"
+        return _fail(message, 1, secrets)
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+def _fail(message: str, code: int, secrets: set[str]) -> int:
+    line = mask_passwords(" ".join(message.split()), secrets)
+    print(f"{PROG}: error: {line}", file=sys.stderr)
     return code

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
+import logging
 import os
 import sys
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, get_args
 
 import yaml
 from returns.result import Failure
 
 from durably.domain.durations import parse_duration
+from durably.domain.json_fit import json_misfit
+from durably.domain.redaction import mask_passwords
 from durably.domain.serialization import converter
 from durably.domain.status import StatusTag
 from durably.engine import Engine
+from durably.engine.config import profile_path
 from durably.services.definition import WorkflowDefinition
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "make_engine",
     "profile_concurrency",
     "check_input",
+    "redacted_logs",
 ]
 
 PROG = "durably"
@@ -79,8 +85,13 @@ def _option(args: argparse.Namespace, name: str, env: str) -> str | None:
     return getattr(args, name, None) or os.environ.get(env) or None
 
 
-def make_engine(args: argparse.Namespace) -> Engine:
-    """The engine over the chosen store, hosting the app's workflows."""
+def make_engine(args: argparse.Namespace, *, read_only: bool = False) -> Engine:
+    """The engine over the chosen store, hosting the app's workflows.
+
+    The store is ``--backend`` (or ``DURABLY_BACKEND``), else the profile's, else the
+    app engine's, else the default; ``--profile`` gives everything else. ``read_only``:
+    the store must exist, and is neither created nor migrated.
+    """
     spec = getattr(args, "worker_app", None) or _option(args, "app", "DURABLY_APP")
     workflows: Definitions = []
     app_engine = None
@@ -92,18 +103,20 @@ def make_engine(args: argparse.Namespace) -> Engine:
             " (or set DURABLY_APP)"
         )
     profile = getattr(args, "profile", None)
+    backend = _option(args, "backend", "DURABLY_BACKEND")
     try:
         if profile is not None:
-            return Engine.from_profile(profile, workflows)
-        backend = _option(args, "backend", "DURABLY_BACKEND")
+            chosen = {"backend": backend} if backend is not None else {}
+            return Engine.from_profile(profile, workflows, read_only=read_only, **chosen)
         if backend is None and app_engine is not None:
             return Engine(
                 workflows,
                 backend=app_engine.backend_url,
                 lease=app_engine.lease,
                 poll_interval=app_engine.poll_interval_ms,
+                read_only=read_only,
             )
-        return Engine(workflows, backend=backend or DEFAULT_BACKEND)
+        return Engine(workflows, backend=backend or DEFAULT_BACKEND, read_only=read_only)
     except OSError as e:
         raise CliError(f"cannot read profile {profile}: {e.strerror or e}") from e
     except (ValueError, TypeError, ImportError, yaml.YAMLError) as e:
@@ -114,7 +127,8 @@ def profile_concurrency(args: argparse.Namespace) -> int:
     if args.concurrency is not None:
         return int(args.concurrency)
     profile = getattr(args, "profile", None)
-    data: Any = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) if profile else None
+    text = profile_path(profile).read_text(encoding="utf-8") if profile else None
+    data: Any = yaml.safe_load(text) if text else None
     worker = data.get("worker") if isinstance(data, dict) else None
     return int(worker.get("concurrency", 100)) if isinstance(worker, dict) else 100
 
@@ -123,20 +137,27 @@ def check_input(args: argparse.Namespace, engine: Engine) -> None:
     """Refuse bad input before the store is opened (and, for SQLite, created)."""
     if args.command == "start":
         try:
-            args.input_value = json.loads(args.input)
+            args.input_value = json.loads(args.input if args.input is not None else "null")
         except json.JSONDecodeError as e:
             raise CliError(f"--input is not valid JSON: {e}") from e
         found = engine.registry.get(args.name)
         if isinstance(found, Failure):
             raise CliError(found.failure().message)
-        expected = found.unwrap().input_type
-        try:  # a mistyped input is refused here, instead of failing the new instance
+        definition = found.unwrap()
+        expected = definition.input_type
+        # A mistyped input is refused here, instead of failing the new instance: checked
+        # strictly first (the converter would turn 5 into "5"), then converted.
+        misfit = json_misfit(args.input_value, expected, path=_input_name(definition))
+        if misfit is not None:
+            given = "" if args.input is not None else " (no --input given: it is null)"
+            raise CliError(f"--input does not fit workflow {args.name!r}: {misfit}{given}")
+        try:
             args.input_value = converter.structure(args.input_value, expected)
         except Exception as e:
             leaves = e.exceptions if isinstance(e, ExceptionGroup) else (e,)  # cattrs' groups
             detail = "; ".join(f"{type(x).__name__}: {x}" for x in leaves)
             raise CliError(f"--input does not fit workflow {args.name!r}: {detail}") from e
-    elif args.command == "purge":
+    elif args.command == "purge" and args.before is not None:
         try:
             parse_duration(args.before, field="--before")
         except ValueError as e:
@@ -146,3 +167,54 @@ def check_input(args: argparse.Namespace, engine: Engine) -> None:
         if args.status.lower() not in tags:
             raise CliError(f"unknown status {args.status!r} (one of {', '.join(STATUS_TAGS)})")
         args.status = tags[args.status.lower()]
+
+
+def _input_name(definition: WorkflowDefinition[Any, Any]) -> str:
+    """The name of the body's input parameter (how errors name the input)."""
+    for parameter in inspect.signature(definition.fn).parameters.values():
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            return parameter.name
+    return "input"
+
+
+class _Redacting(logging.Filter):
+    """Masks passwords in every record a handler writes (message and traceback)."""
+
+    def __init__(self, secrets: set[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = mask_passwords(record.getMessage(), self.secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_passwords(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = mask_passwords(record.stack_info, self.secrets)
+        return True
+
+
+@contextmanager
+def redacted_logs(secrets: set[str]) -> Iterator[None]:
+    """While the command runs, no log line shows a password: every handler of the root
+    logger masks them (one on stderr, for warnings and errors, when there is none)."""
+    root = logging.getLogger()
+    added: logging.Handler | None = None
+    if not root.handlers:
+        added = logging.StreamHandler(sys.stderr)
+        added.setLevel(logging.WARNING)
+        added.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(name)s: %(message)s"))
+        root.addHandler(added)
+    redacting = _Redacting(secrets)
+    handlers = list(root.handlers)
+    for handler in handlers:
+        handler.addFilter(redacting)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redacting)
+        if added is not None:
+            root.removeHandler(added)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -153,3 +156,98 @@ def test_a_purge_section_without_enabled_leaves_purge_off(tmp_path: Path) -> Non
     profile.write_text("backend:\n  url: memory://\npurge:\n  delay: 1 day\n")
     engine = Engine.from_profile(profile, [])
     assert engine._container.purge().enabled is False
+
+
+# -- the profiles shipped in the package, and the store chosen over a profile ------------------
+
+SHIPPED = Path(durably.__file__).resolve().parent / "profiles"
+
+
+@pytest.mark.parametrize("name", ["memory", "sqlite", "postgres"])
+def test_the_shipped_profiles_are_the_files_of_containers(name: str) -> None:
+    shipped = (SHIPPED / f"{name}.yaml").read_bytes()
+    assert shipped == (CONTAINERS / f"{name}.yaml").read_bytes(), (
+        f"src/durably/profiles/{name}.yaml differs from containers/{name}.yaml: copy it over"
+    )
+    assert sorted(p.name for p in SHIPPED.glob("*.yaml")) == sorted(
+        p.name for p in CONTAINERS.glob("*.yaml")
+    )
+
+
+def test_a_bare_name_loads_the_shipped_profile_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no containers/ here
+    engine = Engine.from_profile("memory", [double_later])
+    assert engine.backend_url == "memory://"
+    assert engine.poll_interval_ms == 100
+    sqlite = Engine.from_profile("sqlite", [double_later], backend="memory://")
+    assert sqlite.lease.duration_ms == 30_000
+    with pytest.raises(ValueError, match=r"no profile named 'mysql'.*memory, sqlite, postgres"):
+        Engine.from_profile("mysql", [double_later])
+
+
+def test_a_yaml_error_names_the_profiles_file(tmp_path: Path) -> None:
+    profile = tmp_path / "broken.yaml"
+    profile.write_text("backend:\n  url: memory://\nlease: [30s\n")
+    with pytest.raises(ValueError, match="not valid YAML") as caught:
+        Engine.from_profile(profile, [])
+    message = str(caught.value)
+    assert str(profile) in message
+    assert "line" in message
+    assert "\n" not in message
+
+
+def _cli(cwd: Path, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DURABLY_")}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "durably"), *argv],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+APP = """
+import durably
+
+
+@durably.workflow
+async def greet(name: str) -> str:
+    return await durably.step("hello", lambda: f"hello {name}")
+
+
+workflows = [greet]
+"""
+
+
+def test_backend_and_durably_backend_replace_the_profiles_store(tmp_path: Path) -> None:
+    (tmp_path / "profile_app.py").write_text(APP)
+    profile = tmp_path / "deploy.yaml"
+    profile.write_text("backend:\n  url: sqlite:///profiled.db\n", encoding="utf-8")
+    start = ["start", "greet", "--input", '"A"', "--app", "profile_app:workflows"]
+    code, output = _cli(
+        tmp_path, *start, "--id", "g-1", "--profile", str(profile), "--backend", "sqlite:///a.db"
+    )
+    assert code == 0, output
+    code, output = _cli(
+        tmp_path,
+        *start,
+        "--id",
+        "g-2",
+        "--profile",
+        str(profile),
+        env={"DURABLY_BACKEND": "sqlite:///b.db"},
+    )
+    assert code == 0, output
+    assert (tmp_path / "a.db").exists()
+    assert (tmp_path / "b.db").exists()
+    assert not (tmp_path / "profiled.db").exists()  # the profile's store was replaced
+    code, output = _cli(tmp_path, "list", "--profile", str(profile), "--backend", "sqlite:///a.db")
+    assert code == 0, output
+    assert "g-1" in output
+    assert "g-2" not in output

@@ -87,7 +87,7 @@ async def test_a_disk_full_while_a_new_database_is_created_says_so(
         async with Engine([ledger], backend=db_url(db)):
             pytest.fail("opened a database whose creation failed")
     message = str(caught.value)
-    assert message == f"storage open failed: {db}: database or disk is full"
+    assert message == f"storage open failed: SQLite database {db}: database or disk is full"
     assert "cannot rollback" not in message
     monkeypatch.undo()
     # Nothing half-made stays behind: the next open creates the schema and works.

@@ -12,6 +12,7 @@ from returns.result import Failure, Result, Success
 import durably.domain.errors as errors_module
 from durably.domain.errors import (
     DurablyError,
+    InstancePurgedError,
     InvalidDurationError,
     InvalidTransitionError,
     OrchestratorError,
@@ -27,6 +28,7 @@ from durably.domain.errors import (
     WorkflowScopeError,
 )
 from durably.domain.results import as_result, ok
+from durably.domain.status import Completed, Failed, WorkflowError
 
 # api.md "Errors", written out literally.
 API_ERRORS = {
@@ -111,6 +113,7 @@ ENGINE_ERRORS = {
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "InstancePurgedError",
     # the storage core: refused commits, and an execution that stopped before a step
     "LeaseLost",
     "InstanceExists",
@@ -161,6 +164,18 @@ def test_retry_exhausted_says_how_many_runs_and_why(
     error: RetryExhaustedError, message: str
 ) -> None:
     assert message in str(error)
+
+
+def test_a_purged_instance_error_says_so_and_keeps_the_final_status() -> None:
+    status = Failed(failed_at=5, error=WorkflowError(message="boom", type="ValueError"))
+    error = InstancePurgedError("order-1", status)
+    assert error.status is status
+    assert "'order-1'" in str(error)
+    assert "purged" in str(error)
+    assert "Failed" in str(error)
+    assert isinstance(error, DurablyError)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        error.status = Completed(completed_at=1)  # type: ignore[misc]
 
 
 def test_invalid_duration_is_a_value_error() -> None:
@@ -345,6 +360,7 @@ TREE = {
         "RetryExhaustedError",
         "StepTimeoutError",
         "RecoveryError",
+        "InstancePurgedError",
     },
     "InfrastructureError": {
         "StorageError",

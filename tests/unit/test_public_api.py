@@ -52,6 +52,7 @@ EXPECTED_TOP_LEVEL = {
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "InstancePurgedError",
     "Engine",
     "Lease",
     "Purge",

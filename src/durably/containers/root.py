@@ -34,7 +34,7 @@ async def _opened(host: Any) -> AsyncIterator[Any]:
         await host.close()
 
 
-def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
+def _postgres_host(dsn: str, *, schema: str | None, clock: Any, read_only: bool = False) -> Any:
     """A ``PostgresHost`` (imported here: psycopg is the optional extra ``durably[postgres]``)."""
     try:
         from durably.adapters.postgres import PostgresHost
@@ -42,7 +42,7 @@ def _postgres_host(dsn: str, *, schema: str | None, clock: Any) -> Any:
         raise ImportError(
             "the PostgreSQL backend needs psycopg: pip install 'durably[postgres]'"
         ) from e
-    return PostgresHost(dsn, schema=schema or "durably", clock=clock)
+    return PostgresHost(dsn, schema=schema or "durably", clock=clock, read_only=read_only)
 
 
 def _http_tracker(
@@ -93,10 +93,18 @@ class Durably(containers.DeclarativeContainer):
         config.backend.kind,
         memory=providers.Singleton(MemoryBackend, clock=clock),
         sqlite=providers.Singleton(
-            SqliteHost, config.backend.path, synchronous=config.backend.synchronous, clock=clock
+            SqliteHost,
+            config.backend.path,
+            synchronous=config.backend.synchronous,
+            clock=clock,
+            read_only=config.backend.read_only.as_(bool),
         ),
         postgres=providers.Singleton(
-            _postgres_host, config.backend.dsn, schema=config.backend.schema, clock=clock
+            _postgres_host,
+            config.backend.dsn,
+            schema=config.backend.schema,
+            clock=clock,
+            read_only=config.backend.read_only.as_(bool),
         ),
     )
     tracker = providers.Selector(

@@ -18,7 +18,8 @@ The tree::
     │   ├── StepCancelledError      a step or sleep did not run: the workflow was cancelled
     │   ├── RetryExhaustedError     a step failed and may not be retried again
     │   ├── StepTimeoutError        a step attempt ran past its timeout
-    │   └── RecoveryError           recovery gave up on an instance
+    │   ├── RecoveryError           recovery gave up on an instance
+    │   └── InstancePurgedError     ``Engine.result``: it ended, then was purged
     ├── InfrastructureError     the storage or the scheduler failed: retry later
     │   ├── StorageError            a read or a commit failed (``cause`` says why)
     │   ├── SchedulerError          an alarm could not be set, read or cleared
@@ -41,7 +42,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from durably.domain.status import WorkflowError
+from durably.domain.status import WorkflowError, WorkflowStatus
 
 __all__ = [
     "DurablyError",
@@ -66,6 +67,7 @@ __all__ = [
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "InstancePurgedError",
     "LeaseLost",
     "InstanceExists",
     "ExecutionStopped",
@@ -374,6 +376,22 @@ class InstanceNotFoundError(UsageError):
     @property
     def message(self) -> str:
         return f"no workflow instance with id {self.workflow_id!r}"
+
+
+@attrs.frozen(eq=False)
+class InstancePurgedError(OutcomeError):
+    """The instance ended and was then purged: its output is gone; ``status`` is the
+    final status its tombstone keeps (``Completed``, ``Failed`` with its error...)."""
+
+    workflow_id: str
+    status: WorkflowStatus
+
+    @property
+    def message(self) -> str:
+        return (
+            f"workflow {self.workflow_id!r} was purged after it ended {self.status.tag}: "
+            "its output and steps are no longer stored"
+        )
 
 
 @attrs.frozen(eq=False)

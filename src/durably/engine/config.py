@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,22 @@ import attrs
 import yaml
 
 from durably.domain.durations import Duration, parse_duration
+from durably.domain.redaction import mask_passwords, url_secrets
 from durably.services.purge import PurgeConfig
 from durably.services.recovery import RecoveryConfig
 
-__all__ = ["Lease", "Purge", "BackendUrl", "parse_backend_url", "engine_options"]
+__all__ = [
+    "Lease",
+    "Purge",
+    "BackendUrl",
+    "parse_backend_url",
+    "SHIPPED_PROFILES",
+    "profile_path",
+    "engine_options",
+]
+
+SHIPPED_PROFILES = ("memory", "sqlite", "postgres")
+"""The profiles shipped in the package (``durably/profiles/``, copies of ``containers/``)."""
 
 
 @attrs.frozen
@@ -73,9 +86,11 @@ class BackendUrl:
 
 def parse_backend_url(url: str) -> BackendUrl:
     """``memory://``, ``sqlite:///path.db`` (``?synchronous=NORMAL``), ``postgresql://...``."""
+    # Messages quote the URL without its password.
+    shown = mask_passwords(url, url_secrets(url)) if isinstance(url, str) else url
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(
-            f"backend URL {url!r} is not one of memory://, sqlite:///path.db, postgresql://..."
+            f"backend URL {shown!r} is not one of memory://, sqlite:///path.db, postgresql://..."
         )
     parts = urllib.parse.urlsplit(url)
     options = dict(urllib.parse.parse_qsl(parts.query))
@@ -86,7 +101,7 @@ def parse_backend_url(url: str) -> BackendUrl:
         rest = url[len("sqlite://") :].split("?", 1)[0]
         path = rest[1:] if rest.startswith("/") else rest
         if not path:
-            raise ValueError(f"backend URL {url!r} names no database file (sqlite:///path.db)")
+            raise ValueError(f"backend URL {shown!r} names no database file (sqlite:///path.db)")
         return BackendUrl("sqlite", path, options)
     if parts.scheme in ("postgresql", "postgres"):
         # Our own option (schema) is taken out; the rest of the URL goes to libpq as it is.
@@ -95,7 +110,7 @@ def parse_backend_url(url: str) -> BackendUrl:
         dsn = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
         return BackendUrl("postgres", dsn, options)
     raise ValueError(
-        f"unknown backend scheme {parts.scheme!r} in {url!r} (use memory://, sqlite:///path.db "
+        f"unknown backend scheme {parts.scheme!r} in {shown!r} (use memory://, sqlite:///path.db "
         "or postgresql://...)"
     )
 
@@ -129,9 +144,45 @@ def _check_profile(path: Path, profile: dict[str, Any]) -> None:
             )
 
 
+def profile_path(profile: str | Path) -> Path:
+    """The file of a profile: a bare name (``sqlite``) names a profile shipped in the
+    package, anything else (``containers/sqlite.yaml``, ``./mine.yaml``) is a path.
+
+    >>> profile_path("deploy/sqlite.yaml")
+    PosixPath('deploy/sqlite.yaml')
+    >>> profile_path("sqlite").name
+    'sqlite.yaml'
+    """
+    if isinstance(profile, Path) or "/" in profile or profile.endswith((".yaml", ".yml")):
+        return Path(profile)
+    if profile in SHIPPED_PROFILES:
+        return Path(str(resources.files("durably").joinpath("profiles", f"{profile}.yaml")))
+    if Path(profile).is_file():  # a file of the working directory without a suffix
+        return Path(profile)
+    raise ValueError(
+        f"no profile named {profile!r}: durably ships {', '.join(SHIPPED_PROFILES)}; "
+        f"name your own profile by its path (./{profile}.yaml)"
+    )
+
+
+def _load(path: Path) -> Any:
+    """The YAML document of a profile; a syntax error names the file, line and column."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        # Not the error's own text: it quotes the offending line, which may hold a password.
+        mark = e.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(
+            f"profile {path} is not valid YAML: {e.problem or e.context}{where}"
+        ) from e
+    except yaml.YAMLError as e:
+        raise ValueError(f"profile {path} is not valid YAML: {type(e).__name__}") from e
+
+
 def engine_options(path: Path) -> dict[str, Any]:
     """The ``Engine`` keyword options a profile of ``containers/`` (YAML) describes."""
-    profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    profile = _load(path) or {}
     if not isinstance(profile, dict):
         raise ValueError(f"profile {path} must be a YAML mapping")
     _check_profile(path, profile)

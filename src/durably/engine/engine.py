@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from returns.result import Failure, Result, Success
 
@@ -25,8 +26,8 @@ from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.owner import owner_token
 from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
-from durably.engine.config import Lease, Purge, engine_options, parse_backend_url
-from durably.engine.purge import purge_finished
+from durably.engine.config import Lease, Purge, engine_options, parse_backend_url, profile_path
+from durably.engine.purge import purge_candidates, purge_finished
 from durably.engine.queries import EngineQueries
 from durably.engine.server import InstanceServer
 from durably.engine.worker import AlarmWorker
@@ -34,6 +35,7 @@ from durably.ports import InstanceHost
 from durably.services import RecoveryConfig, WorkflowDefinition
 from durably.services.types import (
     CancelResult,
+    InstanceSummary,
     StartResult,
     WorkflowCall,
 )
@@ -44,6 +46,9 @@ log = logging.getLogger("durably.engine")
 
 CLOSE_GRACE_S = 5.0
 """How long ``close`` waits for executions to reach their next durability point."""
+
+I = TypeVar("I")  # noqa: E741 - the conventional name of an input type variable
+O = TypeVar("O")  # noqa: E741 - the conventional name of an output type variable
 
 Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
 
@@ -69,12 +74,16 @@ class Engine(EngineQueries):
         poll_interval: Any = "1s",
         tracker_kind: str = "noop",
         tracker_settings: dict[str, Any] | None = None,
+        read_only: bool = False,
     ) -> None:
         url = parse_backend_url(backend)
         sync = (synchronous or url.options.get("synchronous", "FULL")).upper()
         if sync not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, got {sync!r}")
         self.backend_url = backend
+        self.read_only = read_only
+        """Opened to inspect: the backend is neither created nor migrated (it must exist),
+        and every operation that would write (start, cancel, purge, workers) is refused."""
         self.lease = lease if lease is not None else Lease()
         self.poll_interval_ms = parse_duration(poll_interval, field="poll_interval")
         self._container = build_root(
@@ -86,6 +95,7 @@ class Engine(EngineQueries):
                     "synchronous": sync,
                     "dsn": url.path if url.kind == "postgres" else None,
                     "schema": url.options.get("schema", "durably"),
+                    "read_only": read_only,
                 },
                 "tracker": {**(tracker_settings or {}), "kind": tracker_kind},
             },
@@ -111,20 +121,27 @@ class Engine(EngineQueries):
 
     @classmethod
     def from_profile(cls, path: str | Path, workflows: Workflows, **overrides: Any) -> Engine:
-        """An engine configured by a profile of ``containers/`` (YAML)."""
-        options = engine_options(Path(path))
+        """An engine configured by a profile of ``containers/`` (YAML): a path, or the
+        bare name of a profile shipped in the package (``"sqlite"``, ``"postgres"``,
+        ``"memory"``). ``overrides`` replace the profile's values (``backend=...``)."""
+        options = engine_options(profile_path(path))
         options.update(overrides)
         return cls(workflows, **options)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> Engine:
-        """Open and migrate the backend; make instances of dead local processes due now."""
+        """Open and migrate the backend; make instances of dead local processes due now.
+
+        A ``read_only`` engine only opens the backend, which must already exist (a
+        missing or foreign database is an error, and nothing is created or migrated).
+        """
         if self._opened:
             return self
         await self._container.init_resources()  # opens (and migrates) the backend
-        await self._host.expire_dead_local_owners(self.now())
-        self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
+        if not self.read_only:
+            await self._host.expire_dead_local_owners(self.now())
+            self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
         self._opened = True
         return self
 
@@ -144,7 +161,8 @@ class Engine(EngineQueries):
             with suppress(asyncio.CancelledError):
                 await self._heartbeat
         try:
-            await self._host.release_all(self.owner, self.now())
+            if not self.read_only:  # a read-only engine never took a lease
+                await self._host.release_all(self.owner, self.now())
         except StorageError:
             log.exception("could not give back the leases at close (they will expire)")
         try:
@@ -177,6 +195,14 @@ class Engine(EngineQueries):
         if not self._opened:
             raise RuntimeError(
                 "the engine is not open: use `async with engine:` or `await engine.open()`"
+            )
+
+    def _require_writable(self, operation: str) -> None:
+        self._require_open()
+        if self.read_only:
+            raise RuntimeError(
+                f"this engine is read-only (read_only=True): {operation} would write to "
+                "the backend; use an Engine opened without read_only"
             )
 
     async def _renew_leases(self) -> None:
@@ -224,7 +250,7 @@ class Engine(EngineQueries):
         """Start (or find) instance ``id`` and run it here until it completes or pauses."""
         call = WorkflowCall(self._name_of(workflow), input, execution_id)
         instance_id = self._check_id(id)
-        self._require_open()
+        self._require_writable("start")
         async with self._server.serve(instance_id) as orchestrator:
             result = await orchestrator.start(call)
         if isinstance(result, Success) and isinstance(result.unwrap().status, Running):
@@ -245,6 +271,28 @@ class Engine(EngineQueries):
                 continue  # its owner was gone (the lease was free or expired): recovered here
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
+
+    @overload
+    async def run(
+        self,
+        workflow: WorkflowDefinition[I, O],
+        input: I = ...,
+        *,
+        id: str | None = None,
+        execution_id: str | None = None,
+        timeout: Any = None,
+    ) -> Result[O, DurablyError]: ...
+
+    @overload
+    async def run(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        id: str | None = None,
+        execution_id: str | None = None,
+        timeout: Any = None,
+    ) -> Result[Any, DurablyError]: ...
 
     async def run(
         self,
@@ -285,7 +333,7 @@ class Engine(EngineQueries):
         """Create instance ``id`` to be run by a worker; returns at once."""
         call = WorkflowCall(self._name_of(workflow), input, execution_id)
         instance_id = self._check_id(id)
-        self._require_open()
+        self._require_writable("queue")
         async with self._server.serve(instance_id) as orchestrator:
             return await orchestrator.queue(call)
 
@@ -302,7 +350,7 @@ class Engine(EngineQueries):
         cancel is recorded; a run that is finishing its last step may still complete, and
         ``status`` tells the outcome (docs/decisions.md).
         """
-        self._require_open()
+        self._require_writable("cancel")
         if not self._executions.running(id):
             started = time.monotonic()
             try:
@@ -328,27 +376,39 @@ class Engine(EngineQueries):
         return await self._server.reader(id).cancel(reason)
 
     async def purge(self, *, before: Any = 0) -> Result[int, StorageError]:
-        """Purge now every finished instance last updated more than ``before`` ago.
+        """Purge now every finished instance last updated more than ``before`` ago (a
+        duration; ``0``, the default, purges every finished instance); how many were.
 
         Each keeps its tombstone (final status), so a later ``start`` with its id still
-        answers with that status instead of running the workflow again.
+        answers with that status instead of running the workflow again, and ``result``
+        fails with ``InstancePurgedError`` (carrying that status). ``purge_candidates``
+        lists what a purge would delete, deleting nothing.
         """
-        self._require_open()
+        self._require_writable("purge")
         cutoff = self.now() - parse_duration(before, field="before")
         return await purge_finished(self, cutoff)
+
+    async def purge_candidates(
+        self, *, before: Any = 0
+    ) -> Result[builtins.list[InstanceSummary], StorageError]:
+        """The finished, not yet purged instances that ``purge(before=...)`` would purge
+        now (a dry run: nothing is deleted), most recently updated first."""
+        self._require_open()
+        cutoff = self.now() - parse_duration(before, field="before")
+        return await purge_candidates(self.host, cutoff)
 
     # -- firing alarms (the loop lives in worker.py) --------------------------------------
 
     async def run_until_idle(self, *, concurrency: int = 100) -> int:
         """Fire due alarms until none is due; returns how many were fired."""
-        self._require_open()
+        self._require_writable("run_until_idle")
         return await self._worker.run_until_idle(concurrency)
 
     async def run_worker(
         self, *, concurrency: int = 100, stop: asyncio.Event | None = None
     ) -> None:
         """Fire due alarms, up to ``concurrency`` instances at once, until ``stop`` is set."""
-        self._require_open()
+        self._require_writable("run_worker")
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         await self._worker.run(concurrency, stop if stop is not None else asyncio.Event())

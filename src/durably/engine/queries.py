@@ -13,6 +13,7 @@ from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
     InstanceNotFoundError,
+    InstancePurgedError,
     ResultTimeoutError,
     StorageError,
     WorkflowCancelledError,
@@ -72,6 +73,10 @@ class EngineQueries:
             pause = min(pause * 2, 0.25)
 
     async def _outcome(self, id: str, status: Any) -> Result[Any, DurablyError]:
+        # A purged instance keeps only its final status: its output is gone, and its
+        # answer says so rather than passing for a workflow that returned None.
+        if await self._host.read(id, keys.TOMBSTONE) is not None:
+            return Failure(InstancePurgedError(id, status))
         if isinstance(status, Completed):
             raw = await self._host.read(id, keys.OUTPUT)
             name = await self._host.read(id, keys.NAME)

@@ -22,9 +22,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from durably.adapters.clock import Clock, SystemClock
 from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced
+from durably.adapters.postgres.dsn import connect_failure, safe_dsn, target
 from durably.adapters.postgres.leases import LeaseStatements
 from durably.adapters.postgres.plans import PlanStatements, message_of
-from durably.adapters.postgres.schema import migrate
+from durably.adapters.postgres.schema import check_schema, migrate
 from durably.adapters.runtime import instance_runtime
 from durably.adapters.store import GroupCommit
 from durably.domain.errors import InstanceExists, LeaseLost, StorageError
@@ -39,16 +40,6 @@ __all__ = ["PostgresHost", "CHANNEL", "safe_dsn"]
 CHANNEL = "durably_alarms"
 CONNECT_TIMEOUT_S = 5
 _ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
-
-
-def safe_dsn(dsn: str) -> str:
-    """``dsn`` with its password masked.
-
-    >>> safe_dsn("postgresql://me:s3cret@db/app")
-    'postgresql://me:***@db/app'
-    """
-    masked = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", dsn)
-    return re.sub(r"(password=)\S+", r"\1***", masked)
 
 
 def refuses_data(error: psycopg.Error) -> bool:
@@ -81,11 +72,15 @@ class PostgresHost:
         clock: Clock | None = None,
         min_size: int = 1,
         max_size: int = 8,
+        read_only: bool = False,
     ) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise ValueError(f"schema name {schema!r} must match [a-z_][a-z0-9_]*")
         self.dsn = dsn
         self.schema = schema
+        self.read_only = read_only
+        """Open without creating or migrating anything: the schema must exist, at this
+        version (for commands that only read)."""
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._pool = AsyncConnectionPool(
             dsn,
@@ -118,18 +113,25 @@ class PostgresHost:
         return conn
 
     async def open(self) -> None:
-        """Connect (failing within a few seconds, with the cause, when the server is not
-        there) and migrate the schema; the pool fills in the background."""
+        """Connect (failing within a few seconds, in one line naming the server, the
+        database and the cause, when it cannot) and migrate the schema (read-only: check
+        it, creating nothing); the pool fills in the background."""
         try:
             conn = await self._connect()
         except psycopg.Error as e:
-            cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise StorageError("open", None, f"{safe_dsn(self.dsn)}: {cause}") from None
+            raise StorageError("open", None, connect_failure(self.dsn, e)) from None
         try:
-            await migrate(conn, self.schema)
+            if self.read_only:
+                await check_schema(conn, self.schema)
+            else:
+                await migrate(conn, self.schema)
         except psycopg.Error as e:
             await conn.close()
-            raise StorageError("open", None, f"{safe_dsn(self.dsn)}: {e}") from e
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StorageError("open", None, f"{target(self.dsn)}: {first}") from e
+        except StorageError as e:
+            await conn.close()
+            raise StorageError(e.operation, e.key, f"{target(self.dsn)}: {e.cause}") from e
         except BaseException:
             await conn.close()
             raise

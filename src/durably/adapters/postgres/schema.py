@@ -6,7 +6,7 @@ from psycopg import AsyncConnection, sql
 
 from durably.domain.errors import StorageError
 
-__all__ = ["SCHEMA_VERSION", "migrate"]
+__all__ = ["SCHEMA_VERSION", "migrate", "check_schema"]
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -96,4 +96,40 @@ async def migrate(conn: AsyncConnection[object], schema: str) -> int:
             await conn.execute(
                 sql.SQL("UPDATE {}.schema_version SET version = %s").format(name), (SCHEMA_VERSION,)
             )
+    return found
+
+
+async def check_schema(conn: AsyncConnection[object], schema: str) -> int:
+    """For a read-only open: ``schema`` must hold durably's tables at ``SCHEMA_VERSION``.
+
+    Nothing is created or changed (no ``CREATE SCHEMA``, no migration); its version.
+    """
+    cur = await conn.execute("SELECT to_regclass(%s)", (f"{schema}.schema_version",))
+    row = await cur.fetchone()
+    if row is None or row[0] is None:  # type: ignore[index]
+        raise StorageError(
+            "open",
+            None,
+            f"no durably schema {schema!r} in this database (nothing was created; "
+            "a worker or `durably start` creates it)",
+        )
+    cur = await conn.execute(
+        sql.SQL("SELECT version FROM {}.schema_version").format(sql.Identifier(schema))
+    )
+    found_row = await cur.fetchone()
+    found = int(found_row[0]) if found_row else 0  # type: ignore[index]
+    if found > SCHEMA_VERSION:
+        raise StorageError(
+            "open",
+            None,
+            f"the database schema {schema!r} has version {found}, newer than this durably "
+            f"({SCHEMA_VERSION}); upgrade durably to open it",
+        )
+    if found < SCHEMA_VERSION:
+        raise StorageError(
+            "open",
+            None,
+            f"the database schema {schema!r} has version {found}, older than this durably "
+            f"({SCHEMA_VERSION}); a command that writes (`durably worker`) upgrades it",
+        )
     return found

@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Final, Literal, TypeVar
 
-from durably.adapters.sqlite.schema import migrate
+from durably.adapters.sqlite.schema import check_schema, migrate
 from durably.domain.errors import StorageError
 
 __all__ = ["SqliteDatabase", "Synchronous", "transaction", "is_busy", "explain"]
@@ -84,11 +85,19 @@ class SqliteDatabase:
     """The two connections of one database file (see the module docstring)."""
 
     def __init__(
-        self, path: str, *, synchronous: Synchronous = "FULL", busy_timeout_ms: int = 10_000
+        self,
+        path: str,
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout_ms: int = 10_000,
+        read_only: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
         self.path = path
+        self.read_only = read_only
+        """Open with ``mode=ro``: never create, migrate or write the file (``open_read_only``)."""
+        self._immutable = False
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self._loop_conn: sqlite3.Connection | None = None
@@ -101,8 +110,16 @@ class SqliteDatabase:
         """How many calls had to wait for a lock in the thread (for tests and benchmarks)."""
 
     def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        target, uri = self.path, False
+        if self.read_only:
+            quoted = urllib.parse.quote(os.path.abspath(self.path))
+            target, uri = f"file:{quoted}?mode=ro{'&immutable=1' if self._immutable else ''}", True
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+            target,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=busy_timeout_ms / 1000,
+            uri=uri,
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -114,6 +131,9 @@ class SqliteDatabase:
 
     def _open_in_thread(self) -> None:
         """Connect both, migrate and set WAL; may wait for locks (so: in the thread)."""
+        if self.read_only:
+            self._open_read_only()
+            return
         conn = self._connect(self.busy_timeout_ms)
         try:
             # The schema version is checked before anything else changes the file.
@@ -127,6 +147,45 @@ class SqliteDatabase:
         self._thread_conn = conn
         self._identity = self._stat()
 
+    def _open_read_only(self) -> None:
+        """Connect both read-only and check that the file is a durably database of this
+        version; nothing is created, migrated or written."""
+        if not os.path.exists(self.path):
+            raise StorageError("open", None, f"no such database: {self.path}")
+        try:
+            conn = self._connect_checked()
+        except sqlite3.OperationalError as e:
+            # A WAL database in a directory we cannot write (no -shm can be made): read it
+            # as immutable, a snapshot (docs/decisions.md).
+            if getattr(e, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_READONLY:
+                raise
+            self._immutable = True
+            conn = self._connect_checked()
+        try:
+            self._loop_conn = self._connect(0)
+        except BaseException:
+            conn.close()
+            raise
+        self._thread_conn = conn
+
+    def _connect_checked(self) -> sqlite3.Connection:
+        """A read-only connection to a file found to be a durably database."""
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connect(self.busy_timeout_ms)
+            check_schema(conn, self.path)
+        except sqlite3.DatabaseError as e:
+            if conn is not None:
+                conn.close()
+            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                raise StorageError("open", None, f"not a durably database: {self.path}") from e
+            raise
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        return conn
+
     async def open(self) -> None:
         """Connect and migrate (in the thread: the migration may wait for a lock)."""
         if self._loop_conn is not None:
@@ -136,10 +195,12 @@ class SqliteDatabase:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._open_in_thread)
         except StorageError as e:
             self._shutdown()
+            if self.path in str(e.cause):  # the read-only checks name the file themselves
+                raise
             raise StorageError(e.operation, e.key, f"{self.path}: {e.cause}") from e
         except sqlite3.Error as e:
             self._shutdown()
-            raise StorageError("open", None, f"{self.path}: {explain(e)}") from e
+            raise StorageError("open", None, f"SQLite database {self.path}: {explain(e)}") from e
 
     def _stat(self) -> tuple[int, int] | None:
         if self.path == ":memory:" or self.path.startswith("file:"):

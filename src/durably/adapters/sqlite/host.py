@@ -58,8 +58,11 @@ class SqliteHost:
         synchronous: Synchronous = "FULL",
         clock: Clock | None = None,
         busy_timeout_ms: int = 10_000,
+        read_only: bool = False,
     ) -> None:
-        self.db = SqliteDatabase(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+        self.db = SqliteDatabase(
+            path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, read_only=read_only
+        )
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._group = GroupCommit(self._write_batch, self._write_at_once)
         self.commits = 0
@@ -75,7 +78,7 @@ class SqliteHost:
         return self.clock.now()
 
     async def open(self) -> None:
-        """Connect and migrate."""
+        """Connect and migrate (read-only: check that the file is a durably database)."""
         await self.db.open()
 
     async def close(self) -> None:

@@ -6,7 +6,7 @@ import sqlite3
 
 from durably.domain.errors import StorageError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "migrate", "check_schema"]
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: the key-value namespace, the alarms and the instances of architecture.md.
@@ -56,6 +56,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = frozenset({"kv", "alarms", "instances", "inbox"})
+"""The tables of ``SCHEMA_VERSION``."""
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -81,4 +83,30 @@ def migrate(conn: sqlite3.Connection) -> int:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return found
+
+
+def check_schema(conn: sqlite3.Connection, path: str) -> int:
+    """For a read-only open: the file must be a durably database at ``SCHEMA_VERSION``.
+
+    Nothing is written; its version.
+    """
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    tables = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master")}
+    if found > SCHEMA_VERSION:
+        raise StorageError(
+            "open",
+            None,
+            f"{path}: the database has schema version {found}, newer than this durably "
+            f"({SCHEMA_VERSION}); upgrade durably to open it",
+        )
+    if found == 0 or not {"kv", "alarms", "instances"} <= tables:
+        raise StorageError("open", None, f"not a durably database: {path}")
+    if found < SCHEMA_VERSION or not tables >= TABLES:
+        raise StorageError(
+            "open",
+            None,
+            f"{path}: the database has schema version {found}, older than this durably "
+            f"({SCHEMA_VERSION}); a command that writes (`durably worker`) upgrades it",
+        )
     return found

@@ -1,0 +1,61 @@
+"""The examples and the README, as a new user meets them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EPOCH_MS = re.compile(r"\b1[5-9]\d{11}\b")
+"""An epoch time in milliseconds (2017 to 2033), which no reader should have to decode."""
+
+
+def _run(script: Path, cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLY_")}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_the_demo_kills_after_some_commits_and_prints_times_and_the_cancel_reason(
+    tmp_path: Path,
+) -> None:
+    output = _run(ROOT / "examples" / "demo.py", tmp_path)
+    committed = re.search(r"committed before the kill: (\d+) of (\d+) steps", output)
+    assert committed is not None, output
+    assert 1 <= int(committed.group(1)) < int(committed.group(2)), committed.group(0)
+    assert EPOCH_MS.search(output) is None, EPOCH_MS.search(output)
+    cancel = next(line for line in output.splitlines() if line.startswith("cancel"))
+    assert "customer changed their mind" in cancel
+    assert "committed steps that ran again: none" in output
+    assert list(tmp_path.iterdir()) == []  # everything in its own temporary folder
+
+
+def test_orders_run_directly_says_what_it_did(tmp_path: Path) -> None:
+    output = _run(ROOT / "examples" / "orders.py", tmp_path)
+    assert "step charge_card completed on attempt 3, after 2 failed attempts" in output
+    assert "step reserve_stock completed on attempt 2" in output
+    assert "'tracking': 'TRACK-O-1'" in output
+    assert "cancelled with reason 'customer changed their mind'" in output
+    assert list(tmp_path.iterdir()) == []  # no run log or database left in the directory
+
+
+def test_the_readme_names_no_path_outside_the_repository() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    quoted = re.findall(r"`([^`\s]+)`", text)
+    paths = [q for q in quoted if "/" in q and "://" not in q and not q.startswith("-")]
+    assert paths, "the README names files of the repository"
+    for path in paths:
+        assert not path.startswith(("../", "/", "~")), f"{path} is outside the repository"
+        assert (ROOT / path).exists(), f"the README names {path}, which does not exist"
