@@ -22,6 +22,7 @@ __all__ = [
     "COMPLETED_PREFIX",
     "PURGE_AT",
     "TOMBSTONE",
+    "LAST_ALARM_ERROR",
     "STEP_PREFIX",
     "SLEEP_PREFIX",
     "escape",
@@ -46,6 +47,7 @@ PENDING_RESUME_AT = "workflow:pendingResumeAt"
 COMPLETED_COUNT = "workflow:completedCount"
 PURGE_AT = "workflow:purgeAt"
 TOMBSTONE = "workflow:tombstone"
+LAST_ALARM_ERROR = "workflow:lastAlarmError"
 COMPLETED_PREFIX = "completed:"
 STEP_PREFIX = "step:"
 SLEEP_PREFIX = "sleep:"

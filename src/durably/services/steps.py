@@ -10,6 +10,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
+import attrs
 from returns.result import Failure, Result, Success
 
 from durably.domain import keys
@@ -28,7 +29,13 @@ from durably.domain.events import (
     StepStarted,
     TimeoutExceeded,
 )
-from durably.domain.records import StepAttempt, StepResult
+from durably.domain.records import (
+    KEPT_FAILURES,
+    FailedAttempt,
+    JsonValue,
+    StepAttempt,
+    StepResult,
+)
 from durably.domain.results import ok
 from durably.domain.retry import Retry
 from durably.domain.serialization import decode, encode
@@ -155,8 +162,10 @@ async def run_step(
     previous: StepAttempt | None = None
     if stored_attempt is not None:
         previous = decode(stored_attempt, StepAttempt, key=attempt_key)
-    attempt = 1 if previous is None else previous.attempt
-    first_started_at = now if previous is None else previous.first_started_at
+    if previous is None or previous.failed_for_good:
+        attempt, first_started_at = 1, now  # a step that failed for good starts afresh
+    else:
+        attempt, first_started_at = previous.attempt, previous.first_started_at
 
     scope.events.emit(StepStarted, step_name=key, attempt=attempt)
     token = STEP.set(StepInfo(scope.workflow_id, key, attempt, f"{scope.workflow_id}/{key}"))
@@ -176,18 +185,18 @@ async def run_step(
     duration_ms = round((time.monotonic() - started) * 1000)
 
     if error is not None:
-        _fail(scope, key, attempt, first_started_at, error, retry)
+        run = _Attempt(key, attempt, first_started_at, now, duration_ms, previous)
+        _fail(scope, run, error, retry)
 
     try:
         data = encode(value, key=result_key, step_name=key)
     except SerializationError as e:
         scope.failures[id(e)] = (key, attempt)
+        description = WorkflowError.from_exception(e, key, attempt)
+        run = _Attempt(key, attempt, first_started_at, now, duration_ms, previous)
+        scope.pending[attempt_key] = run.record(scope, description, final=True)
         scope.events.emit(
-            StepFailed,
-            step_name=key,
-            attempt=attempt,
-            error=WorkflowError.from_exception(e, key, attempt),
-            will_retry=False,
+            StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False
         )
         raise
     completed_at = scope.runtime.now()
@@ -207,13 +216,9 @@ async def run_step(
                 "index": index,
             },
         }
-        if previous is None:
-            # The hot path: one batch outside a transaction is one commit by itself.
-            ok(await scope.storage.put_batch(writes))
-        else:
-            async with scope.storage.transaction():
-                ok(await scope.storage.put_batch(writes))
-                ok(await scope.storage.delete(attempt_key))
+        # One batch outside a transaction is one commit by itself. The attempt record of
+        # a step that failed before stays: it is the step's history.
+        ok(await scope.storage.put_batch(writes))
     except DurablyError as e:
         scope.forget_completions()
         raise InfrastructureFailure(e) from e
@@ -242,47 +247,78 @@ async def _run_direct(
     return value
 
 
+@attrs.frozen
+class _Attempt:
+    """One attempt of a step that failed: what its history record needs."""
+
+    key: str
+    attempt: int
+    first_started_at: int
+    started_at: int
+    duration_ms: int
+    previous: StepAttempt | None
+
+    def record(self, scope: ExecutionScope, error: WorkflowError, *, final: bool) -> JsonValue:
+        """The step's attempt record with this failure added (encoded for storage)."""
+        failure = FailedAttempt(
+            attempt=self.attempt,
+            started_at=self.started_at,
+            ended_at=scope.runtime.now(),
+            duration_ms=self.duration_ms,
+            error=error,
+        )
+        earlier = self.previous.failures if self.previous is not None else ()
+        record = StepAttempt(
+            attempt=self.attempt + 1,
+            first_started_at=self.first_started_at,
+            last_error=error,
+            failures=(*earlier, failure)[-KEPT_FAILURES:],
+            failed_for_good=final,
+        )
+        attempt_key = keys.step(self.key, "attempt")
+        return encode(record, key=attempt_key)
+
+
 def _fail(
-    scope: ExecutionScope,
-    key: str,
-    attempt: int,
-    first_started_at: int,
-    error: BaseException,
-    retry: Retry | None,
+    scope: ExecutionScope, run: _Attempt, error: BaseException, retry: Retry | None
 ) -> typing.NoReturn:
-    """Raise what a failed attempt leads to: the error, exhaustion, or a retry pause."""
+    """Raise what a failed attempt leads to: the error, exhaustion, or a retry pause.
+
+    The attempt joins the step's history: with the retry's pause commit, or, when the
+    step fails for good, with the next commit (the one that records the failure).
+    """
     events = scope.events
+    key, attempt = run.key, run.attempt
+    attempt_key = keys.step(key, "attempt")
     if isinstance(error, StepTimeoutError):
         events.emit(TimeoutExceeded, step_name=key, timeout_ms=error.timeout_ms)
     description = WorkflowError.from_exception(error, key, attempt)
     if retry is None or not retry.should_retry(error):
         events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False)
         scope.failures[id(error)] = (key, attempt)
+        scope.pending[attempt_key] = run.record(scope, description, final=True)
         raise error
     resume_at: int | None = None
     if attempt <= retry.max_attempts:
         now = scope.runtime.now()
         delay = retry.delay_for(attempt)
         resume_at = now + delay
-        if retry.max_duration is not None and resume_at > first_started_at + retry.max_duration:
+        if retry.max_duration is not None and resume_at > run.first_started_at + retry.max_duration:
             resume_at = None  # fix: a retry that would pass the budget is not scheduled
     if resume_at is None:
         events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False)
         events.emit(RetryExhausted, step_name=key, attempts=attempt)
         exhausted = RetryExhaustedError(key, attempt, error)
         scope.failures[id(exhausted)] = (key, attempt)
+        scope.pending[attempt_key] = run.record(scope, description, final=True)
         raise exhausted from error
     events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=True)
-    record = StepAttempt(
-        attempt=attempt + 1, first_started_at=first_started_at, last_error=description
-    )
-    attempt_key = keys.step(key, "attempt")
     raise PauseSignal(
         "retry",
         resume_at,
         step_name=key,
         attempt=attempt + 1,
-        writes={attempt_key: encode(record, key=attempt_key)},
+        writes={attempt_key: run.record(scope, description, final=False)},
         events=[
             (
                 RetryScheduled,
