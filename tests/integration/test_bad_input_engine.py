@@ -232,11 +232,16 @@ async def test_a_step_result_that_cannot_be_serialized_fails_naming_step_and_typ
         assert "Opaque" in error.message
         assert "'opaque'" in error.message
         records = (await engine.steps("r1")).unwrap()
-        assert [r.name for r in records] == ["fine"]
+        assert [(r.name, r.completed_at is not None) for r in records] == [
+            ("fine", True),
+            ("opaque", False),  # its failed attempt, with the error
+        ]
+        assert (records[1].error or "").startswith("SerializationError: ")
         assert (await engine.status("r1")).unwrap().completed_steps == ("fine",)
     stored = _rows(db, "r1")["kv"]
     assert "step:fine:result" in stored
-    assert not any("opaque" in key for key in stored), stored
+    # No value of it is stored: only the history of its attempt.
+    assert [key for key in stored if "opaque" in key] == ["step:opaque:attempt"]
     assert calls == Counter({"bad_result.fine": 1, "bad_result.opaque": 1})
     assert stranded_problems(db) == []
 
