@@ -5,6 +5,7 @@ and nothing is lost or half-written.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -320,11 +321,14 @@ async def test_a_status_written_by_a_newer_schema_is_a_clear_error(db: Path) -> 
             cancelled = await engine.cancel(iid, reason="stop")
             assert isinstance(cancelled, Failure), f"a silent default: {cancelled}"
             assert "workflow:status" in str(cancelled.failure())
-        # The worker fires the due alarm: it fails (logged), it does not reset the instance.
+        # The worker fires the due alarm: it fails (logged, and recorded for `durably
+        # show`), it does not reset the instance.
         await engine.run_until_idle()
-    assert {iid: _rows(db, iid)["kv"] for iid in ("done", "napping")} == {
-        iid: rows["kv"] for iid, rows in before.items()
-    }
+    after = {iid: _rows(db, iid)["kv"] for iid in ("done", "napping")}
+    alarm_error = json.loads(after["napping"].pop("workflow:lastAlarmError"))
+    assert alarm_error["error"]["type"] == "SerializationError"
+    assert "FutureStatus" in alarm_error["error"]["message"]
+    assert after == {iid: rows["kv"] for iid, rows in before.items()}
     assert calls == Counter({"plain.a": 1, "napper.a": 1})
 
 

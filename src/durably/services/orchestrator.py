@@ -25,6 +25,7 @@ from durably.domain.events import (
 )
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.lease import LeaseHold
+from durably.domain.records import AlarmFailure
 from durably.domain.results import ok
 from durably.domain.serialization import decode, dumps, encode
 from durably.domain.status import (
@@ -249,6 +250,33 @@ class WorkflowOrchestrator:
                     # Recovery gave up (terminal): the cleanup includes scheduling the purge.
                     ok(await self._purge.schedule_purge())
 
+    async def record_alarm_failure(self, error: DurablyError) -> Result[None, OrchestratorError]:
+        """Record why the alarm just handled failed (for ``durably show``), in a commit
+        of its own; the end of the next segment clears it. Only the lease holder calls it."""
+        return await self._guard("record_alarm_failure", self._record_alarm_failure(error))
+
+    async def _record_alarm_failure(self, error: DurablyError) -> None:
+        cause: BaseException = error
+        while isinstance(cause, OrchestratorError) and isinstance(cause.cause, BaseException):
+            cause = cause.cause
+        now = self._runtime.now()
+        description = WorkflowError(message=str(cause), type=type(cause).__name__)
+        stored = ok(await self._storage.get(keys.LAST_ALARM_ERROR))
+        previous = (
+            None if stored is None else decode(stored, AlarmFailure, key=keys.LAST_ALARM_ERROR)
+        )
+        record = AlarmFailure(
+            error=description,
+            failed_at=now,
+            since=now if previous is None else previous.since,
+            count=1 if previous is None else previous.count + 1,
+        )
+        ok(
+            await self._storage.put(
+                keys.LAST_ALARM_ERROR, encode(record, key=keys.LAST_ALARM_ERROR)
+            )
+        )
+
     async def _state(self) -> WorkflowState:
         state = ok(await self._sm.get_state())
         if state is None:  # pragma: no cover - the status was read just before
@@ -295,6 +323,7 @@ class WorkflowOrchestrator:
                 ok(await self._inbox.consume(result.consumed))
             ok(await self._sm.apply_transition(result_to_transition(result)))
             ok(await self._sm.reset_recovery_attempts())
+            ok(await self._storage.delete(keys.LAST_ALARM_ERROR))  # this alarm went well
             if isinstance(result, ExecutionPaused):
                 ok(await self._scheduler.schedule(result.resume_at))
                 ok(await self._sm.set_pending_resume_at(result.resume_at))
@@ -374,6 +403,7 @@ class WorkflowOrchestrator:
             else:
                 ok(await self._sm.apply_transition(Cancel(reason=reason, completed_steps=steps)))
             ok(await self._sm.clear_pending_resume_at())
+            ok(await self._storage.delete(keys.LAST_ALARM_ERROR))
             ok(await self._scheduler.cancel())
             ok(await self._purge.schedule_purge())
         state = ok(await self._sm.get_state())
