@@ -77,7 +77,11 @@ async def test_a_failed_alarm_shows_its_error_and_the_real_next_wake_up(url: str
         assert await bare.run_until_idle() == 1
         again = (await timeline_of(bare, "n1")).header.last_alarm_error
         assert again is not None
-        assert (again.count, again.since, again.failed_at) == (2, first_failure, clock.time_ms)
+        assert (again.count, again.first_failed_at, again.failed_at) == (
+            2,
+            first_failure,
+            clock.time_ms,
+        )
 
     clock.time_ms += LEASE.duration_ms
     async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:

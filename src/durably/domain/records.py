@@ -95,7 +95,7 @@ class AlarmFailure:
 
     error: WorkflowError
     failed_at: int
-    since: int
+    first_failed_at: int
     """When the first of the failures in a row happened."""
     count: int = 1
     """How many alarms in a row failed."""

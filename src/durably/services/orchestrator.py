@@ -268,7 +268,7 @@ class WorkflowOrchestrator:
         record = AlarmFailure(
             error=description,
             failed_at=now,
-            since=now if previous is None else previous.since,
+            first_failed_at=now if previous is None else previous.first_failed_at,
             count=1 if previous is None else previous.count + 1,
         )
         ok(
