@@ -111,9 +111,11 @@ def _header_grid(header: TimelineHeader, now: int) -> Table:
     grid.add_column(no_wrap=True, style="bold")
     grid.add_column(overflow="fold")
     grid.add_row("workflow", Text(header.workflow))
-    grid.add_row("input", Text(_json_text(header.input)))
+    purged = header.purged_at is not None
+    grid.add_row("input", "(deleted by the purge)" if purged else Text(_json_text(header.input)))
     if header.status.tag == "Completed":
-        grid.add_row("output", Text(_json_text(header.output)))
+        output = "(deleted by the purge)" if purged else Text(_json_text(header.output))
+        grid.add_row("output", output)
     if header.created_at is not None:
         grid.add_row("created", f"{fmt.format_time(header.created_at)} UTC")
     if header.updated_at is not None:
@@ -146,7 +148,7 @@ def _header_grid(header: TimelineHeader, now: int) -> Table:
     if header.recovery_attempts:
         grid.add_row("recoveries", f"{header.recovery_attempts} without progress")
     if header.purged_at is not None:
-        grid.add_row("purged", f"{fmt.format_time(header.purged_at)} UTC (steps deleted)")
+        grid.add_row("purged", f"{fmt.format_time(header.purged_at)} UTC")
     return grid
 
 
