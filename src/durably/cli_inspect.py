@@ -17,7 +17,7 @@ from durably import cli_format as fmt
 from durably.cli_app import CliError
 from durably.domain.errors import InstanceNotFoundError
 from durably.domain.serialization import converter
-from durably.domain.status import Failed
+from durably.domain.status import Failed, is_terminal
 from durably.engine import Engine
 from durably.engine.records import (
     MessageRow,
@@ -152,7 +152,8 @@ def _header_grid(header: TimelineHeader, now: int) -> Table:
     return grid
 
 
-def _outcome(row: TimelineRow, now: int) -> Text:
+def _outcome(row: TimelineRow, now: int, ended: bool) -> Text:
+    """The last column of a row; ``ended``: the instance is terminal."""
     match row:
         case StepAttemptRow(outcome="ok"):
             return Text("ok", style="green")
@@ -168,7 +169,8 @@ def _outcome(row: TimelineRow, now: int) -> Text:
         case MessageRow(payload=payload, consumed=consumed):
             reason = payload.get("reason") if isinstance(payload, dict) else None
             said = f"{reason!r}, " if isinstance(reason, str) else ""
-            return Text(f"{said}{'acted on' if consumed else 'not acted on yet'}")
+            fate = "acted on" if consumed else "not acted on" if ended else "not acted on yet"
+            return Text(said + fate)
         case StatusRow(status=status, detail=detail):
             return Text(detail or "", style="red" if status == "Failed" else "")
     return Text("")  # pragma: no cover - the union is closed
@@ -201,7 +203,8 @@ def timeline_table(timeline: Timeline, now: int, width: int) -> Table:
         fmt.Column("took", keep=True, justify="right"),
         fmt.Column("outcome", minimum=12, shrink_order=0),
     ]
-    rows = [[*_row_cells(row, now), _outcome(row, now)] for row in timeline.rows]
+    ended = is_terminal(timeline.header.status)
+    rows = [[*_row_cells(row, now), _outcome(row, now, ended)] for row in timeline.rows]
     return fmt.fitted_table("Timeline", columns, rows, width)
 
 

@@ -229,7 +229,7 @@ class WorkflowOrchestrator:
                 ok(await self._sm.apply_transition(Start(input=state.input)))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowStarted, input=state.input)
-                await self._run(definition, self._context(state, "fresh"), emitter)
+                await self._run(definition, self._context(state, "fresh"), emitter, alarm=True)
             case Paused(resume_at=resume_at) if now < resume_at:
                 ok(await self._scheduler.schedule(resume_at))  # fix: never resume early
             case Paused():
@@ -238,14 +238,15 @@ class WorkflowOrchestrator:
                 ok(await self._sm.apply_transition(Resume()))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowResumed)
-                await self._run(definition, self._context(state, "resume"), emitter)
+                await self._run(definition, self._context(state, "resume"), emitter, alarm=True)
             case Running():
                 state = await self._state()
                 definition = ok(self._registry.get(state.workflow_name))
                 recovered = ok(await self._recovery.execute_recovery())
                 if recovered.success:
                     emitter = self._events.bound(state.workflow_name, state.execution_id)
-                    await self._run(definition, self._context(state, "recover"), emitter)
+                    context = self._context(state, "recover")
+                    await self._run(definition, context, emitter, alarm=True)
                 elif recovered.new_status == "Failed":
                     # Recovery gave up (terminal): the cleanup includes scheduling the purge.
                     ok(await self._purge.schedule_purge())
@@ -295,10 +296,13 @@ class WorkflowOrchestrator:
         definition: WorkflowDefinition[Any, Any],
         ctx: ExecutionContext,
         emitter: BoundEmitter,
+        *,
+        alarm: bool = False,
     ) -> StartResult:
+        """Execute a segment and commit its end (``alarm``: an alarm started it)."""
         result = ok(await self._executor.execute(definition, ctx))
         try:
-            result = await self._settle(result, emitter)
+            result = await self._settle(result, emitter, alarm=alarm)
         except DurablyError as e:
             # The final commit is part of executing: the last committed state stays as it was.
             raise OrchestratorError("execute", e) from e
@@ -306,8 +310,12 @@ class WorkflowOrchestrator:
         status = ok(await self._sm.get_status())
         return StartResult(self.instance_id, isinstance(result, ExecutionCompleted), output, status)
 
-    async def _settle(self, result: ExecutionResult, emitter: BoundEmitter) -> ExecutionResult:
-        """Commit how the segment ended: records, transition, alarm, purge: one commit."""
+    async def _settle(
+        self, result: ExecutionResult, emitter: BoundEmitter, *, alarm: bool
+    ) -> ExecutionResult:
+        """Commit how the segment ended: records, transition, alarm, purge: one commit
+        (which forgets why an earlier alarm failed: a segment started by a ``start`` has
+        had no alarm)."""
         writes = dict(result.writes)
         if isinstance(result, ExecutionCompleted):
             try:
@@ -323,7 +331,8 @@ class WorkflowOrchestrator:
                 ok(await self._inbox.consume(result.consumed))
             ok(await self._sm.apply_transition(result_to_transition(result)))
             ok(await self._sm.reset_recovery_attempts())
-            ok(await self._storage.delete(keys.LAST_ALARM_ERROR))  # this alarm went well
+            if alarm:
+                ok(await self._storage.delete(keys.LAST_ALARM_ERROR))  # this one went well
             if isinstance(result, ExecutionPaused):
                 ok(await self._scheduler.schedule(result.resume_at))
                 ok(await self._sm.set_pending_resume_at(result.resume_at))
