@@ -29,6 +29,7 @@ from durably.cli_app import (
     profile_concurrency,
     redacted_logs,
 )
+from durably.cli_inspect import inspect_instance, list_instances
 from durably.domain.errors import (
     DurablyError,
     InstanceNotFoundError,
@@ -43,7 +44,6 @@ from durably.domain.redaction import mask_passwords, url_secrets
 from durably.domain.status import Cancelled, Failed, WorkflowStatus
 from durably.engine import Engine
 from durably.engine.config import SHIPPED_PROFILES
-from durably.services.types import WorkflowStatusResult
 
 __all__ = ["main", "build_parser"]
 
@@ -101,12 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--input", metavar="JSON", help="its input, as JSON (default null)")
     start.add_argument("--id", help="the instance id (default: a new UUID)")
     start.add_argument("--wait", action="store_true", help="keep running it until it ends")
-    command("status", "an instance's status").add_argument("id")
+    as_json = "print one JSON document (times as epoch ms and ISO 8601 UTC)"
+    status = command("status", "an instance's status")
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true", help=as_json)
     listing = command("list", "instances, most recently updated first")
     listing.add_argument("--status", help="one of " + ", ".join(STATUS_TAGS))
     listing.add_argument("--workflow", help="a workflow name")
     listing.add_argument("--limit", type=_positive, default=100, help="at most N (default 100)")
-    command("show", "an instance's status and step timeline").add_argument("id")
+    listing.add_argument("--json", action="store_true", help=as_json)
+    show = command("show", "an instance's status, input, output and timeline")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true", help=as_json)
+    show.add_argument("--traceback", action="store_true", help="print the stored traceback")
     cancel = command("cancel", "cancel an instance")
     cancel.add_argument("id")
     cancel.add_argument("--reason", help="recorded with the cancellation")
@@ -133,16 +140,6 @@ def _ended_badly(instance_id: str, status: WorkflowStatus | None) -> CliError | 
     if isinstance(status, Cancelled):
         return CliError(WorkflowCancelledError(instance_id, status.reason).message, 1)
     return None
-
-
-async def _status_of(engine: Engine, instance_id: str) -> WorkflowStatusResult:
-    found = await engine.status(instance_id)
-    if isinstance(found, Failure):
-        raise CliError(str(found.failure()), 1)
-    result = found.unwrap()
-    if result.status is None:
-        raise _not_found(instance_id)
-    return result
 
 
 async def _wait(engine: Engine, instance_id: str, err: Console) -> Result[Any, DurablyError]:
@@ -243,22 +240,9 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
     if args.command == "worker":
         return await _worker(engine, args, err)
     if args.command in ("status", "show"):
-        result = await _status_of(engine, args.id)
-        out.print(fmt.status_line(args.id, result, engine.now()))
-        if args.command == "show":
-            steps = await engine.steps(args.id)
-            if isinstance(steps, Failure):
-                raise CliError(str(steps.failure()), 1)
-            records = steps.unwrap()
-            out.print(fmt.steps_table(records) if records else "(no steps recorded)")
-        return 0
+        return await inspect_instance(engine, args, out)
     if args.command == "list":
-        rows = await engine.list(status=args.status, workflow=args.workflow, limit=args.limit)
-        if isinstance(rows, Failure):
-            raise CliError(str(rows.failure()), 1)
-        found = rows.unwrap()
-        out.print(fmt.instances_table(found) if found else "no instances")
-        return 0
+        return await list_instances(engine, args, out)
     if args.command == "cancel":
         cancelled = await engine.cancel(args.id, reason=args.reason)
         if isinstance(cancelled, Failure):
@@ -282,7 +266,7 @@ async def _purge(engine: Engine, args: argparse.Namespace, out: Console) -> int:
         rows = listed.unwrap()
         print(f"would purge {_count(len(rows))} (--dry-run: nothing was deleted)")
         if rows:
-            out.print(fmt.instances_table(rows))
+            fmt.print_table(out, fmt.instances_table(rows, out.width))
         return 0
     purged = await engine.purge(before=before)
     if isinstance(purged, Failure):

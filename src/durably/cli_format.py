@@ -4,30 +4,38 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
+import attrs
+from rich.cells import cell_len
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from durably.domain.errors import DurablyError
 from durably.domain.serialization import encode
 from durably.domain.status import Cancelled, Completed, Failed, Paused, WorkflowStatus
-from durably.engine.records import StepRecord
+from durably.engine.records import TimelineHeader
+from durably.engine.timeline import error_line
 from durably.services.types import InstanceSummary, WorkflowStatusResult
 
 __all__ = [
+    "STYLES",
     "format_time",
     "format_duration",
+    "wake_text",
     "describe_status",
     "progress_text",
     "status_line",
     "output_json",
+    "Column",
+    "fitted_table",
+    "print_table",
     "instances_table",
-    "steps_table",
 ]
 
-_STYLES = {
+STYLES = {
     "Completed": "green",
     "Failed": "bold red",
     "Cancelled": "yellow",
@@ -69,21 +77,44 @@ def format_duration(ms: int) -> str:
     return f"{seconds // 86_400}d{seconds % 86_400 // 3600}h"
 
 
-def describe_status(status: WorkflowStatus, now: int | None = None) -> str:
-    """One line of plain text: the tag and what it carries (why paused, why failed...)."""
+def wake_text(at: int, now: int) -> str:
+    """When something comes due: ``in 2.0s``, ``due now`` or ``overdue by 5.0s``.
+
+    >>> wake_text(3_000, 1_000), wake_text(1_000, 1_000), wake_text(1_000, 6_000)
+    ('in 2.0s', 'due now', 'overdue by 5.0s')
+    """
+    if at > now:
+        return f"in {format_duration(at - now)}"
+    return "due now" if at == now else f"overdue by {format_duration(now - at)}"
+
+
+def describe_status(
+    status: WorkflowStatus, now: int | None = None, wake_at: int | None = None
+) -> str:
+    """One line of plain text: the tag and what it carries (why paused, why failed...).
+
+    ``wake_at`` is the instance's alarm when known: a paused instance whose alarm is not
+    its resume time (a failed alarm moved it) says when it really wakes up.
+    """
     if isinstance(status, Paused):
         what = f"retry of step {status.step_name!r}" if status.reason == "retry" else "sleep"
         if status.reason == "sleep" and status.step_name:
             what = f"sleep {status.step_name!r}"
-        left = f", in {format_duration(status.resume_at - now)}" if now is not None else ""
-        return f"Paused ({what}) until {format_time(status.resume_at)} UTC{left}"
+        text = f"Paused ({what}) until {format_time(status.resume_at)} UTC"
+        if now is None:
+            return text
+        at = status.resume_at if wake_at is None else wake_at
+        if at != status.resume_at and at > now:
+            return f"{text}, next wake-up {wake_text(at, now)}"
+        return f"{text}, {wake_text(at, now)}"
     if isinstance(status, Failed):
         error = status.error
         kind = f"{error.type}: " if error.type else ""
         where = f" (step {error.step_name!r}" if error.step_name else ""
         if where and error.attempt is not None:
             where += f", attempt {error.attempt}"
-        return f"Failed: {kind}{error.message}{where + ')' if where else ''}"
+        message = " ".join(error.message.split())
+        return f"Failed: {kind}{message}{where + ')' if where else ''}"
     if isinstance(status, Cancelled):
         return f"Cancelled: {status.reason}" if status.reason else "Cancelled"
     if isinstance(status, Completed):
@@ -99,15 +130,25 @@ def progress_text(status: WorkflowStatus, now: int) -> str:
     return status.tag
 
 
-def status_line(instance_id: str, result: WorkflowStatusResult, now: int) -> Text:
-    """``ID  STATUS  (N steps completed)``, coloured by status."""
+def status_line(
+    instance_id: str,
+    result: WorkflowStatusResult | TimelineHeader,
+    now: int,
+) -> Text:
+    """``ID  STATUS  (N steps completed)``, coloured by status; from a timeline's header,
+    also the real next wake-up and why the last alarm failed."""
     status = result.status
     line = Text(f"{instance_id}  ")
     if status is None:
         return line.append("not found", style="red")
-    line.append(describe_status(status, now), style=_STYLES.get(status.tag, ""))
-    count = len(result.completed_steps)
+    wake_at = result.next_wakeup_at if isinstance(result, TimelineHeader) else None
+    line.append(describe_status(status, now, wake_at), style=STYLES.get(status.tag, ""))
+    steps = result.completed_steps
+    count = steps if isinstance(steps, int) else len(steps)
     line.append(f"  ({count} step{'' if count == 1 else 's'} completed)", style="dim")
+    if isinstance(result, TimelineHeader) and result.last_alarm_error is not None:
+        failure = result.last_alarm_error
+        line.append(f"; last alarm failed: {error_line(failure.error)}", style="red")
     return line
 
 
@@ -120,41 +161,103 @@ def output_json(value: Any) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def instances_table(rows: Iterable[InstanceSummary]) -> Table:
-    """The table of ``durably list``."""
-    table = Table(title="Workflow instances", title_justify="left")
-    table.add_column("id", overflow="fold")
-    table.add_column("workflow", overflow="fold")
-    table.add_column("status")
-    table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("updated (UTC)", no_wrap=True)
+@attrs.frozen
+class Column:
+    """A column of a table fitted to the terminal's width."""
+
+    header: str
+    keep: bool = False
+    """Never wraps nor shrinks (ids, names): the table grows wider instead."""
+    minimum: int = 1
+    """How narrow the column may get (its cells wrap at spaces, then fold)."""
+    justify: Literal["left", "right"] = "left"
+    optional: bool = False
+    """Left out when the table does not fit even with every column at its minimum."""
+    shrink_order: int = 1
+    """Columns of a lower order shrink first (the widest first among equals)."""
+    style: str = ""
+
+
+def fitted_table(
+    title: str, columns: Sequence[Column], rows: Sequence[Sequence[Text | str]], width: int
+) -> Table:
+    """A table at most ``width`` wide if it can be: the kept columns at their full width,
+    the others shrunk down to their minimum (widest first), optional columns left out
+    when that is not enough. Print it with ``print_table`` (never cropped)."""
+    chosen = list(range(len(columns)))
+
+    def natural(i: int) -> int:
+        return max([cell_len(columns[i].header), *(cell_len(str(row[i])) for row in rows)])
+
+    def fit(indices: list[int]) -> tuple[list[int], bool]:
+        widths = [natural(i) for i in indices]
+        room = width - (3 * len(indices) + 1)  # a border and two spaces of padding each
+        while sum(widths) > room:
+            shrinkable = [
+                k
+                for k, i in enumerate(indices)
+                if not columns[i].keep and widths[k] > max(columns[i].minimum, 1)
+            ]
+            if not shrinkable:
+                return widths, False
+            first = min(columns[indices[k]].shrink_order for k in shrinkable)
+            candidates = [k for k in shrinkable if columns[indices[k]].shrink_order == first]
+            widths[max(candidates, key=lambda k: widths[k])] -= 1
+        return widths, True
+
+    widths, fits = fit(chosen)
+    if not fits and any(columns[i].optional for i in chosen):
+        chosen = [i for i in chosen if not columns[i].optional]
+        widths, fits = fit(chosen)
+    table = Table(title=title, title_justify="left")
+    for i, size in zip(chosen, widths, strict=True):
+        column = columns[i]
+        table.add_column(
+            column.header,
+            width=size,
+            no_wrap=column.keep,
+            overflow="fold",
+            justify=column.justify,
+            style=column.style or None,
+        )
     for row in rows:
-        table.add_row(
+        table.add_row(*(row[i] for i in chosen))
+    return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print a fitted table whole: wider than the console when its kept columns need it
+    (the terminal wraps the line; durably never cuts or folds an id or a name)."""
+    widths = sum(column.width or 0 for column in table.columns)
+    needed = widths + 3 * len(table.columns) + 1
+    width = console.width
+    if needed <= width:
+        console.print(table)
+        return
+    console.width = needed  # rich never renders wider than its console: widen it for this
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
+
+
+def instances_table(rows: Iterable[InstanceSummary], width: int) -> Table:
+    """The table of ``durably list``."""
+    columns = [
+        Column("id", keep=True),
+        Column("workflow", keep=True),
+        Column("status", keep=True),
+        Column("created (UTC)", minimum=12, optional=True),
+        Column("updated (UTC)", minimum=12),
+    ]
+    cells: list[list[Text | str]] = [
+        [
             Text(row.id),
             Text(row.workflow),
-            Text(row.status, style=_STYLES.get(row.status, "")),
+            Text(row.status, style=STYLES.get(row.status, "")),
             format_time(row.created_at),
             format_time(row.updated_at),
-        )
-    return table
-
-
-def steps_table(records: Iterable[StepRecord]) -> Table:
-    """The step timeline of ``durably show``."""
-    table = Table(title="Steps", title_justify="left")
-    table.add_column("step", overflow="fold")
-    table.add_column("attempt", justify="right")
-    table.add_column("started (UTC)", no_wrap=True)
-    table.add_column("completed (UTC)", no_wrap=True)
-    table.add_column("duration ms", justify="right")
-    table.add_column("error", overflow="fold", style="red")
-    for record in records:
-        table.add_row(
-            Text(record.name),
-            str(record.attempt),
-            format_time(record.started_at),
-            format_time(record.completed_at) if record.completed_at else "(retrying)",
-            "-" if record.duration_ms is None else str(record.duration_ms),
-            Text(record.error or ""),
-        )
-    return table
+        ]
+        for row in rows
+    ]
+    return fitted_table("Workflow instances", columns, cells, width)

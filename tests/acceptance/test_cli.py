@@ -144,6 +144,17 @@ def table_row(text: str, first_cell: str) -> list[str]:
     raise AssertionError(f"no row {first_cell!r} in:\n{text}")
 
 
+def timeline_rows(text: str, kind: str, name: str) -> list[list[str]]:
+    """The cells of the timeline rows of ``durably show`` of that kind and name."""
+    rows = []
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if cells[:2] == [kind, name]:
+            rows.append(cells)
+    assert rows, f"no {kind} row {name!r} in:\n{text}"
+    return rows
+
+
 # -- start ----------------------------------------------------------------------------------
 
 
@@ -170,8 +181,9 @@ def test_start_wait_runs_the_sleep_here_until_completed(cli: Cli) -> None:
     assert run.err.strip() == "nap-2: Completed"  # no spinner left behind off a terminal
     assert time.monotonic() - began >= 0.2  # it did sleep
     show = cli("show", "nap-2").out
-    assert table_row(show, "before")[1] == "1"
-    assert table_row(show, "after")[1] == "1"
+    assert [row[2] for row in timeline_rows(show, "step", "before")] == ["1"]
+    assert [row[2] for row in timeline_rows(show, "step", "after")] == ["1"]
+    assert timeline_rows(show, "sleep", "sleep#1")[0][5] == "done"
 
 
 def test_start_wait_of_a_failing_workflow_exits_1(cli: Cli) -> None:
@@ -216,19 +228,18 @@ def test_show_has_a_timeline_with_the_attempt_that_succeeded(cli: Cli) -> None:
     show = cli("show", "f-1")
     assert show.code == 0
     assert show.out.startswith("f-1  Completed at ")
-    row = table_row(show.out, "flaky")
-    assert row[1] == "2"  # failed once, then succeeded
-    assert row[2].startswith("20")  # a readable UTC time
-    assert row[5] == ""  # no error left
+    failed, succeeded = timeline_rows(show.out, "step", "flaky")  # failed once, then succeeded
+    assert (failed[2], failed[5]) == ("1", "ConnectionError: first try fails")
+    assert (succeeded[2], succeeded[5]) == ("2", "ok")
+    assert succeeded[3].startswith("20")  # a readable UTC time
 
 
 def test_show_of_a_step_waiting_for_its_retry(cli: Cli) -> None:
     assert cli("start", "flaky_flow", "--input", "1", "--id", "f-2").code == 0
     show = cli("show", "f-2").out
     assert "Paused (retry of step 'flaky')" in show
-    row = table_row(show, "flaky")
-    assert row[3] == "(retrying)"
-    assert "ConnectionError: first try fails" in row[5]
+    [row] = timeline_rows(show, "step", "flaky")
+    assert row[5].startswith("ConnectionError: first try fails; retry ")  # in/overdue by 20ms
 
 
 # -- cancel and purge ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ and nothing is lost or half-written.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -234,11 +235,16 @@ async def test_a_step_result_that_cannot_be_serialized_fails_naming_step_and_typ
         assert "Opaque" in error.message
         assert "'opaque'" in error.message
         records = (await engine.steps("r1")).unwrap()
-        assert [r.name for r in records] == ["fine"]
+        assert [(r.name, r.completed_at is not None) for r in records] == [
+            ("fine", True),
+            ("opaque", False),  # its failed attempt, with the error
+        ]
+        assert (records[1].error or "").startswith("SerializationError: ")
         assert (await engine.status("r1")).unwrap().completed_steps == ("fine",)
     stored = _rows(db, "r1")["kv"]
     assert "step:fine:result" in stored
-    assert not any("opaque" in key for key in stored), stored
+    # No value of it is stored: only the history of its attempt.
+    assert [key for key in stored if "opaque" in key] == ["step:opaque:attempt"]
     assert calls == Counter({"bad_result.fine": 1, "bad_result.opaque": 1})
     assert stranded_problems(db) == []
 
@@ -317,11 +323,14 @@ async def test_a_status_written_by_a_newer_schema_is_a_clear_error(db: Path) -> 
             cancelled = await engine.cancel(iid, reason="stop")
             assert isinstance(cancelled, Failure), f"a silent default: {cancelled}"
             assert "workflow:status" in str(cancelled.failure())
-        # The worker fires the due alarm: it fails (logged), it does not reset the instance.
+        # The worker fires the due alarm: it fails (logged, and recorded for `durably
+        # show`), it does not reset the instance.
         await engine.run_until_idle()
-    assert {iid: _rows(db, iid)["kv"] for iid in ("done", "napping")} == {
-        iid: rows["kv"] for iid, rows in before.items()
-    }
+    after = {iid: _rows(db, iid)["kv"] for iid in ("done", "napping")}
+    alarm_error = json.loads(after["napping"].pop("workflow:lastAlarmError"))
+    assert alarm_error["error"]["type"] == "SerializationError"
+    assert "FutureStatus" in alarm_error["error"]["message"]
+    assert after == {iid: rows["kv"] for iid, rows in before.items()}
     assert calls == Counter({"plain.a": 1, "napper.a": 1})
 
 

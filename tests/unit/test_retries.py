@@ -260,7 +260,9 @@ async def test_success_on_the_second_attempt_records_the_attempt() -> None:
     snapshot = h.snapshot()
     assert snapshot["step:x:result"]["value"] == "ok"
     assert snapshot["step:x:result"]["meta"]["attempt"] == 2
-    assert "step:x:attempt" not in snapshot  # the retry state is gone once the step commits
+    history = snapshot["step:x:attempt"]  # kept once the step commits: it is its history
+    assert [f["attempt"] for f in history["failures"]] == [1]
+    assert history["failures"][0]["error"]["message"] == "failure 1"
 
 
 async def test_max_attempts_0_fails_on_the_first_failure_as_exhausted() -> None:

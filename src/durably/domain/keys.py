@@ -25,6 +25,7 @@ __all__ = [
     "COMPLETED_PREFIX",
     "PURGE_AT",
     "TOMBSTONE",
+    "LAST_ALARM_ERROR",
     "STEP_PREFIX",
     "SLEEP_PREFIX",
     "escape",
@@ -72,6 +73,7 @@ PENDING_RESUME_AT = "workflow:pendingResumeAt"
 COMPLETED_COUNT = "workflow:completedCount"
 PURGE_AT = "workflow:purgeAt"
 TOMBSTONE = "workflow:tombstone"
+LAST_ALARM_ERROR = "workflow:lastAlarmError"
 COMPLETED_PREFIX = "completed:"
 STEP_PREFIX = "step:"
 SLEEP_PREFIX = "sleep:"

@@ -10,15 +10,22 @@ from durably.domain.status import WorkflowError, WorkflowStatus
 
 __all__ = [
     "JsonValue",
+    "KEPT_FAILURES",
     "StepMeta",
     "StepResult",
+    "FailedAttempt",
     "StepAttempt",
     "SleepRecord",
+    "AlarmFailure",
     "Tombstone",
 ]
 
 JsonValue: TypeAlias = Any
 """A value made of dict (str keys), list, str, int, float, bool and None."""
+
+KEPT_FAILURES = 20
+"""How many failed attempts a step's history keeps (the most recent ones): a retry's
+commit rewrites the history, so it must stay small however many retries a step has."""
 
 
 @attrs.frozen
@@ -42,14 +49,35 @@ class StepResult:
 
 
 @attrs.frozen
+class FailedAttempt:
+    """One failed attempt of a step: when it ran, for how long, and why it failed."""
+
+    attempt: int
+    started_at: int
+    ended_at: int
+    duration_ms: int
+    error: WorkflowError
+
+
+@attrs.frozen
 class StepAttempt:
-    """The retry state of a step that has failed at least once."""
+    """The attempts of a step that has failed at least once (its retry state and history).
+
+    Kept after the step succeeds or fails for good: it is the step's history. A record
+    stored before ``failures`` existed reads back with no failures.
+    """
 
     attempt: int
     """The number of the next attempt to run (1-based)."""
     first_started_at: int
     last_error: WorkflowError | None = None
     started_at: int | None = None
+    failures: tuple[FailedAttempt, ...] = ()
+    """The failed attempts, oldest first (the most recent ``KEPT_FAILURES`` of them)."""
+    failed_for_good: bool = False
+    """The last failure ended the step (not retryable, or retries used up): a later run
+    of the step (a replay that caught the failure, an operator's resume) starts with
+    fresh attempts."""
 
 
 @attrs.frozen
@@ -59,6 +87,18 @@ class SleepRecord:
     resume_at: int
     duration_ms: int
     completed: bool = False
+
+
+@attrs.frozen
+class AlarmFailure:
+    """Why the last alarm of an instance failed (cleared when a segment next ends)."""
+
+    error: WorkflowError
+    failed_at: int
+    first_failed_at: int
+    """When the first of the failures in a row happened."""
+    count: int = 1
+    """How many alarms in a row failed."""
 
 
 @attrs.frozen

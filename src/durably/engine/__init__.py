@@ -1,7 +1,31 @@
-"""The engine host: ``Engine``, its settings and the worker loop."""
+"""The engine host: ``Engine``, its settings, the worker loop and what its queries answer."""
 
+from durably.domain.records import AlarmFailure
 from durably.engine.config import Lease, Purge, parse_backend_url
 from durably.engine.engine import Engine
-from durably.engine.records import StepRecord
+from durably.engine.records import (
+    MessageRow,
+    SleepRow,
+    StatusRow,
+    StepAttemptRow,
+    StepRecord,
+    Timeline,
+    TimelineHeader,
+    TimelineRow,
+)
 
-__all__ = ["Engine", "Lease", "Purge", "StepRecord", "parse_backend_url"]
+__all__ = [
+    "Engine",
+    "Lease",
+    "Purge",
+    "StepRecord",
+    "parse_backend_url",
+    "Timeline",
+    "TimelineHeader",
+    "TimelineRow",
+    "StepAttemptRow",
+    "SleepRow",
+    "MessageRow",
+    "StatusRow",
+    "AlarmFailure",
+]

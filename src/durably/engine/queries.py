@@ -1,4 +1,4 @@
-"""The queries of ``Engine``: status, result, list and step timeline of instances."""
+"""The queries of ``Engine``: status, result, list, steps and timeline of instances."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from durably.domain.errors import (
 )
 from durably.domain.serialization import decode, decode_value, loads
 from durably.domain.status import Cancelled, Completed, Failed, is_terminal
-from durably.engine.records import StepRecord, step_records
+from durably.engine.records import StepRecord, Timeline
 from durably.engine.server import InstanceServer, Signal
+from durably.engine.timeline import build_timeline, step_records
 from durably.ports import InstanceHost
 from durably.services import WorkflowRegistry
 from durably.services.types import InstanceSummary, WorkflowStatusResult
@@ -113,7 +114,9 @@ class EngineQueries:
         )
 
     async def steps(self, id: str) -> Result[builtins.list[StepRecord], StorageError]:
-        """The step timeline of instance ``id`` (completed steps in order, then pending retries)."""
+        """The steps of instance ``id``, one record each: the completed ones in order, then
+        those that failed (waiting for a retry, or failed for good). Every attempt is in
+        ``timeline``."""
         self._require_open()
         try:
             entries = {
@@ -126,3 +129,24 @@ class EngineQueries:
             return Failure(e)
         except DurablyError as e:
             return Failure(StorageError("steps", None, e))
+
+    async def timeline(self, id: str) -> Result[Timeline, StorageError | InstanceNotFoundError]:
+        """What instance ``id`` is (workflow, status, input, output, next wake-up, why its
+        last alarm failed) and what happened to it, in order: every step attempt with its
+        error and duration, sleeps, messages such as cancel requests, and the statuses
+        that its stored keys tell."""
+        self._require_open()
+        try:
+            texts = await self._host.read_prefix(id, "")
+            row = await self._host.instance(id)
+            messages = await self._host.read_inbox(id)
+            alarm = await self._host.runtime(id, None).scheduler.get_scheduled()
+            if isinstance(alarm, Failure):
+                return Failure(StorageError("timeline", None, alarm.failure()))
+            entries = {k: loads(v) for k, v in texts.items()}
+            found = build_timeline(id, entries, row, messages, alarm.unwrap())
+        except StorageError as e:
+            return Failure(e)
+        except DurablyError as e:
+            return Failure(StorageError("timeline", None, e))
+        return Success(found) if found is not None else Failure(InstanceNotFoundError(id))

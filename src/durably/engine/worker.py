@@ -31,14 +31,18 @@ class AlarmWorker:
         try:
             async with self.server.serve(instance_id, hold) as orchestrator:
                 result = await orchestrator.handle_alarm()
-            if isinstance(result, Failure):
-                error = result.failure()
-                if isinstance(error, OrchestratorError) and isinstance(
-                    error.cause, ExecutionStopped
-                ):
-                    log.info("%s", error.cause)
-                else:
-                    log.error("alarm of %s failed: %s", instance_id, error)
+                if isinstance(result, Failure):
+                    error = result.failure()
+                    if isinstance(error, OrchestratorError) and isinstance(
+                        error.cause, ExecutionStopped
+                    ):
+                        log.info("%s", error.cause)
+                    else:
+                        log.error("alarm of %s failed: %s", instance_id, error)
+                        # Still under the lease: only its holder writes the instance.
+                        recorded = await orchestrator.record_alarm_failure(error)
+                        if isinstance(recorded, Failure):
+                            log.warning("%s: %s", instance_id, recorded.failure())
         except Exception:
             log.exception("alarm of %s failed", instance_id)
 

@@ -26,6 +26,7 @@ from durably.domain.events import (
 )
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.lease import LeaseHold
+from durably.domain.records import AlarmFailure
 from durably.domain.serialization import decode, decode_value, dumps, encode, encode_value
 from durably.domain.status import (
     TERMINAL_TAGS,
@@ -227,7 +228,7 @@ class WorkflowOrchestrator:
                 await self._sm.transition(Start(input=state.input))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowStarted, input=state.input)
-                await self._run(definition, self._context(state, "fresh"), emitter)
+                await self._run(definition, self._context(state, "fresh"), emitter, alarm=True)
             case Paused(resume_at=resume_at) if now < resume_at:
                 await self._keys.schedule(resume_at)  # fix: never resume early
             case Paused():
@@ -236,17 +237,41 @@ class WorkflowOrchestrator:
                 await self._sm.transition(Resume())
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowResumed)
-                await self._run(definition, self._context(state, "resume"), emitter)
+                await self._run(definition, self._context(state, "resume"), emitter, alarm=True)
             case Running():
                 state = await self._state()
                 definition = self._registry.definition(state.workflow_name)
                 recovered = await self._recovery.recover()
                 if recovered.success:
                     emitter = self._events.bound(state.workflow_name, state.execution_id)
-                    await self._run(definition, self._context(state, "recover"), emitter)
+                    context = self._context(state, "recover")
+                    await self._run(definition, context, emitter, alarm=True)
                 elif recovered.new_status == "Failed":
                     # Recovery gave up (terminal): the cleanup includes scheduling the purge.
                     await self._purge.schedule()
+
+    async def record_alarm_failure(self, error: DurablyError) -> Result[None, OrchestratorError]:
+        """Record why the alarm just handled failed (for ``durably show``), in a commit
+        of its own; the end of the next segment clears it. Only the lease holder calls it."""
+        return await self._guard("record_alarm_failure", self._record_alarm_failure(error))
+
+    async def _record_alarm_failure(self, error: DurablyError) -> None:
+        cause: BaseException = error
+        while isinstance(cause, OrchestratorError) and isinstance(cause.cause, BaseException):
+            cause = cause.cause
+        now = self._runtime.now()
+        description = WorkflowError(message=str(cause), type=type(cause).__name__)
+        stored = await self._keys.get(keys.LAST_ALARM_ERROR)
+        previous = (
+            None if stored is None else decode(stored, AlarmFailure, key=keys.LAST_ALARM_ERROR)
+        )
+        record = AlarmFailure(
+            error=description,
+            failed_at=now,
+            first_failed_at=now if previous is None else previous.first_failed_at,
+            count=1 if previous is None else previous.count + 1,
+        )
+        await self._keys.put(keys.LAST_ALARM_ERROR, encode(record, key=keys.LAST_ALARM_ERROR))
 
     async def _state(self) -> WorkflowState:
         state = await self._sm.state()
@@ -266,10 +291,13 @@ class WorkflowOrchestrator:
         definition: WorkflowDefinition[Any, Any],
         ctx: ExecutionContext,
         emitter: BoundEmitter,
+        *,
+        alarm: bool = False,
     ) -> StartResult:
+        """Execute a segment and commit its end (``alarm``: an alarm started it)."""
         result = await self._executor.run(definition, ctx)
         try:
-            result = await self._settle(result, emitter, definition.output_type)
+            result = await self._settle(result, emitter, definition.output_type, alarm=alarm)
         except DurablyError as e:
             # The final commit is part of executing: the last committed state stays as it was.
             raise OrchestratorError("execute", e) from e
@@ -278,9 +306,11 @@ class WorkflowOrchestrator:
         return StartResult(self.instance_id, isinstance(result, ExecutionCompleted), output, status)
 
     async def _settle(
-        self, result: ExecutionResult, emitter: BoundEmitter, output_type: Any
+        self, result: ExecutionResult, emitter: BoundEmitter, output_type: Any, *, alarm: bool
     ) -> ExecutionResult:
-        """Commit how the segment ended: records, transition, alarm, purge: one commit."""
+        """Commit how the segment ended: records, transition, alarm, purge: one commit
+        (which forgets why an earlier alarm failed: a segment started by a ``start`` has
+        had no alarm)."""
         writes = dict(result.writes)
         if isinstance(result, ExecutionCompleted):
             try:
@@ -302,6 +332,8 @@ class WorkflowOrchestrator:
                 await self._keys.consume(result.consumed)
             await self._sm.transition(result_to_transition(result))
             await self._sm.forget_recoveries()
+            if alarm:
+                await self._keys.delete(keys.LAST_ALARM_ERROR)  # this one went well
             if isinstance(result, ExecutionPaused):
                 await self._keys.schedule(result.resume_at)
                 await self._sm.remember_resume_at(result.resume_at)
@@ -377,6 +409,7 @@ class WorkflowOrchestrator:
             else:
                 await self._sm.transition(Cancel(reason=reason, completed_steps=steps))
             await self._sm.forget_resume_at()
+            await self._keys.delete(keys.LAST_ALARM_ERROR)
             await self._keys.clear_alarm()
             await self._purge.schedule()
         state = await self._sm.state()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
+import attrs
 from returns.result import Failure, Success
 
 from durably.domain import keys
@@ -29,7 +30,13 @@ from durably.domain.events import (
     StepStarted,
     TimeoutExceeded,
 )
-from durably.domain.records import StepAttempt, StepResult
+from durably.domain.records import (
+    KEPT_FAILURES,
+    FailedAttempt,
+    JsonValue,
+    StepAttempt,
+    StepResult,
+)
 from durably.domain.retry import Retry
 from durably.domain.serialization import decode, decode_value, encode, encode_value, type_name
 from durably.domain.status import WorkflowError
@@ -135,8 +142,10 @@ async def run_step(
     previous: StepAttempt | None = None
     if stored_attempt is not None:
         previous = decode(stored_attempt, StepAttempt, key=attempt_key)
-    attempt = 1 if previous is None else previous.attempt
-    first_started_at = now if previous is None else previous.first_started_at
+    if previous is None or previous.failed_for_good:
+        attempt, first_started_at = 1, now  # a step that failed for good starts afresh
+    else:
+        attempt, first_started_at = previous.attempt, previous.first_started_at
 
     scope.events.emit(StepStarted, step_name=key, attempt=attempt)
     token = STEP.set(StepInfo(scope.workflow_id, key, attempt, f"{scope.workflow_id}/{key}"))
@@ -155,14 +164,15 @@ async def run_step(
         STEP.reset(token)
     duration_ms = round((time.monotonic() - started) * 1000)
 
+    run = _Attempt(key, attempt, first_started_at, now, duration_ms, previous)
     if error is not None:
-        _fail(scope, key, attempt, first_started_at, error, retry)
+        _fail(scope, run, error, retry)
 
     try:
         # The value this run goes on with is the one every replay will read back.
         data, value = encode_value(value, return_type, key=result_key, step_name=key)
     except SerializationError as e:
-        _refused(scope, key, attempt, e)
+        _refused(scope, run, e)
     completed_at = scope.runtime.now()
     writes = scope.take_pending()
     try:
@@ -179,17 +189,15 @@ async def run_step(
                 "index": index,
             },
         }
-        progress = scope.first_progress_after_recovery()
-        if previous is None and not progress:
-            # The hot path: one batch outside a transaction is one commit by itself.
+        if not scope.first_progress_after_recovery():
+            # The hot path: one batch outside a transaction is one commit by itself. The
+            # attempt record of a step that failed before stays: it is the step's history.
             await scope.keys.put_batch(writes)
         else:
             async with scope.keys.transaction():
                 await scope.keys.put_batch(writes)
-                if previous is not None:
-                    await scope.keys.delete(attempt_key)
-                if progress:  # a committed step is progress: recoveries count anew
-                    await scope.keys.delete(keys.RECOVERY_ATTEMPTS)
+                # A committed step is progress: recoveries count anew.
+                await scope.keys.delete(keys.RECOVERY_ATTEMPTS)
     except DurablyError as e:
         scope.forget_completions()
         if isinstance(e, StorageError) and e.permanent:
@@ -201,7 +209,7 @@ async def run_step(
                 type_name=type_name(value),
                 step_name=key,
             )
-            _refused(scope, key, attempt, refused)
+            _refused(scope, run, refused)
         raise InfrastructureFailure(e) from e
     scope.step_completed(key, index)
     scope.events.emit(
@@ -226,63 +234,91 @@ async def _run_direct(
     return value
 
 
-def _refused(
-    scope: ExecutionScope, key: str, attempt: int, error: SerializationError
-) -> typing.NoReturn:
+@attrs.frozen
+class _Attempt:
+    """One attempt of a step that failed: what its history record needs."""
+
+    key: str
+    attempt: int
+    first_started_at: int
+    started_at: int
+    duration_ms: int
+    previous: StepAttempt | None
+
+    def record(self, scope: ExecutionScope, error: WorkflowError, *, final: bool) -> JsonValue:
+        """The step's attempt record with this failure added (encoded for storage)."""
+        failure = FailedAttempt(
+            attempt=self.attempt,
+            started_at=self.started_at,
+            ended_at=scope.runtime.now(),
+            duration_ms=self.duration_ms,
+            error=error,
+        )
+        earlier = self.previous.failures if self.previous is not None else ()
+        record = StepAttempt(
+            attempt=self.attempt + 1,
+            first_started_at=self.first_started_at,
+            last_error=error,
+            failures=(*earlier, failure)[-KEPT_FAILURES:],
+            failed_for_good=final,
+        )
+        attempt_key = keys.step(self.key, "attempt")
+        return encode(record, key=attempt_key)
+
+
+def _refused(scope: ExecutionScope, run: _Attempt, error: SerializationError) -> typing.NoReturn:
     """Fail the step for a value that cannot be stored (never retried: a retry cannot
-    change the value)."""
+    change the value); the attempt joins the step's history with the next commit."""
+    key, attempt = run.key, run.attempt
     scope.failures[id(error)] = (key, attempt)
+    description = WorkflowError.from_exception(error, key, attempt)
+    scope.pending[keys.step(key, "attempt")] = run.record(scope, description, final=True)
     scope.events.emit(
-        StepFailed,
-        step_name=key,
-        attempt=attempt,
-        error=WorkflowError.from_exception(error, key, attempt),
-        will_retry=False,
+        StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False
     )
     raise error
 
 
 def _fail(
-    scope: ExecutionScope,
-    key: str,
-    attempt: int,
-    first_started_at: int,
-    error: BaseException,
-    retry: Retry | None,
+    scope: ExecutionScope, run: _Attempt, error: BaseException, retry: Retry | None
 ) -> typing.NoReturn:
-    """Raise what a failed attempt leads to: the error, exhaustion, or a retry pause."""
+    """Raise what a failed attempt leads to: the error, exhaustion, or a retry pause.
+
+    The attempt joins the step's history: with the retry's pause commit, or, when the
+    step fails for good, with the next commit (the one that records the failure).
+    """
     events = scope.events
+    key, attempt = run.key, run.attempt
+    attempt_key = keys.step(key, "attempt")
     if isinstance(error, StepTimeoutError):
         events.emit(TimeoutExceeded, step_name=key, timeout_ms=error.timeout_ms)
     description = WorkflowError.from_exception(error, key, attempt)
     if retry is None or not retry.should_retry(error):
         events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False)
         scope.failures[id(error)] = (key, attempt)
+        scope.pending[attempt_key] = run.record(scope, description, final=True)
         raise error
     resume_at: int | None = None
     if attempt <= retry.max_attempts:
         now = scope.runtime.now()
         delay = retry.delay_for(attempt)
         resume_at = now + delay
-        if retry.max_duration is not None and resume_at > first_started_at + retry.max_duration:
+        if retry.max_duration is not None and resume_at > run.first_started_at + retry.max_duration:
             resume_at = None  # fix: a retry that would pass the budget is not scheduled
     if resume_at is None:
         events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=False)
         events.emit(RetryExhausted, step_name=key, attempts=attempt)
         exhausted = RetryExhaustedError(key, attempt, error, retry.max_attempts)
         scope.failures[id(exhausted)] = (key, attempt)
+        scope.pending[attempt_key] = run.record(scope, description, final=True)
         raise exhausted from error
     events.emit(StepFailed, step_name=key, attempt=attempt, error=description, will_retry=True)
-    record = StepAttempt(
-        attempt=attempt + 1, first_started_at=first_started_at, last_error=description
-    )
-    attempt_key = keys.step(key, "attempt")
     raise PauseSignal(
         "retry",
         resume_at,
         step_name=key,
         attempt=attempt + 1,
-        writes={attempt_key: encode(record, key=attempt_key)},
+        writes={attempt_key: run.record(scope, description, final=False)},
         events=[
             (
                 RetryScheduled,

@@ -1,0 +1,92 @@
+"""An alarm that fails (a worker without the workflow) is recorded in the instance, by the
+worker that holds its lease, with the real next wake-up; the next segment that ends
+clears it. Two engines over one database (SQLite file, PostgreSQL schema), one clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
+
+import durably
+from durably.adapters.clock import ManualClock
+from durably.domain.status import Completed, Paused
+from durably.engine import Engine, Lease, Timeline
+
+pytestmark = pytest.mark.timeout(60)
+
+T0 = 1_714_564_800_000
+LEASE = Lease(duration="30s", renew_every="10s")
+
+
+@durably.workflow
+async def napper(n: int) -> int:
+    await durably.step("before", lambda: n)
+    await durably.sleep("1m", name="nap")
+    return await durably.step("after", lambda: n + 1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A backend URL that two engines share."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'alarms.db'}"
+        return
+    dsn = acquire_database()
+    schema = f"alarms_{abs(hash(request.node.name)) % 10**10}"
+    try:
+        yield engine_url(dsn, schema)
+    finally:
+        await asyncio.to_thread(drop_schema, dsn, schema)
+        release_database()
+
+
+async def timeline_of(engine: Engine, instance_id: str) -> Timeline:
+    timeline: Timeline = (await engine.timeline(instance_id)).unwrap()
+    return timeline
+
+
+async def test_a_failed_alarm_shows_its_error_and_the_real_next_wake_up(url: str) -> None:
+    clock = ManualClock(T0)
+    async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:
+        paused = (await full.start(napper, 1, id="n1")).unwrap().status
+        assert isinstance(paused, Paused)
+    first_failure = paused.resume_at + 5
+    clock.time_ms = first_failure
+    async with Engine([], backend=url, clock=clock, lease=LEASE) as bare:
+        assert await bare.run_until_idle() == 1  # claimed, failed, not retried at once
+        timeline = await timeline_of(bare, "n1")
+        header = timeline.header
+        assert header.last_alarm_error is not None
+        assert header.last_alarm_error.error.type == "WorkflowNotFoundError"
+        assert "'napper' not found" in header.last_alarm_error.error.message
+        assert (header.last_alarm_error.failed_at, header.last_alarm_error.count) == (
+            first_failure,
+            1,
+        )
+        # The real next wake-up: the alarm, at the failed claim's lease expiry (not the
+        # sleep's past resume time).
+        assert header.next_wakeup_at == first_failure + LEASE.duration_ms
+        assert header.status == paused  # nothing else changed
+
+        clock.time_ms += LEASE.duration_ms
+        assert await bare.run_until_idle() == 1
+        again = (await timeline_of(bare, "n1")).header.last_alarm_error
+        assert again is not None
+        assert (again.count, again.first_failed_at, again.failed_at) == (
+            2,
+            first_failure,
+            clock.time_ms,
+        )
+
+    clock.time_ms += LEASE.duration_ms
+    async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:
+        assert await full.run_until_idle() == 1
+        header = (await timeline_of(full, "n1")).header
+        assert isinstance(header.status, Completed)
+        assert header.last_alarm_error is None  # the segment that ended cleared it
+        assert header.output == 2
