@@ -67,6 +67,7 @@ class EngineFactory:
         )
         self._workers[engine] = (stop, worker)
         self.engines.append(engine)
+        await asyncio.sleep(0)  # the worker starts now, while its engine is surely open
         return engine
 
     async def aclose(self) -> None:
