@@ -9,7 +9,6 @@
 """
 
 from durably.adapters.clock import ManualClock
-from durably.services.trackers import InMemoryTracker
 from durably.testing.clock import DEFAULT_START, Instant, VirtualClock
 from durably.testing.crash import CrashPoint, crash_after
 from durably.testing.engines import EngineFactory
@@ -22,7 +21,6 @@ __all__ = [
     "EngineFactory",
     "crash_after",
     "CrashPoint",
-    "InMemoryTracker",
     "create_in_memory_runtime",
     "TestRuntimeHandle",
     "FailingStorage",
