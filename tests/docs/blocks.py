@@ -9,6 +9,10 @@ Conventions (written down in ``docs/index.md``, section "About the examples"):
 - ``<!-- file: NAME.py -->`` before a python block: the CLI sessions of that page find
   the block saved as ``NAME.py`` in their working directory (their ``--app``).
 - ``<!-- not-run: reason -->`` before a block: the tests skip it (few, with a reason).
+- ``<!-- pytest: test_NAME.py -->`` before a python block: the block is a test file of a
+  user's project; the page's test files (with its ``file:`` blocks, such as a
+  ``pyproject.toml``) are written to a directory and run by pytest there, with the
+  plugin's fixtures (``tests/docs/test_testing_page.py``), not as a script.
 - A ```` ```console ```` block is a shell session that the tests replay for real:
   ``$ `` lines are commands (``export`` sets a variable for the rest of the page,
   ``durably`` is the installed command, a trailing comment ``# exit N ...`` gives the
@@ -53,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 _FENCE = re.compile(r"^(?P<fence>```+)(?P<lang>[\w-]*)\s*$")
-_MARKER = re.compile(r"^<!--\s*(?P<kind>not-run|file):\s*(?P<value>.*?)\s*-->$")
+_MARKER = re.compile(r"^<!--\s*(?P<kind>not-run|file|pytest):\s*(?P<value>.*?)\s*-->$")
 _EXIT = re.compile(r"#\s*exit\s+(\d+)\b")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DURATION = re.compile(r"\b\d+(?:\.\d+)?(?:ms|s)\b|\b\d+[mhd]\d+[smh]\b")
@@ -74,6 +78,8 @@ class Block:
     """The reason of a ``<!-- not-run: reason -->`` marker."""
     file_name: str | None = None
     """The name of a ``<!-- file: NAME -->`` marker."""
+    pytest_file: str | None = None
+    """The name of a ``<!-- pytest: NAME -->`` marker: a test file run by pytest."""
 
     @property
     def where(self) -> str:
@@ -100,7 +106,7 @@ def blocks_of(path: Path) -> list[Block]:
         end = i + 1
         while end < len(lines) and lines[end].strip() != fence:
             end += 1
-        not_run = file_name = None
+        not_run = file_name = pytest_file = None
         before = i - 1
         while before >= 0 and not lines[before].strip():
             before -= 1
@@ -108,10 +114,12 @@ def blocks_of(path: Path) -> list[Block]:
         if marker is not None:
             if marker["kind"] == "not-run":
                 not_run = marker["value"]
+            elif marker["kind"] == "pytest":
+                pytest_file = marker["value"]
             else:
                 file_name = marker["value"]
         text = "\n".join(lines[i + 1 : end]) + "\n"
-        found.append(Block(path, i + 2, opening["lang"], text, not_run, file_name))
+        found.append(Block(path, i + 2, opening["lang"], text, not_run, file_name, pytest_file))
         i = end + 1
     return found
 

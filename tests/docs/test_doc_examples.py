@@ -27,6 +27,8 @@ BLOCKS = python_blocks()
 def _params() -> list[object]:
     params: list[object] = []
     for block in BLOCKS:
+        if block.pytest_file is not None:
+            continue  # a test file of a user's project: pytest runs it (test_testing_page.py)
         reason = BROKEN.get(block.path.name)
         marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
         params.append(pytest.param(block, id=block.where, marks=marks))
@@ -49,8 +51,10 @@ def test_not_run_markers_are_few_and_explained() -> None:
 def test_markers_stand_before_a_code_block() -> None:
     for path in documented_files():
         text = path.read_text(encoding="utf-8")
-        marked = text.count("<!-- not-run:") + text.count("<!-- file:")
-        found = [b for b in blocks_of(path) if b.not_run is not None or b.file_name]
+        marked = text.count("<!-- not-run:") + text.count("<!-- file:") + text.count("<!-- pytest:")
+        found = [
+            b for b in blocks_of(path) if b.not_run is not None or b.file_name or b.pytest_file
+        ]
         assert len(found) == marked, f"{path.name}: a marker is not followed by a code block"
 
 

@@ -66,6 +66,8 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         "durably.engine.Engine.run_worker",
         "durably.primitives.step.step",
         "durably.testing.create_in_memory_runtime",
+        "durably.testing.VirtualClock.advance",
+        "durably.testing.crash_after",
         "durably.errors.RetryExhaustedError",
         "durably.trackers.InMemoryTracker",
         "durably.containers.WorkflowLayer",

@@ -118,7 +118,16 @@ def test_every_exported_name_exists() -> None:
         ),
         (
             "durably.testing",
-            {"create_in_memory_runtime", "TestRuntimeHandle", "FailingStorage", "ManualClock"},
+            {
+                "create_in_memory_runtime",
+                "TestRuntimeHandle",
+                "FailingStorage",
+                "ManualClock",
+                "VirtualClock",
+                "EngineFactory",
+                "crash_after",
+                "CrashPoint",
+            },
         ),
     ],
 )
@@ -138,6 +147,8 @@ def test_every_public_package_has_all() -> None:
         "durably.services",
         "durably.containers",
         "durably.primitives",
+        "durably.testing",
+        "durably.testing.pytest_plugin",
     ]:
         mod = importlib.import_module(module)
         assert isinstance(getattr(mod, "__all__", None), list | tuple), module

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -62,6 +62,9 @@ class MemoryBackend:
     inboxes: dict[str, list[InboxMessage]] = attrs.field(factory=dict)
     commits: int = 0
     commits_renew_lease: bool = False
+    commit_observers: list[Callable[[CommitPlan], None]] = attrs.field(factory=list)
+    """Called with each plan once it is applied, before its committer goes on: what may
+    happen right after a commit (``durably.testing.crash_after`` crashes there)."""
     _alarm_set: asyncio.Event | None = None
 
     # -- the plan executor ----------------------------------------------------------------
@@ -127,9 +130,12 @@ class MemoryBackend:
         """
         await asyncio.sleep(0)
         try:
-            return self.execute(plan)
+            outcome = self.execute(plan)
         except (LeaseLost, InstanceExists) as e:
             raise StorageError("commit", None, e) from e
+        for observer in self.commit_observers:
+            observer(plan)
+        return outcome
 
     async def read(self, instance_id: str, key: str) -> str | None:
         """The JSON text under ``key``."""

@@ -358,9 +358,18 @@ class ResultTimeoutError(OutcomeError):
     workflow_id: str
     timeout_ms: int
     status: str | None = None
+    alarms: int | None = None
+    """Set when the wait ran out of alarms of a test's virtual clock, not of time
+    (``timeout_ms`` is then the virtual time skipped)."""
 
     @property
     def message(self) -> str:
+        if self.alarms is not None:
+            return (
+                f"workflow {self.workflow_id!r} did not finish after {self.alarms} alarms of "
+                f"the virtual clock ({self.timeout_ms} ms of virtual time; status "
+                f"{self.status}): does it ever end (a retry without a limit, a loop of sleeps)?"
+            )
         return (
             f"workflow {self.workflow_id!r} did not finish within {self.timeout_ms} ms "
             f"(status {self.status})"

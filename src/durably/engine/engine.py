@@ -86,6 +86,7 @@ class Engine(EngineQueries):
         and every operation that would write (start, cancel, purge, workers) is refused."""
         self.lease = lease if lease is not None else Lease()
         self.poll_interval_ms = parse_duration(poll_interval, field="poll_interval")
+        self._clock = clock  # a time-skipping clock changes how result() waits
         self._container = build_root(
             workflows,
             {

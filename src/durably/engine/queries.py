@@ -23,8 +23,9 @@ from durably.domain.serialization import decode, decode_value, loads
 from durably.domain.status import Cancelled, Completed, Failed, is_terminal
 from durably.engine.records import StepRecord, Timeline
 from durably.engine.server import InstanceServer, Signal
+from durably.engine.skipping import result_skipping_time
 from durably.engine.timeline import build_timeline, step_records
-from durably.ports import InstanceHost
+from durably.ports import InstanceHost, TimeSkippingClock
 from durably.services import WorkflowRegistry
 from durably.services.types import InstanceSummary, WorkflowStatusResult
 
@@ -38,6 +39,7 @@ class EngineQueries:
     _changed: Signal
     _server: InstanceServer
     registry: WorkflowRegistry
+    _clock: object
 
     def _require_open(self) -> None:
         raise NotImplementedError  # pragma: no cover - provided by the engine
@@ -53,9 +55,15 @@ class EngineQueries:
             return Failure(StorageError("status", None, e))
 
     async def result(self, id: str, *, timeout: Any = None) -> Result[Any, DurablyError]:
-        """Wait until instance ``id`` ends: its output, or why it did not complete."""
+        """Wait until instance ``id`` ends: its output, or why it did not complete.
+
+        Under a time-skipping clock (``durably.testing``) it moves that clock from alarm
+        to alarm instead of waiting (``engine/skipping.py``).
+        """
         self._require_open()
         limit_ms = None if timeout is None else parse_duration(timeout, field="timeout")
+        if isinstance(self._clock, TimeSkippingClock):
+            return await result_skipping_time(self, id, self._clock, limit_ms)
         deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
         pause = 0.005
         while True:

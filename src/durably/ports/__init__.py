@@ -1,5 +1,6 @@
 """Ports: the protocols that adapters implement and services depend on."""
 
+from durably.ports.clock import TimeSkippingClock
 from durably.ports.host import Claimed, InstanceHost, InstanceRow
 from durably.ports.inbox import InboxAdapter
 from durably.ports.runtime import InstanceRuntime, RuntimeAdapter
@@ -17,4 +18,5 @@ __all__ = [
     "InstanceHost",
     "InstanceRow",
     "Claimed",
+    "TimeSkippingClock",
 ]

@@ -40,6 +40,7 @@ from durably.domain.records import (
 from durably.domain.retry import Retry
 from durably.domain.serialization import decode, decode_value, encode, encode_value, type_name
 from durably.domain.status import WorkflowError
+from durably.ports.clock import TimeSkippingClock
 from durably.services.context import (
     STEP,
     ExecutionScope,
@@ -65,7 +66,9 @@ def return_type_of(fn: Callable[..., Any]) -> Any:
     return result
 
 
-async def _invoke(fn: Callable[[], Any], key: str, timeout_ms: int | None) -> Any:
+async def _invoke(
+    fn: Callable[[], Any], key: str, timeout_ms: int | None, runtime: object = None
+) -> Any:
     """Call ``fn`` (sync or async) within the attempt's timeout."""
     started = time.monotonic()
     if timeout_ms is None:
@@ -73,17 +76,27 @@ async def _invoke(fn: Callable[[], Any], key: str, timeout_ms: int | None) -> An
         if inspect.isawaitable(value):
             value = await value
         return value
+    # Under a test's time-skipping clock the timeout is counted in that clock's time.
+    virtual = getattr(runtime, "clock", None)
+    skipping = virtual if isinstance(virtual, TimeSkippingClock) else None
+    started_at = 0 if skipping is None else skipping.now()
+
+    def elapsed_ms() -> int:
+        if skipping is not None:
+            return skipping.now() - started_at
+        return round((time.monotonic() - started) * 1000)
+
+    limit = asyncio.timeout(timeout_ms / 1000) if skipping is None else skipping.timeout(timeout_ms)
     try:
-        async with asyncio.timeout(timeout_ms / 1000) as deadline:
+        async with limit as deadline:
             value = fn()
             if inspect.isawaitable(value):
                 value = await value
     except TimeoutError:
         if deadline.expired():
-            elapsed = round((time.monotonic() - started) * 1000)
-            raise StepTimeoutError(key, timeout_ms, elapsed) from None
+            raise StepTimeoutError(key, timeout_ms, elapsed_ms()) from None
         raise
-    elapsed = round((time.monotonic() - started) * 1000)
+    elapsed = elapsed_ms()
     if elapsed > timeout_ms:  # a synchronous function cannot be interrupted: judged afterwards
         raise StepTimeoutError(key, timeout_ms, elapsed)
     return value
@@ -153,7 +166,7 @@ async def run_step(
     error: BaseException | None = None
     value: Any = None
     try:
-        value = await _invoke(fn, key, timeout_ms)
+        value = await _invoke(fn, key, timeout_ms, scope.runtime)
         if isinstance(value, Success):
             value = value.unwrap()
         elif isinstance(value, Failure):
