@@ -79,7 +79,7 @@ class Harness:
         while True:
             result: WorkflowStatusResult = (await self.orchestrator().get_status()).unwrap()
             status = result.status
-            if not isinstance(status, Paused):
+            if not isinstance(status, Paused) or status.resume_at is None:
                 return status
             self.handle.set_time(status.resume_at)
             (await self.orchestrator().handle_alarm()).unwrap()
