@@ -82,7 +82,8 @@ class Harness:
 
     async def resume(self, tracker: Any = None) -> Any:
         status = await self.status()
-        assert isinstance(status, Paused) and status.resume_at is not None, status
+        assert isinstance(status, Paused), status
+        assert status.resume_at is not None
         self.handle.set_time(status.resume_at)
         (await self.orchestrator(tracker).handle_alarm()).unwrap()
         return await self.status()

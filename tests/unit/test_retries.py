@@ -60,7 +60,8 @@ class Harness:
     async def resume(self) -> WorkflowStatus | None:
         """Move the clock to the pause's resume time and fire the alarm."""
         status = await self.status()
-        assert isinstance(status, Paused) and status.resume_at is not None, status
+        assert isinstance(status, Paused), status
+        assert status.resume_at is not None
         return await self.alarm_at(status.resume_at)
 
     async def completed_steps(self) -> tuple[str, ...]:
@@ -329,7 +330,8 @@ async def resume_times(retry: Retry, failures: int) -> list[int]:
     status = (await h.start()).status
     now = T0
     while isinstance(status, Paused):
-        assert status.reason == "retry" and status.resume_at is not None
+        assert status.reason == "retry"
+        assert status.resume_at is not None
         delays.append(status.resume_at - now)
         now = status.resume_at
         status = await h.resume()
@@ -367,7 +369,8 @@ async def test_jitter_stays_within_ten_percent() -> None:
             one_step(failing(1, []), retry=Retry(max_attempts=1, delay="1s")), instance_id=f"j{i}"
         )
         status = (await h.start()).status
-        assert isinstance(status, Paused) and status.resume_at is not None
+        assert isinstance(status, Paused)
+        assert status.resume_at is not None
         delays.append(status.resume_at - T0)
     assert all(900 <= d <= 1_100 for d in delays), delays
     assert len(set(delays)) > 1

@@ -51,7 +51,8 @@ class Harness:
     async def resume(self) -> WorkflowStatus | None:
         """Move the clock to the pause's resume time and fire the alarm."""
         status = await self.status()
-        assert isinstance(status, Paused) and status.resume_at is not None, status
+        assert isinstance(status, Paused), status
+        assert status.resume_at is not None
         self.handle.set_time(status.resume_at)
         (await self.layer().orchestrator().handle_alarm()).unwrap()
         return await self.status()

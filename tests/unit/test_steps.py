@@ -80,7 +80,8 @@ class Harness:
     async def resume(self) -> WorkflowStatus | None:
         """Move the clock to the pause's resume time and fire the alarm."""
         status = await self.status()
-        assert isinstance(status, Paused) and status.resume_at is not None, status
+        assert isinstance(status, Paused), status
+        assert status.resume_at is not None
         self.handle.set_time(status.resume_at)
         (await self.layer().orchestrator().handle_alarm()).unwrap()
         return await self.status()
@@ -232,7 +233,8 @@ async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_
     await h.start()  # a, then the sleep
     await h.resume()  # a#2, then b fails and waits for its retry
     paused = await h.status()
-    assert isinstance(paused, Paused) and paused.resume_at is not None
+    assert isinstance(paused, Paused)
+    assert paused.resume_at is not None
     h.handle.set_time(paused.resume_at)
     listed.clear()
     (await h.layer().orchestrator().handle_alarm()).unwrap()  # b (attempt 2) and c
