@@ -120,7 +120,7 @@ async def publisher(n: int) -> int:
     return n
 
 
-WORKFLOWS = [
+WORKFLOWS: list[durably.WorkflowDefinition[Any, Any]] = [
     expense,
     three_xs,
     catches_then_sleeps,
