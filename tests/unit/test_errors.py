@@ -118,6 +118,8 @@ ENGINE_ERRORS = {
     "LeaseLost",
     "InstanceExists",
     "ExecutionStopped",
+    # a profile (YAML) that cannot be used, naming its file and key
+    "ProfileError",
 }
 
 
@@ -347,6 +349,7 @@ TREE = {
         "WorkflowNotFoundError",
         "InstanceNotFoundError",
         "InvalidDurationError",
+        "ProfileError",
         "SerializationError",
         "InvalidTransitionError",
         "WorkflowScopeError",
@@ -386,6 +389,7 @@ def test_every_error_is_in_exactly_one_branch_of_the_tree() -> None:
     wrappers = {"DurablyError", "OrchestratorError", "branch_of", *TREE}
     assert sorted(placed) == sorted(set(errors_module.__all__) - wrappers)
     assert issubclass(errors_module.InvalidDurationError, ValueError)  # and still a ValueError
+    assert issubclass(errors_module.ProfileError, ValueError)  # a bad value, as before
 
 
 @pytest.mark.parametrize(

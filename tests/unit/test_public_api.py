@@ -47,6 +47,7 @@ EXPECTED_TOP_LEVEL = {
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",
+    "ProfileError",
     "SerializationError",
     "WorkflowFailedError",
     "WorkflowCancelledError",

@@ -11,11 +11,12 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import attrs
 from returns.result import Failure, Result, Success
 
-from durably.containers import build_root
+from durably.containers import build_root, read_profile
 from durably.domain import keys
-from durably.domain.durations import parse_duration
+from durably.domain.durations import Duration, parse_duration
 from durably.domain.errors import (
     DurablyError,
     OrchestratorError,
@@ -26,7 +27,7 @@ from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.owner import owner_token
 from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
-from durably.engine.config import Lease, Purge, engine_options, parse_backend_url, profile_path
+from durably.engine.config import EngineOptions, Lease, Purge
 from durably.engine.purge import purge_candidates, purge_finished
 from durably.engine.queries import EngineQueries
 from durably.engine.server import InstanceServer
@@ -64,47 +65,59 @@ class Engine(EngineQueries):
         self,
         workflows: Workflows,
         *,
-        backend: str = "sqlite:///durably.db",
+        backend: str | None = None,
         recovery: RecoveryConfig | None = None,
         purge: Purge | None = None,
         tracker: Any = None,
         clock: Any = None,
         lease: Lease | None = None,
         synchronous: str | None = None,
-        poll_interval: Any = "1s",
-        tracker_kind: str = "noop",
-        tracker_settings: dict[str, Any] | None = None,
+        poll_interval: Duration | None = None,
         read_only: bool = False,
+        profile: str | Path | None = None,
     ) -> None:
-        url = parse_backend_url(backend)
-        sync = (synchronous or url.options.get("synchronous", "FULL")).upper()
-        if sync not in ("FULL", "NORMAL"):
-            raise ValueError(f"synchronous must be FULL or NORMAL, got {sync!r}")
-        self.backend_url = backend
-        self.read_only = read_only
-        """Opened to inspect: the backend is neither created nor migrated (it must exist),
-        and every operation that would write (start, cancel, purge, workers) is refused."""
-        self.lease = lease if lease is not None else Lease()
-        self.poll_interval_ms = parse_duration(poll_interval, field="poll_interval")
-        self._clock = clock  # a time-skipping clock changes how result() waits
-        self._container = build_root(
-            workflows,
-            {
-                "backend": {
-                    "kind": url.kind,
-                    "path": url.path,
-                    "synchronous": sync,
-                    "dsn": url.path if url.kind == "postgres" else None,
-                    "schema": url.options.get("schema", "durably"),
-                    "read_only": read_only,
-                },
-                "tracker": {**(tracker_settings or {}), "kind": tracker_kind},
-            },
+        """An engine over ``backend`` (``sqlite:///durably.db`` when neither it nor a
+        profile names one). An option left ``None`` comes from ``profile`` when one is
+        given (a path, or a shipped profile's name), else from its built-in default
+        (``durably.containers.DEFAULTS``); ``Engine.options`` keeps what was given."""
+        options = EngineOptions(
+            profile=profile,
+            backend=backend,
+            synchronous=synchronous,
+            lease=lease,
+            poll_interval=poll_interval,
+            recovery=recovery,
+            purge=purge,
             tracker=tracker,
             clock=clock,
-            recovery=recovery,
-            purge=purge.to_config() if purge is not None else None,
+            read_only=read_only,
         )
+        self._build(workflows, options, read_profile(profile) if profile is not None else {})
+
+    def _build(
+        self, workflows: Workflows, options: EngineOptions, profile: Mapping[str, Any]
+    ) -> None:
+        self.options = options
+        """The options this engine was built with (``None``: from the profile or default)."""
+        self._workflows: Workflows = (
+            dict(workflows) if isinstance(workflows, Mapping) else list(workflows)
+        )
+        self._profile = profile  # as read: a sibling (with_options) does not read it again
+        self._container = build_root(
+            self._workflows,
+            options.settings(),
+            profile=profile,
+            tracker=options.tracker,
+            clock=options.clock,
+        )
+        config = self._container.config
+        self.backend_url: str = config.backend.url()
+        self.read_only = options.read_only
+        """Opened to inspect: the backend is neither created nor migrated (it must exist),
+        and every operation that would write (start, cancel, purge, workers) is refused."""
+        self.lease: Lease = self._container.lease()
+        self.poll_interval_ms: int = self._container.poll_interval_ms()
+        self._clock = options.clock  # a time-skipping clock changes how result() waits
         self._host: InstanceHost = self._container.backend()
         self.registry = self._container.registry()
         self.tracker = self._container.tracker()
@@ -118,16 +131,43 @@ class Engine(EngineQueries):
         self._worker = AlarmWorker(self._server, self.poll_interval_ms)
         self._opened = False
 
-    # -- construction from a profile --------------------------------------------------
+    # -- construction from a profile, and from another engine ------------------------------
 
     @classmethod
     def from_profile(cls, path: str | Path, workflows: Workflows, **overrides: Any) -> Engine:
         """An engine configured by a profile of ``containers/`` (YAML): a path, or the
         bare name of a profile shipped in the package (``"sqlite"``, ``"postgres"``,
-        ``"memory"``). ``overrides`` replace the profile's values (``backend=...``)."""
-        options = engine_options(profile_path(path))
-        options.update(overrides)
-        return cls(workflows, **options)
+        ``"memory"``). ``overrides`` are ``Engine``'s keyword arguments: each one given
+        (not ``None``) replaces the profile's value (``backend=...``)."""
+        return cls(workflows, profile=path, **overrides)
+
+    def with_options(self, **changes: Any) -> Engine:
+        """A new engine with this one's workflows and options, but for ``changes``
+        (``Engine``'s keyword arguments: ``engine.with_options(backend=url)``).
+
+        What this engine's options did not give comes, as for this one, from the
+        profile or the defaults: ``profile=`` in ``changes`` replaces this engine's
+        profile (its values then apply where no option is given). The new engine's
+        events go to this engine's tracker unless ``changes`` gives a tracker or a
+        profile. Objects (tracker, clock) are shared, not copied: open one of the two
+        engines at a time.
+        """
+        options = attrs.evolve(self.options, **changes)
+        profile = self._profile
+        if "profile" in changes:
+            profile = read_profile(options.profile) if options.profile is not None else {}
+        elif options.tracker is None:
+            options = attrs.evolve(options, tracker=self.tracker)
+        sibling = type(self).__new__(type(self))
+        sibling._build(self._workflows, options, profile)
+        return sibling
+
+    @property
+    def worker_concurrency(self) -> int:
+        """How many instances ``durably worker`` runs at once unless told otherwise: the
+        profile's ``worker.concurrency`` (100 by default)."""
+        concurrency: int = self._container.config.worker.concurrency()
+        return concurrency
 
     # -- lifecycle ------------------------------------------------------------------------
 
