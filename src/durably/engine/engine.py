@@ -25,6 +25,7 @@ from durably.domain.errors import (
 from durably.domain.events import uuid7
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.owner import owner_token
+from durably.domain.results import ok
 from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
 from durably.engine.config import EngineOptions, Lease, Purge
@@ -308,8 +309,12 @@ class Engine(EngineQueries):
             result = await self._server.reader(instance_id).start(call)
             if isinstance(result, Failure) or not isinstance(result.unwrap().status, Running):
                 return result
-            if not self._executions.running(instance_id) and await self._worker.take(instance_id):
-                continue  # its owner was gone (the lease was free or expired): recovered here
+            if not self._executions.running(instance_id):
+                try:
+                    if await self._worker.take(instance_id):
+                        continue  # its owner was gone (the lease was free or expired): run here
+                except StorageError as e:
+                    return Failure(OrchestratorError("start", e))
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
@@ -349,19 +354,24 @@ class Engine(EngineQueries):
         Sleeps and retries are waited out in this process (a worker runs meanwhile, so
         other due instances of this backend are served too).
         """
-        started = await self.start(workflow, input, id=id, execution_id=execution_id)
-        if isinstance(started, Failure):
-            return Failure(started.failure())
-        answer = started.unwrap()
-        if is_terminal(answer.status):
-            return await self._outcome(answer.id, answer.status)
+        limit_ms = None if timeout is None else parse_duration(timeout, field="timeout")
+        try:
+            started = ok(await self.start(workflow, input, id=id, execution_id=execution_id))
+            return Success(await self._drive(started, limit_ms))
+        except DurablyError as e:  # converted here only: the start's, the outcome, the store's
+            return Failure(e)
+
+    async def _drive(self, started: StartResult, limit_ms: int | None) -> Any:
+        """Run due alarms here until the started instance ends; its output (raises why not)."""
+        if is_terminal(started.status):
+            return await self._output(started.id, started.status)
         stop = asyncio.Event()
         worker = asyncio.get_running_loop().create_task(self.run_worker(stop=stop))
         try:
-            return await self.result(answer.id, timeout=timeout)
+            return await self._wait_for_output(started.id, limit_ms)
         finally:
             stop.set()
-            await worker
+            await worker  # a worker that failed (its store did) raises its error here
 
     async def queue(
         self,
