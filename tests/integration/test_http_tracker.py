@@ -334,7 +334,7 @@ async def test_the_http_profile_builds_a_tracker_from_its_settings(
         "flush_interval": "250ms",
         "close_timeout": "2s",
     }
-    container = build_root([], {"backend": {"kind": "memory"}, "tracker": settings})
+    container = build_root([], {"backend": {"url": "memory://"}, "tracker": settings})
     tracker = container.tracker()
     assert isinstance(tracker, HttpBatchTracker)
     assert (tracker.batch_size, tracker.flush_interval_ms, tracker.close_timeout_ms) == (
@@ -352,6 +352,6 @@ async def test_the_http_profile_builds_a_tracker_from_its_settings(
 
 
 def test_the_http_profile_needs_an_endpoint() -> None:
-    container = build_root([], {"backend": {"kind": "memory"}, "tracker": {"kind": "http"}})
+    container = build_root([], {"backend": {"url": "memory://"}, "tracker": {"kind": "http"}})
     with pytest.raises(ValueError, match=r"tracker\.endpoint"):
         container.tracker()

@@ -376,5 +376,5 @@ async def test_close_ends_the_open_segments_as_interrupted(
 
 
 def test_the_otel_profile_builds_an_otel_tracker() -> None:
-    container = build_root([], {"backend": {"kind": "memory"}, "tracker": {"kind": "otel"}})
+    container = build_root([], {"backend": {"url": "memory://"}, "tracker": {"kind": "otel"}})
     assert isinstance(container.tracker(), OtelTracker)
