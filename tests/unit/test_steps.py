@@ -13,20 +13,18 @@ from typing import Any, TypeVar
 
 import attrs
 import pytest
-from dependency_injector import providers
 from returns.result import Result, Success
 
 import durably
-from durably.containers import WorkflowLayer
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.records import JsonValue
 from durably.domain.serialization import dumps
-from durably.ports import InstanceRuntime, StorageAdapter
+from durably.ports import StorageAdapter
 from durably.services import WorkflowStateMachine
-from durably.status import Cancelled, Completed, Failed, Paused, WorkflowStatus
-from durably.testing import TestRuntimeHandle, create_in_memory_runtime
-from durably.trackers import InMemoryTracker
-from durably.types import StartResult, WorkflowCall, WorkflowStatusResult
+from durably.status import Cancelled, Completed, Failed, Paused
+from durably.types import WorkflowCall
+from tests.support.harness import Harness
+from tests.support.runtimes import RuntimeFactory
 
 T0 = 1_000
 V = TypeVar("V")
@@ -38,61 +36,6 @@ class Point:
 
     x: int
     y: int
-
-
-class Harness:
-    """One instance over an in-memory runtime; a fresh layer per operation, as a host does."""
-
-    def __init__(
-        self,
-        *workflows: durably.WorkflowDefinition[Any, Any],
-        instance_id: str = "i1",
-        runtime: tuple[InstanceRuntime, TestRuntimeHandle] | None = None,
-    ) -> None:
-        self.runtime, self.handle = (
-            runtime if runtime is not None else create_in_memory_runtime(instance_id, T0)
-        )
-        self.workflows = list(workflows)
-        self.tracker = InMemoryTracker()
-
-    def layer(self) -> Any:
-        return WorkflowLayer(
-            runtime=self.runtime,
-            workflows=self.workflows,
-            tracker=providers.Object(self.tracker),
-        )
-
-    async def start(self, input: Any = None, workflow: str | None = None) -> StartResult:
-        name = workflow if workflow is not None else self.workflows[0].name
-        result: StartResult = (
-            await self.layer().orchestrator().start(WorkflowCall(name, input))
-        ).unwrap()
-        return result
-
-    async def status(self) -> WorkflowStatus | None:
-        result: WorkflowStatusResult = (await self.layer().orchestrator().get_status()).unwrap()
-        return result.status
-
-    async def completed_steps(self) -> tuple[str, ...]:
-        result: WorkflowStatusResult = (await self.layer().orchestrator().get_status()).unwrap()
-        return result.completed_steps
-
-    async def resume(self) -> WorkflowStatus | None:
-        """Move the clock to the pause's resume time and fire the alarm."""
-        status = await self.status()
-        assert isinstance(status, Paused), status
-        self.handle.set_time(status.resume_at)
-        (await self.layer().orchestrator().handle_alarm()).unwrap()
-        return await self.status()
-
-    async def output(self) -> Any:
-        """The stored output, as ``start`` on the existing instance returns it."""
-        again = await self.start()
-        assert again.completed
-        return again.output
-
-    def snapshot(self) -> dict[str, JsonValue]:
-        return self.handle.storage_snapshot()
 
 
 def logged(log: list[V], value: V) -> Callable[[], V]:
@@ -119,7 +62,9 @@ async def test_step_outside_a_workflow_is_a_workflow_scope_error() -> None:
         await durably.step("x", lambda: 1)
 
 
-async def test_nested_step_is_a_step_scope_error_naming_the_outer_key() -> None:
+async def test_nested_step_is_a_step_scope_error_naming_the_outer_key(
+    runtimes: RuntimeFactory,
+) -> None:
     seen: list[durably.StepScopeError] = []
     inner_calls: list[int] = []
 
@@ -135,7 +80,7 @@ async def test_nested_step_is_a_step_scope_error_naming_the_outer_key() -> None:
         await durably.step("outer", lambda: 0)
         return await durably.step("outer", outer)  # keyed outer#2
 
-    h = Harness(nesting)
+    h = Harness(runtimes("i1", T0), nesting)
     result = await h.start()
     assert not result.completed
     assert len(seen) == 1
@@ -146,7 +91,7 @@ async def test_nested_step_is_a_step_scope_error_naming_the_outer_key() -> None:
     assert error.step_name == "outer#2"
 
 
-async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
+async def test_sleep_inside_a_step_is_a_step_scope_error(runtimes: RuntimeFactory) -> None:
     seen: list[durably.StepScopeError] = []
 
     async def sleepy() -> int:
@@ -161,7 +106,7 @@ async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
     async def sleeping_step(_: Any) -> int:
         return await durably.step("s", sleepy)
 
-    h = Harness(sleeping_step)
+    h = Harness(runtimes("i1", T0), sleeping_step)
     await h.start()
     assert [(e.operation, e.step_name) for e in seen] == [("sleep", "s")]
     assert (await failed_error(h)).type == "StepScopeError"
@@ -170,7 +115,9 @@ async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
 # -- keys and replay -------------------------------------------------------------------
 
 
-async def test_repeated_names_get_their_own_keys_and_results_and_replay_them() -> None:
+async def test_repeated_names_get_their_own_keys_and_results_and_replay_them(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
 
     def count() -> int:
@@ -183,7 +130,7 @@ async def test_repeated_names_get_their_own_keys_and_results_and_replay_them() -
         await durably.sleep("5s")
         return values
 
-    h = Harness(repeated)
+    h = Harness(runtimes("i1", T0), repeated)
     first = await h.start()
     assert isinstance(first.status, Paused)
     snapshot = h.snapshot()
@@ -198,6 +145,7 @@ async def test_repeated_names_get_their_own_keys_and_results_and_replay_them() -
 
 
 async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_listing_them(
+    runtimes: RuntimeFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Completed steps are counted as they commit: the end of a segment does not list the
@@ -228,7 +176,7 @@ async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_
         return real(self)
 
     monkeypatch.setattr(WorkflowStateMachine, "completed_steps", spied)
-    h = Harness(segments)
+    h = Harness(runtimes("i1", T0), segments)
     await h.start()  # a, then the sleep
     await h.resume()  # a#2, then b fails and waits for its retry
     paused = await h.status()
@@ -244,7 +192,9 @@ async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_
     assert attempts == [1, 2]
 
 
-async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions() -> None:
+async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
 
     @durably.workflow
@@ -255,7 +205,7 @@ async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions() ->
         await durably.sleep("1 minute")
         return total
 
-    h = Harness(hundred)
+    h = Harness(runtimes("i1", T0), hundred)
     await h.start()
     assert len(calls) == 100
     assert not [e for e in h.tracker.of_type("step.completed") if e.cached]
@@ -285,7 +235,9 @@ def cancel_from_afar(h: Harness, reason: str) -> Callable[[], Awaitable[str]]:
     return send
 
 
-async def test_a_cancel_sent_while_a_step_runs_stops_the_next_step_with_the_users_reason() -> None:
+async def test_a_cancel_sent_while_a_step_runs_stops_the_next_step_with_the_users_reason(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[str] = []
     h: Harness
 
@@ -295,7 +247,7 @@ async def test_a_cancel_sent_while_a_step_runs_stops_the_next_step_with_the_user
         await durably.step("b", logged(calls, "b"))
         return "done"
 
-    h = Harness(cancellable)
+    h = Harness(runtimes("i1", T0), cancellable)
     status = (await h.start()).status
     assert isinstance(status, Cancelled)
     assert status.reason == "user said stop"
@@ -306,7 +258,7 @@ async def test_a_cancel_sent_while_a_step_runs_stops_the_next_step_with_the_user
     assert [e.reason for e in h.tracker.of_type("workflow.cancelled")] == ["user said stop"]
 
 
-async def test_cancel_while_paused_then_a_late_alarm_runs_nothing() -> None:
+async def test_cancel_while_paused_then_a_late_alarm_runs_nothing(runtimes: RuntimeFactory) -> None:
     calls: list[str] = []
 
     @durably.workflow
@@ -314,7 +266,7 @@ async def test_cancel_while_paused_then_a_late_alarm_runs_nothing() -> None:
         await durably.sleep("5s")
         return await durably.step("b", logged(calls, "b"))
 
-    h = Harness(paused)
+    h = Harness(runtimes("i1", T0), paused)
     await h.start()
     cancelled = (await h.layer().orchestrator().cancel("no longer needed")).unwrap()
     assert cancelled.cancelled
@@ -326,7 +278,9 @@ async def test_cancel_while_paused_then_a_late_alarm_runs_nothing() -> None:
     assert calls == []
 
 
-async def test_cancel_of_a_running_workflow_interrupts_it_even_under_except_exception() -> None:
+async def test_cancel_of_a_running_workflow_interrupts_it_even_under_except_exception(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[str] = []
     finished: list[bool] = []
 
@@ -344,7 +298,7 @@ async def test_cancel_of_a_running_workflow_interrupts_it_even_under_except_exce
         await durably.step("b", logged(calls, "b"))
         return "done"
 
-    h = Harness(running)
+    h = Harness(runtimes("i1", T0), running)
     layer = h.layer()  # one layer: its executions registry sees the running task
     result = (await layer.orchestrator().start(WorkflowCall("running"))).unwrap()
     assert not result.completed
@@ -356,7 +310,9 @@ async def test_cancel_of_a_running_workflow_interrupts_it_even_under_except_exce
     assert "step:a:result" not in h.snapshot()
 
 
-async def test_except_exception_around_a_cancelled_step_does_not_swallow_it() -> None:
+async def test_except_exception_around_a_cancelled_step_does_not_swallow_it(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[str] = []
     h: Harness
 
@@ -370,7 +326,7 @@ async def test_except_exception_around_a_cancelled_step_does_not_swallow_it() ->
         await durably.step("c", logged(calls, "c"))
         return "done"
 
-    h = Harness(swallowing)
+    h = Harness(runtimes("i1", T0), swallowing)
     status = (await h.start()).status
     assert isinstance(status, Cancelled)
     assert status.reason == "bye"
@@ -401,7 +357,9 @@ async def make_point(x: int) -> Point:
     return Point(x, x * 10)
 
 
-async def test_values_awaitables_and_results_are_unwrapped_and_stored() -> None:
+async def test_values_awaitables_and_results_are_unwrapped_and_stored(
+    runtimes: RuntimeFactory,
+) -> None:
     @durably.workflow
     async def values(_: Any) -> list[Any]:
         return [
@@ -412,7 +370,7 @@ async def test_values_awaitables_and_results_are_unwrapped_and_stored() -> None:
             await durably.step("none", lambda: None),
         ]
 
-    h = Harness(values)
+    h = Harness(runtimes("i1", T0), values)
     result = await h.start()
     assert result.completed
     assert result.output == [1, 7, 7, {"a": 1}, None]
@@ -423,7 +381,9 @@ async def test_values_awaitables_and_results_are_unwrapped_and_stored() -> None:
     assert await h.completed_steps() == ("plain", "async", "coroutine", "success", "none")
 
 
-async def test_step_values_are_the_same_objects_on_the_first_run_and_on_replay() -> None:
+async def test_step_values_are_the_same_objects_on_the_first_run_and_on_replay(
+    runtimes: RuntimeFactory,
+) -> None:
     seen: list[list[Any]] = []
 
     @durably.workflow
@@ -439,7 +399,7 @@ async def test_step_values_are_the_same_objects_on_the_first_run_and_on_replay()
         await durably.sleep("1s")
         return "done"
 
-    h = Harness(typed)
+    h = Harness(runtimes("i1", T0), typed)
     await h.start()
     assert isinstance(await h.resume(), Completed)
     first, replayed = seen
@@ -450,7 +410,9 @@ async def test_step_values_are_the_same_objects_on_the_first_run_and_on_replay()
     assert all(type(v) is Point for v in first + replayed)
 
 
-async def test_a_generic_return_annotation_replays_the_stored_json() -> None:
+async def test_a_generic_return_annotation_replays_the_stored_json(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[list[int]] = []
 
     def boxed(value: V) -> Callable[[], list[V]]:
@@ -465,14 +427,14 @@ async def test_a_generic_return_annotation_replays_the_stored_json() -> None:
         await durably.sleep("1s")
         return [await durably.step("counted", logged(calls, [4]))]
 
-    h = Harness(generic)
+    h = Harness(runtimes("i1", T0), generic)
     await h.start()
     assert isinstance(await h.resume(), Completed)
     assert calls == [[3], [3], [4]]
     assert await h.output() == [[4]]
 
 
-async def test_a_step_declared_to_return_none_replays() -> None:
+async def test_a_step_declared_to_return_none_replays(runtimes: RuntimeFactory) -> None:
     sent: list[str] = []
 
     @durably.step
@@ -485,7 +447,7 @@ async def test_a_step_declared_to_return_none_replays() -> None:
         await durably.sleep("1s")
         return "done"
 
-    h = Harness(notifying)
+    h = Harness(runtimes("i1", T0), notifying)
     await h.start()
     assert isinstance(await h.resume(), Completed)
     assert sent == ["ann"]
@@ -494,7 +456,9 @@ async def test_a_step_declared_to_return_none_replays() -> None:
 # -- step_info -------------------------------------------------------------------------
 
 
-async def test_step_info_names_the_workflow_the_key_and_the_attempt() -> None:
+async def test_step_info_names_the_workflow_the_key_and_the_attempt(
+    runtimes: RuntimeFactory,
+) -> None:
     infos: list[durably.StepInfo] = []
 
     def record() -> int:
@@ -506,7 +470,7 @@ async def test_step_info_names_the_workflow_the_key_and_the_attempt() -> None:
         await durably.step("x", record)
         return await durably.step("x", record)
 
-    h = Harness(informed, instance_id="wf-42")
+    h = Harness(runtimes("wf-42", T0), informed)
     assert (await h.start()).completed
     assert [(i.workflow_id, i.step_name, i.attempt) for i in infos] == [
         ("wf-42", "x", 1),
@@ -515,7 +479,9 @@ async def test_step_info_names_the_workflow_the_key_and_the_attempt() -> None:
     assert [i.idempotency_key for i in infos] == ["wf-42/x", "wf-42/x#2"]
 
 
-async def test_step_info_idempotency_key_is_stable_across_attempts() -> None:
+async def test_step_info_idempotency_key_is_stable_across_attempts(
+    runtimes: RuntimeFactory,
+) -> None:
     infos: list[durably.StepInfo] = []
 
     def flaky() -> str:
@@ -532,14 +498,14 @@ async def test_step_info_idempotency_key_is_stable_across_attempts() -> None:
             "charge", flaky, retry=durably.Retry(max_attempts=1, delay="1s", jitter=False)
         )
 
-    h = Harness(retried, instance_id="order-1")
+    h = Harness(runtimes("order-1", T0), retried)
     await h.start()
     assert isinstance(await h.resume(), Completed)
     assert [(i.step_name, i.attempt) for i in infos] == [("charge#2", 1), ("charge#2", 2)]
     assert {i.idempotency_key for i in infos} == {"order-1/charge#2"}
 
 
-async def test_step_info_outside_a_step_is_a_workflow_scope_error() -> None:
+async def test_step_info_outside_a_step_is_a_workflow_scope_error(runtimes: RuntimeFactory) -> None:
     with pytest.raises(durably.WorkflowScopeError):
         durably.step_info()
     seen: list[BaseException] = []
@@ -552,7 +518,7 @@ async def test_step_info_outside_a_step_is_a_workflow_scope_error() -> None:
             seen.append(e)
         return "ok"
 
-    h = Harness(body)
+    h = Harness(runtimes("i1", T0), body)
     assert (await h.start()).completed
     assert len(seen) == 1
 
@@ -560,7 +526,9 @@ async def test_step_info_outside_a_step_is_a_workflow_scope_error() -> None:
 # -- the decorator ---------------------------------------------------------------------
 
 
-async def test_bare_decorator_names_steps_after_the_function_and_keys_repeats() -> None:
+async def test_bare_decorator_names_steps_after_the_function_and_keys_repeats(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
 
     @durably.step
@@ -575,7 +543,7 @@ async def test_bare_decorator_names_steps_after_the_function_and_keys_repeats() 
         return values
 
     assert fetch.__name__ == "fetch"
-    h = Harness(decorated)
+    h = Harness(runtimes("i1", T0), decorated)
     await h.start()
     assert await h.completed_steps() == ("fetch", "fetch#2", "fetch#3")
     assert isinstance(await h.resume(), Completed)
@@ -583,7 +551,7 @@ async def test_bare_decorator_names_steps_after_the_function_and_keys_repeats() 
     assert await h.output() == [2, 4, 6]
 
 
-async def test_decorator_with_name_retry_and_timeout() -> None:
+async def test_decorator_with_name_retry_and_timeout(runtimes: RuntimeFactory) -> None:
     attempts: list[int] = []
 
     @durably.step(
@@ -601,7 +569,7 @@ async def test_decorator_with_name_retry_and_timeout() -> None:
     async def paying(_: Any) -> str:
         return await charge(30)
 
-    h = Harness(paying)
+    h = Harness(runtimes("i1", T0), paying)
     first = await h.start()
     assert first.status == Paused(reason="retry", resume_at=T0 + 2_000, step_name="charge-card")
     assert isinstance(await h.resume(), Completed)
@@ -620,7 +588,9 @@ def test_decorator_validates_its_options_when_applied() -> None:
 # -- control flow is never swallowed ---------------------------------------------------
 
 
-async def test_except_exception_around_a_sleep_does_not_swallow_the_pause() -> None:
+async def test_except_exception_around_a_sleep_does_not_swallow_the_pause(
+    runtimes: RuntimeFactory,
+) -> None:
     after: list[str] = []
 
     @durably.workflow
@@ -632,7 +602,7 @@ async def test_except_exception_around_a_sleep_does_not_swallow_the_pause() -> N
         after.append("after")
         return "done"
 
-    h = Harness(careless)
+    h = Harness(runtimes("i1", T0), careless)
     first = await h.start()
     assert first.status == Paused(reason="sleep", resume_at=T0 + 1_000)
     assert after == []
@@ -654,8 +624,8 @@ def steps_workflow(n: int, calls: list[int]) -> durably.WorkflowDefinition[Any, 
 
 
 @pytest.mark.parametrize("n", [1, 5, 20])
-async def test_each_completed_step_is_exactly_one_commit(n: int) -> None:
-    h = Harness(steps_workflow(n, []))
+async def test_each_completed_step_is_exactly_one_commit(runtimes: RuntimeFactory, n: int) -> None:
+    h = Harness(runtimes("i1", T0), steps_workflow(n, []))
     assert h.handle.commits == 0
     result = await h.start()
     assert result.completed
@@ -703,12 +673,12 @@ class CountingStorage:
         return self.inner.transaction()
 
 
-async def storage_calls(n: int) -> int:
+async def storage_calls(runtimes: RuntimeFactory, n: int) -> int:
     calls: list[int] = []
-    rt, handle = create_in_memory_runtime(f"scale-{n}", T0)
+    rt, handle = runtimes(f"scale-{n}", T0)
     counting = CountingStorage(rt.storage)
     runtime = attrs.evolve(rt, storage=counting)
-    h = Harness(steps_workflow(n, calls), runtime=(runtime, handle))
+    h = Harness((runtime, handle), steps_workflow(n, calls))
     result = await h.start()
     assert result.completed
     assert len(calls) == n
@@ -716,8 +686,10 @@ async def storage_calls(n: int) -> int:
     return counting.calls
 
 
-async def test_a_thousand_steps_complete_with_constant_storage_work_per_step() -> None:
-    small, medium, large = [await storage_calls(n) for n in (10, 100, 1_000)]
+async def test_a_thousand_steps_complete_with_constant_storage_work_per_step(
+    runtimes: RuntimeFactory,
+) -> None:
+    small, medium, large = [await storage_calls(runtimes, n) for n in (10, 100, 1_000)]
     per_step = (medium - small) / 90
     assert per_step == (large - medium) / 900
     assert per_step <= 6
