@@ -8,7 +8,6 @@ from typing import Any
 
 import attrs
 import pytest
-from dependency_injector import providers
 from returns.result import Failure, Result, Success
 
 import durably
@@ -25,8 +24,9 @@ from durably.domain.status import Cancelled, Completed, Failed, Paused, Pending,
 from durably.ports import InstanceRuntime
 from durably.services import WorkflowOrchestrator, WorkflowStateMachine
 from durably.services.types import CancelResult, StartResult, WorkflowStatusResult
-from durably.testing import FailingStorage, TestRuntimeHandle, create_in_memory_runtime
-from durably.trackers import InMemoryTracker
+from durably.testing import FailingStorage
+from tests.support.harness import Harness
+from tests.support.runtimes import RuntimeFactory
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -50,40 +50,11 @@ async def two_steps(_: Any) -> str:
     return "done"
 
 
-@attrs.define
-class Harness:
-    runtime: InstanceRuntime
-    handle: TestRuntimeHandle
-    tracker: InMemoryTracker
-    workflows: dict[str, durably.WorkflowDefinition[Any, Any]]
-
-    def layer(self, runtime: InstanceRuntime | None = None) -> Any:
-        return WorkflowLayer(
-            runtime=runtime or self.runtime,
-            workflows=self.workflows,
-            tracker=providers.Object(self.tracker),
-        )
-
-    def orchestrator(self, runtime: InstanceRuntime | None = None) -> WorkflowOrchestrator:
-        orchestrator: WorkflowOrchestrator = self.layer(runtime).orchestrator()
-        return orchestrator
-
-    async def start(self, name: str = "wf", input: Any = None) -> StartResult:
-        return (await self.orchestrator().start(durably.WorkflowCall(name, input))).unwrap()
-
-    async def status(self) -> WorkflowStatusResult:
-        return (await self.orchestrator().get_status()).unwrap()
-
-    async def alarm_at(self, at: int) -> None:
-        self.handle.set_time(at)
-        (await self.orchestrator().handle_alarm()).unwrap()
-
-
-def harness(body: Body = two_steps, **more: Body) -> Harness:
-    runtime, handle = create_in_memory_runtime("o1", 1000)
-    workflows = {"wf": durably.make(body, name="wf")}
-    workflows.update({name: durably.make(fn, name=name) for name, fn in more.items()})
-    return Harness(runtime, handle, InMemoryTracker(), workflows)
+def harness(runtimes: RuntimeFactory, body: Body = two_steps, **more: Body) -> Harness:
+    """Instance ``o1`` of workflow ``wf`` running ``body``, beside the workflows ``more``."""
+    workflows = [durably.make(body, name="wf")]
+    workflows += [durably.make(fn, name=name) for name, fn in more.items()]
+    return Harness(runtimes("o1", 1000), *workflows)
 
 
 def failure(result: Result[Any, OrchestratorError]) -> OrchestratorError:
@@ -98,9 +69,10 @@ def failure(result: Result[Any, OrchestratorError]) -> OrchestratorError:
 
 @pytest.mark.parametrize("operation", ["start", "queue"])
 async def test_an_unknown_workflow_is_an_orchestrator_error_listing_the_names(
+    runtimes: RuntimeFactory,
     operation: str,
 ) -> None:
-    h = harness(other=two_steps)
+    h = harness(runtimes, other=two_steps)
     call = durably.WorkflowCall("nope", 1)
     orchestrator = h.orchestrator()
     method = orchestrator.start if operation == "start" else orchestrator.queue
@@ -115,13 +87,15 @@ async def test_an_unknown_workflow_is_an_orchestrator_error_listing_the_names(
     assert h.handle.storage_snapshot() == {}
 
 
-async def test_start_on_an_existing_id_with_another_workflow_is_refused_untouched() -> None:
+async def test_start_on_an_existing_id_with_another_workflow_is_refused_untouched(
+    runtimes: RuntimeFactory,
+) -> None:
     ran: list[str] = []
 
     async def other(_: Any) -> None:
         ran.append("other")
 
-    h = harness(other=other)
+    h = harness(runtimes, other=other)
     await h.start()
     before, commits = h.handle.storage_snapshot(), h.handle.commits
     error = failure(await h.orchestrator().start(durably.WorkflowCall("other", "y")))
@@ -132,29 +106,35 @@ async def test_start_on_an_existing_id_with_another_workflow_is_refused_untouche
     assert ran == []
 
 
-async def test_idempotent_start_decodes_the_stored_output_to_the_declared_type() -> None:
-    h = harness(checkout)
-    first = await h.start("wf", "o-7")
+async def test_idempotent_start_decodes_the_stored_output_to_the_declared_type(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes, checkout)
+    first = await h.start("o-7")
     assert first.output == Receipt("o-7", 42)
     assert h.handle.storage_snapshot()["workflow:output"] == {"order_id": "o-7", "amount": 42}
-    again = await h.start("wf", "o-8")  # a fresh layer, as in another process
+    again = await h.start("o-8")  # a fresh layer, as in another process
     assert again.completed is True
     assert again.output == Receipt("o-7", 42)
     assert isinstance(again.output, Receipt)
     assert again.status == Completed(1000)
 
 
-async def test_idempotent_start_of_a_paused_instance_tells_its_status() -> None:
-    h = harness()
-    await h.start("wf", "x")
-    again = await h.start("wf", "y")
+async def test_idempotent_start_of_a_paused_instance_tells_its_status(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
+    await h.start("x")
+    again = await h.start("y")
     assert (again.completed, again.output, again.status) == (False, None, Paused("sleep", 6000))
     assert h.handle.storage_snapshot()["workflow:input"] == "x"
 
 
 @pytest.mark.parametrize("operation", ["start", "queue"])
-async def test_an_input_that_cannot_be_serialized_stores_nothing(operation: str) -> None:
-    h = harness()
+async def test_an_input_that_cannot_be_serialized_stores_nothing(
+    runtimes: RuntimeFactory, operation: str
+) -> None:
+    h = harness(runtimes)
     orchestrator = h.orchestrator()
     method = orchestrator.start if operation == "start" else orchestrator.queue
     error = failure(await method(durably.WorkflowCall("wf", object())))
@@ -165,14 +145,14 @@ async def test_an_input_that_cannot_be_serialized_stores_nothing(operation: str)
     assert h.handle.scheduled_time() is None
 
 
-async def test_queue_then_the_alarm_runs_it() -> None:
+async def test_queue_then_the_alarm_runs_it(runtimes: RuntimeFactory) -> None:
     ran: list[Any] = []
 
     async def body(x: int) -> int:
         await durably.step("a", lambda: ran.append(x))
         return x * 2
 
-    h = harness(body)
+    h = harness(runtimes, body)
     queued = (await h.orchestrator().queue(durably.WorkflowCall("wf", 21))).unwrap()
     assert queued == StartResult("o1", False, None, Queued(1000))
     assert h.handle.commits == 1  # initialize + Queue + alarm: one commit
@@ -181,17 +161,19 @@ async def test_queue_then_the_alarm_runs_it() -> None:
     assert h.tracker.types() == ["workflow.queued"]
     await h.alarm_at(1500)
     assert ran == [21]
-    status = await h.status()
+    status = await h.get_status()
     assert status.status == Completed(1500)
     assert h.handle.storage_snapshot()["workflow:output"] == 42
     assert h.handle.scheduled_time() is None
-    assert (await h.start("wf", 0)).output == 42
+    assert (await h.start(0)).output == 42
 
 
 # --- how a body ends ------------------------------------------------------------------------------
 
 
-async def test_a_failed_workflow_keeps_type_message_traceback_step_and_attempt() -> None:
+async def test_a_failed_workflow_keeps_type_message_traceback_step_and_attempt(
+    runtimes: RuntimeFactory,
+) -> None:
     def charge() -> None:
         raise ValueError("card declined")
 
@@ -199,10 +181,10 @@ async def test_a_failed_workflow_keeps_type_message_traceback_step_and_attempt()
         await durably.step("a", lambda: "A")
         await durably.step("charge", charge)
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert result.completed is False
-    status = (await h.status()).status  # read back from storage
+    status = (await h.get_status()).status  # read back from storage
     assert isinstance(status, Failed)
     assert status.failed_at == 1000
     error = status.error
@@ -221,11 +203,11 @@ async def test_a_failed_workflow_keeps_type_message_traceback_step_and_attempt()
     assert event.completed_steps == ("a",)
 
 
-async def test_an_error_raised_by_the_body_itself_has_no_step() -> None:
+async def test_an_error_raised_by_the_body_itself_has_no_step(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> None:
         raise KeyError("k")
 
-    status = (await harness(body).start()).status
+    status = (await harness(runtimes, body).start()).status
     assert isinstance(status, Failed)
     assert (status.error.type, status.error.step_name, status.error.attempt) == (
         "KeyError",
@@ -234,11 +216,11 @@ async def test_an_error_raised_by_the_body_itself_has_no_step() -> None:
     )
 
 
-async def test_a_workflow_returning_failure_fails() -> None:
+async def test_a_workflow_returning_failure_fails(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> Result[int, Exception]:
         return Failure(ValueError("no stock"))
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert (result.completed, result.output) == (False, None)
     assert isinstance(result.status, Failed)
@@ -246,47 +228,49 @@ async def test_a_workflow_returning_failure_fails() -> None:
     assert "workflow:output" not in h.handle.storage_snapshot()
 
 
-async def test_a_workflow_returning_success_outputs_its_value() -> None:
+async def test_a_workflow_returning_success_outputs_its_value(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> Result[int, Exception]:
         return Success(7)
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert (result.completed, result.output, result.status) == (True, 7, Completed(1000))
     assert h.handle.storage_snapshot()["workflow:output"] == 7
 
 
-async def test_an_output_that_cannot_be_serialized_fails_the_workflow() -> None:
+async def test_an_output_that_cannot_be_serialized_fails_the_workflow(
+    runtimes: RuntimeFactory,
+) -> None:
     async def body(_: Any) -> object:
         await durably.step("a", lambda: "A")
         return object()
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert result.completed is False
     assert isinstance(result.status, Failed)
     assert result.status.error.type == "SerializationError"
     assert "workflow:output" not in h.handle.storage_snapshot()
-    assert (await h.status()).completed_steps == ("a",)
+    assert (await h.get_status()).completed_steps == ("a",)
     assert h.tracker.types()[-1] == "workflow.failed"
 
 
 # --- cancel ---------------------------------------------------------------------------------------
 
 
-async def test_cancel_of_nothing_is_not_found() -> None:
-    h = harness()
+async def test_cancel_of_nothing_is_not_found(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
     assert (await h.orchestrator().cancel(reason="x")).unwrap() == CancelResult(
         False, "not_found", None
     )
     assert h.handle.storage_snapshot() == {}
 
 
-async def test_cancel_of_a_terminal_instance_is_already_terminal() -> None:
+async def test_cancel_of_a_terminal_instance_is_already_terminal(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> int:
         return 1
 
-    h = harness(body)
+    h = harness(runtimes, body)
     await h.start()
     before = h.handle.storage_snapshot()
     result = (await h.orchestrator().cancel(reason="late")).unwrap()
@@ -294,18 +278,20 @@ async def test_cancel_of_a_terminal_instance_is_already_terminal() -> None:
     assert h.handle.storage_snapshot() == before
 
 
-async def test_cancel_of_a_queued_instance_is_immediate_and_clears_the_alarm() -> None:
+async def test_cancel_of_a_queued_instance_is_immediate_and_clears_the_alarm(
+    runtimes: RuntimeFactory,
+) -> None:
     ran: list[int] = []
 
     async def body(_: Any) -> None:
         await durably.step("a", lambda: ran.append(1))
 
-    h = harness(body)
+    h = harness(runtimes, body)
     (await h.orchestrator().queue(durably.WorkflowCall("wf", None))).unwrap()
     h.handle.set_time(1200)
     result = (await h.orchestrator().cancel(reason="user asked")).unwrap()
     assert result == CancelResult(True, None, "Queued")
-    assert (await h.status()).status == Cancelled(1200, "user asked")
+    assert (await h.get_status()).status == Cancelled(1200, "user asked")
     assert h.handle.scheduled_time() is None
     await h.alarm_at(2000)
     assert ran == []
@@ -313,13 +299,15 @@ async def test_cancel_of_a_queued_instance_is_immediate_and_clears_the_alarm() -
     assert event.reason == "user asked"
 
 
-async def test_cancel_of_a_paused_instance_is_immediate_and_clears_the_alarm() -> None:
-    h = harness()
+async def test_cancel_of_a_paused_instance_is_immediate_and_clears_the_alarm(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
     await h.start()
     h.handle.set_time(2000)
     result = (await h.orchestrator().cancel(reason="user asked")).unwrap()
     assert result == CancelResult(True, None, "Paused")
-    status = await h.status()
+    status = await h.get_status()
     assert status.status == Cancelled(2000, "user asked")
     assert status.completed_steps == ("a",)
     snapshot = h.handle.storage_snapshot()
@@ -328,16 +316,16 @@ async def test_cancel_of_a_paused_instance_is_immediate_and_clears_the_alarm() -
     assert "workflow:pendingResumeAt" not in snapshot
     assert h.handle.scheduled_time() is None
     await h.alarm_at(6000)  # a stale alarm does nothing
-    assert (await h.status()).status == Cancelled(2000, "user asked")
+    assert (await h.get_status()).status == Cancelled(2000, "user asked")
 
 
-async def test_cancel_of_a_pending_instance() -> None:
-    h = harness()
+async def test_cancel_of_a_pending_instance(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
     sm: WorkflowStateMachine = h.layer().state_machine()
     (await sm.initialize("wf", None)).unwrap()
     result = (await h.orchestrator().cancel(reason="never mind")).unwrap()
     assert result == CancelResult(True, None, "Pending")
-    assert (await h.status()).status == Cancelled(1000, "never mind")
+    assert (await h.get_status()).status == Cancelled(1000, "never mind")
 
 
 # A cancel from a process that cannot take the lease goes to the instance's inbox (what
@@ -352,8 +340,10 @@ async def send_cancel(h: Harness, reason: str | None) -> AppendOutcome:
     return outcome
 
 
-async def test_a_cancel_sent_to_a_paused_instance_only_makes_it_due() -> None:
-    h = harness()
+async def test_a_cancel_sent_to_a_paused_instance_only_makes_it_due(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
     await h.start()
     before = h.handle.storage_snapshot()
     outcome = await send_cancel(h, "from afar")
@@ -366,7 +356,9 @@ async def test_a_cancel_sent_to_a_paused_instance_only_makes_it_due() -> None:
 
 
 @pytest.mark.parametrize("alarm_at", [3000, 6000], ids=["early", "due"])
-async def test_the_next_alarm_of_a_paused_instance_records_a_sent_cancel(alarm_at: int) -> None:
+async def test_the_next_alarm_of_a_paused_instance_records_a_sent_cancel(
+    runtimes: RuntimeFactory, alarm_at: int
+) -> None:
     ran: list[str] = []
 
     async def body(_: Any) -> str:
@@ -375,11 +367,11 @@ async def test_the_next_alarm_of_a_paused_instance_records_a_sent_cancel(alarm_a
         ran.append("after the sleep")  # no step or sleep left that would see the cancel
         return "done"
 
-    h = harness(body)
+    h = harness(runtimes, body)
     await h.start()
     await send_cancel(h, "from afar")
     await h.alarm_at(alarm_at)
-    status = await h.status()
+    status = await h.get_status()
     assert status.status == Cancelled(alarm_at, "from afar")
     assert status.completed_steps == ("a",)
     assert ran == ["a"]
@@ -396,25 +388,29 @@ async def test_the_next_alarm_of_a_paused_instance_records_a_sent_cancel(alarm_a
     assert h.tracker.of_type("workflow.resumed") == []
 
 
-async def test_the_alarm_of_a_queued_instance_records_a_sent_cancel() -> None:
+async def test_the_alarm_of_a_queued_instance_records_a_sent_cancel(
+    runtimes: RuntimeFactory,
+) -> None:
     ran: list[int] = []
 
     async def body(_: Any) -> None:
         await durably.step("a", lambda: ran.append(1))
 
-    h = harness(body)
+    h = harness(runtimes, body)
     (await h.orchestrator().queue(durably.WorkflowCall("wf", None))).unwrap()
     assert (await send_cancel(h, "from afar")).status == "Queued"
-    assert isinstance((await h.status()).status, Queued)
+    assert isinstance((await h.get_status()).status, Queued)
     await h.alarm_at(1000)
-    assert (await h.status()).status == Cancelled(1000, "from afar")
+    assert (await h.get_status()).status == Cancelled(1000, "from afar")
     assert ran == []
     assert h.handle.scheduled_time() is None
     assert h.tracker.of_type("workflow.started") == []
 
 
-async def test_a_cancel_sent_to_nothing_or_a_finished_instance_writes_nothing() -> None:
-    h = harness(checkout)
+async def test_a_cancel_sent_to_nothing_or_a_finished_instance_writes_nothing(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes, checkout)
     assert await send_cancel(h, None) == AppendOutcome(None)
     await h.start()
     before, commits = h.handle.storage_snapshot(), h.handle.commits
@@ -426,7 +422,9 @@ async def test_a_cancel_sent_to_nothing_or_a_finished_instance_writes_nothing() 
     assert (await h.runtime.inbox.pending()).unwrap() == []
 
 
-async def test_cancel_interrupts_a_running_execution_in_the_same_process() -> None:
+async def test_cancel_interrupts_a_running_execution_in_the_same_process(
+    runtimes: RuntimeFactory,
+) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
     after: list[int] = []
 
@@ -440,7 +438,7 @@ async def test_cancel_interrupts_a_running_execution_in_the_same_process() -> No
         await durably.step("wait", wait)
         await durably.step("b", lambda: after.append(1))
 
-    h = harness(body)
+    h = harness(runtimes, body)
     layer = h.layer()  # one layer: one registry of running executions
     task = asyncio.create_task(layer.orchestrator().start(durably.WorkflowCall("wf", None)))
     await asyncio.wait_for(entered.wait(), 5)
@@ -460,7 +458,9 @@ async def test_cancel_interrupts_a_running_execution_in_the_same_process() -> No
     assert h.handle.scheduled_time() is None
 
 
-async def test_cancel_from_another_process_stops_the_execution_at_its_next_step() -> None:
+async def test_cancel_from_another_process_stops_the_execution_at_its_next_step(
+    runtimes: RuntimeFactory,
+) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
     after: list[int] = []
 
@@ -473,7 +473,7 @@ async def test_cancel_from_another_process_stops_the_execution_at_its_next_step(
         await durably.step("wait", wait)
         await durably.step("b", lambda: after.append(1))
 
-    h = harness(body)
+    h = harness(runtimes, body)
     task = asyncio.create_task(h.orchestrator().start(durably.WorkflowCall("wf", None)))
     await asyncio.wait_for(entered.wait(), 5)
     elsewhere = h.orchestrator()  # another layer: it cannot reach the running task
@@ -488,53 +488,53 @@ async def test_cancel_from_another_process_stops_the_execution_at_its_next_step(
     result = (await asyncio.wait_for(task, 5)).unwrap()
     assert result.status == Cancelled(1000, "from afar")
     assert after == []
-    assert (await h.status()).completed_steps == ("wait",)  # the running step still committed
+    assert (await h.get_status()).completed_steps == ("wait",)  # the running step still committed
 
 
-async def test_cancel_without_a_reason_records_none() -> None:
-    h = harness()
+async def test_cancel_without_a_reason_records_none(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
     await h.start()
     (await h.orchestrator().cancel()).unwrap()
-    assert (await h.status()).status == Cancelled(1000, None)
+    assert (await h.get_status()).status == Cancelled(1000, None)
 
 
 # --- status and alarms that do nothing ------------------------------------------------------------
 
 
-async def test_get_status_and_exists() -> None:
-    h = harness()
-    assert await h.status() == WorkflowStatusResult(None, (), False)
+async def test_get_status_and_exists(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
+    assert await h.get_status() == WorkflowStatusResult(None, (), False)
     assert (await h.orchestrator().exists()).unwrap() is False
     await h.start()
-    assert await h.status() == WorkflowStatusResult(Paused("sleep", 6000), ("a",), True)
+    assert await h.get_status() == WorkflowStatusResult(Paused("sleep", 6000), ("a",), True)
     assert (await h.orchestrator().exists()).unwrap() is True
 
 
-async def test_handle_alarm_with_no_instance_does_nothing() -> None:
-    h = harness()
+async def test_handle_alarm_with_no_instance_does_nothing(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
     assert (await h.orchestrator().handle_alarm()).unwrap() is None
     assert h.handle.storage_snapshot() == {}
     assert h.handle.commits == 0
 
 
-async def test_handle_alarm_of_a_pending_instance_does_nothing() -> None:
-    h = harness()
+async def test_handle_alarm_of_a_pending_instance_does_nothing(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
     sm: WorkflowStateMachine = h.layer().state_machine()
     (await sm.initialize("wf", None)).unwrap()
     before, commits = h.handle.storage_snapshot(), h.handle.commits
     assert (await h.orchestrator().handle_alarm()).unwrap() is None
     assert h.handle.storage_snapshot() == before
     assert h.handle.commits == commits
-    assert (await h.status()).status == Pending()
+    assert (await h.get_status()).status == Pending()
 
 
-async def test_handle_alarm_of_a_terminal_instance_does_nothing() -> None:
+async def test_handle_alarm_of_a_terminal_instance_does_nothing(runtimes: RuntimeFactory) -> None:
     ran: list[int] = []
 
     async def body(_: Any) -> None:
         await durably.step("a", lambda: ran.append(1))
 
-    h = harness(body)
+    h = harness(runtimes, body)
     await h.start()
     before, commits = h.handle.storage_snapshot(), h.handle.commits
     await h.alarm_at(99_000)
@@ -551,8 +551,10 @@ def failing_runtime(h: Harness) -> tuple[InstanceRuntime, FailingStorage]:
     return attrs.evolve(h.runtime, storage=storage), storage
 
 
-async def test_every_operation_fails_as_an_orchestrator_error_and_keeps_the_state() -> None:
-    h = harness()
+async def test_every_operation_fails_as_an_orchestrator_error_and_keeps_the_state(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
     runtime, storage = failing_runtime(h)
     (await h.orchestrator(runtime).start(durably.WorkflowCall("wf", "x"))).unwrap()
     before = h.handle.storage_snapshot()
@@ -576,11 +578,13 @@ async def test_every_operation_fails_as_an_orchestrator_error_and_keeps_the_stat
     assert h.handle.scheduled_time() == 6000
     storage.fail_on = set()
     (await h.orchestrator(runtime).handle_alarm()).unwrap()
-    assert (await h.status()).status == Completed(6000)
+    assert (await h.get_status()).status == Completed(6000)
 
 
-async def test_a_failed_commit_on_resume_leaves_the_instance_paused() -> None:
-    h = harness()
+async def test_a_failed_commit_on_resume_leaves_the_instance_paused(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
     runtime, storage = failing_runtime(h)
     await h.start()
     before = h.handle.storage_snapshot()
@@ -589,11 +593,13 @@ async def test_a_failed_commit_on_resume_leaves_the_instance_paused() -> None:
     error = failure(await h.orchestrator(runtime).handle_alarm())
     assert isinstance(error.cause, StorageError)
     assert h.handle.storage_snapshot() == before
-    assert (await h.status()).status == Paused("sleep", 6000)
+    assert (await h.get_status()).status == Paused("sleep", 6000)
 
 
-async def test_a_failed_step_commit_is_an_execute_error_and_leaves_it_running() -> None:
-    h = harness()
+async def test_a_failed_step_commit_is_an_execute_error_and_leaves_it_running(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
     runtime, storage = failing_runtime(h)
     calls: list[str] = []
 
@@ -607,23 +613,25 @@ async def test_a_failed_step_commit_is_an_execute_error_and_leaves_it_running() 
         await durably.step("a", a)
         return "done"
 
-    h.workflows["wf"] = durably.make(body, name="wf")
+    h.workflows[0] = durably.make(body, name="wf")
     error = failure(await h.orchestrator(runtime).start(durably.WorkflowCall("wf", None)))
     assert error.operation == "execute"
     assert isinstance(error.cause, StorageError)
     assert "execute failed" in str(error)
     storage.fail_on = set()
-    status = await h.status()
+    status = await h.get_status()
     assert status.status == Running(1000)  # the last committed state
     assert status.completed_steps == ()
     assert "step:a:result" not in h.handle.storage_snapshot()
     h.handle.set_time(2000)
     (await h.orchestrator(runtime).handle_alarm()).unwrap()  # recovery replays it
     assert calls == ["a", "a"]
-    assert (await h.status()).status == Completed(2000)
+    assert (await h.get_status()).status == Completed(2000)
 
 
-async def test_a_commit_the_storage_refuses_for_good_fails_the_step_at_once() -> None:
+async def test_a_commit_the_storage_refuses_for_good_fails_the_step_at_once(
+    runtimes: RuntimeFactory,
+) -> None:
     """A refusal a retry cannot change (the database refuses the value itself): the step
     fails now, naming the cause, instead of the instance running it again and again."""
 
@@ -633,7 +641,7 @@ async def test_a_commit_the_storage_refuses_for_good_fails_the_step_at_once() ->
             self.fail_on = set()  # only the step's commit is refused
             return result
 
-    h = harness()
+    h = harness(runtimes)
     storage = RefusingOnce(h.runtime.storage, permanent=True)
     runtime = attrs.evolve(h.runtime, storage=storage)
     calls: list[str] = []
@@ -647,7 +655,7 @@ async def test_a_commit_the_storage_refuses_for_good_fails_the_step_at_once() ->
         await durably.step("a", a)
         return "done"
 
-    h.workflows["wf"] = durably.make(body, name="wf")
+    h.workflows[0] = durably.make(body, name="wf")
     result = (await h.orchestrator(runtime).start(durably.WorkflowCall("wf", None))).unwrap()
     assert isinstance(result.status, Failed)
     error = result.status.error
@@ -660,7 +668,7 @@ async def test_a_commit_the_storage_refuses_for_good_fails_the_step_at_once() ->
 # --- concurrent workflows in one event loop -------------------------------------------------------
 
 
-async def test_concurrent_workflows_never_see_each_others_context() -> None:
+async def test_concurrent_workflows_never_see_each_others_context(runtimes: RuntimeFactory) -> None:
     log: list[tuple[str, str, str]] = []
 
     async def look(tag: str) -> str:
@@ -677,8 +685,8 @@ async def test_concurrent_workflows_never_see_each_others_context() -> None:
         return durably.context().workflow_id
 
     definition = durably.make(body, name="wf")
-    rt1, h1 = create_in_memory_runtime("c1", 1000)
-    rt2, h2 = create_in_memory_runtime("c2", 1000, backend=h1.backend)  # one shared store
+    rt1, h1 = runtimes("c1", 1000)
+    rt2, h2 = runtimes("c2", 1000, backend=h1.backend)  # one shared store
     layer1 = WorkflowLayer(runtime=rt1, workflows=[definition])
     layer2 = WorkflowLayer(runtime=rt2, workflows=[definition])
     r1, r2 = await asyncio.gather(
