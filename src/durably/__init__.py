@@ -8,6 +8,8 @@ from durably.domain.backoff import Backoff, add_jitter, calculate_backoff_delay
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
+    EventNotPublishedError,
+    EventTimeoutError,
     InfrastructureError,
     InstanceNotFoundError,
     InstancePurgedError,
@@ -38,10 +40,12 @@ from durably.primitives import (
     WorkflowDefinition,
     context,
     make,
+    set_event,
     sleep,
     sleep_until,
     step,
     step_info,
+    wait_for_event,
     workflow,
 )
 from durably.services.purge import PurgeConfig
@@ -49,6 +53,7 @@ from durably.services.recovery import RecoveryConfig
 from durably.services.types import (
     CancelResult,
     InstanceSummary,
+    SendResult,
     StartResult,
     WorkflowCall,
     WorkflowStatusResult,
@@ -64,6 +69,8 @@ __all__ = [
     "step",
     "sleep",
     "sleep_until",
+    "wait_for_event",
+    "set_event",
     "context",
     "step_info",
     "WorkflowContext",
@@ -84,6 +91,7 @@ __all__ = [
     "WorkflowCall",
     "StartResult",
     "CancelResult",
+    "SendResult",
     "WorkflowStatusResult",
     "InstanceSummary",
     # errors
@@ -100,6 +108,8 @@ __all__ = [
     "StepCancelledError",
     "RetryExhaustedError",
     "StepTimeoutError",
+    "EventTimeoutError",
+    "EventNotPublishedError",
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",

@@ -97,9 +97,9 @@ def describe_status(
     its resume time (a failed alarm moved it) says when it really wakes up.
     """
     if isinstance(status, Paused):
-        what = f"retry of step {status.step_name!r}" if status.reason == "retry" else "sleep"
-        if status.reason == "sleep" and status.step_name:
-            what = f"sleep {status.step_name!r}"
+        what = pause_text(status)
+        if status.resume_at is None:
+            return f"Paused ({what})"
         text = f"Paused ({what}) until {format_time(status.resume_at)} UTC"
         if now is None:
             return text
@@ -122,10 +122,27 @@ def describe_status(
     return status.tag
 
 
+def pause_text(status: Paused) -> str:
+    """What a pause waits for: ``retry of step 'charge'``, ``sleep 'cool-off'``, ``event
+    'approval'``."""
+    match status.reason:
+        case "retry":
+            return f"retry of step {status.step_name!r}"
+        case "sleep":
+            return f"sleep {status.step_name!r}" if status.step_name else "sleep"
+        case "event":
+            names = [w.split(":", 1)[1] for w in status.waits if w.startswith("event:")]
+            return "event " + ", ".join(repr(n) for n in names) if names else "event"
+        case _:
+            return status.reason
+
+
 def progress_text(status: WorkflowStatus, now: int) -> str:
     """A short status for the spinner of ``start --wait``: ``Paused (sleep), resumes in 2.0s``."""
     if isinstance(status, Paused):
-        what = "retry" if status.reason == "retry" else "sleep"
+        what = status.reason
+        if status.resume_at is None:
+            return f"Paused ({what})"
         return f"Paused ({what}), resumes in {format_duration(status.resume_at - now)}"
     return status.tag
 

@@ -12,6 +12,8 @@ cause's branch.
 
 from durably.domain.errors import (
     DurablyError,
+    EventNotPublishedError,
+    EventTimeoutError,
     ExecutionStopped,
     InfrastructureError,
     InstanceExists,
@@ -40,6 +42,8 @@ from durably.domain.errors import (
 
 __all__ = [
     "DurablyError",
+    "EventTimeoutError",
+    "EventNotPublishedError",
     "UsageError",
     "OutcomeError",
     "InfrastructureError",

@@ -3,9 +3,17 @@
 from durably.services.types import (
     CancelResult,
     InstanceSummary,
+    SendResult,
     StartResult,
     WorkflowCall,
     WorkflowStatusResult,
 )
 
-__all__ = ["WorkflowCall", "StartResult", "CancelResult", "WorkflowStatusResult", "InstanceSummary"]
+__all__ = [
+    "WorkflowCall",
+    "StartResult",
+    "CancelResult",
+    "SendResult",
+    "WorkflowStatusResult",
+    "InstanceSummary",
+]

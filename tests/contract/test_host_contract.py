@@ -275,7 +275,7 @@ async def test_an_append_to_nothing_or_a_finished_instance_appends_nothing(
     runtime = await create(host, "x1")
     ok(await runtime.storage.put(keys.STATUS, {"tag": "Completed", "completed_at": 1}))
     outcome = await host.append(cancel("x1"), host.now())
-    assert outcome == AppendOutcome("Completed")
+    assert outcome == AppendOutcome("Completed", workflow="wf")
     assert not outcome.delivered
     assert await host.read_inbox("x1") == []
 
@@ -289,9 +289,9 @@ async def test_an_append_wakes_a_waiting_instance_not_a_running_one(
         ok(await paused.scheduler.schedule(host.now() + 60_000))
     running = await create(host, "w2")
     advance_clock(7)
-    assert await host.append(cancel("w1"), host.now()) == AppendOutcome("Paused", 1)
+    assert await host.append(cancel("w1"), host.now()) == AppendOutcome("Paused", 1, workflow="wf")
     assert ok(await paused.scheduler.get_scheduled()) == host.now()
-    assert await host.append(cancel("w2"), host.now()) == AppendOutcome("Running", 1)
+    assert await host.append(cancel("w2"), host.now()) == AppendOutcome("Running", 1, workflow="wf")
     assert ok(await running.scheduler.get_scheduled()) == host.now() - 7 + LEASE_MS
 
 
@@ -302,7 +302,7 @@ async def test_messages_are_numbered_per_instance_and_deduplicated(host: Instanc
     assert (await host.append(cancel("d2", "b"), host.now())).seq == 1
     assert (await host.append(cancel("d1", "c"), host.now())).seq == 2
     again = await host.append(cancel("d1", "ignored", dedupe="k"), host.now())
-    assert again == AppendOutcome("Running", None, duplicate=True)
+    assert again == AppendOutcome("Running", None, duplicate=True, workflow="wf")
     assert again.delivered
     messages = await host.read_inbox("d1")
     assert [(m.seq, m.payload["reason"], m.dedupe_key) for m in messages] == [

@@ -55,6 +55,7 @@ async def test_a_failed_alarm_shows_its_error_and_the_real_next_wake_up(url: str
     async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:
         paused = (await full.start(napper, 1, id="n1")).unwrap().status
         assert isinstance(paused, Paused)
+        assert paused.resume_at is not None
     first_failure = paused.resume_at + 5
     clock.time_ms = first_failure
     async with Engine([], backend=url, clock=clock, lease=LEASE) as bare:

@@ -180,6 +180,7 @@ async def test_a_paused_instance_resumes_in_a_reopened_engine(tmp_path: Path) ->
         paused = (await first.start(reopen_pause, 7, id="p")).unwrap()
         assert isinstance(paused.status, Paused)
         resume_at = paused.status.resume_at
+        assert resume_at is not None
     assert calls == Counter({"pause.a": 1})
 
     clock = ManualClock(resume_at - 1)

@@ -122,13 +122,14 @@ class Harness:
         """Move the clock to the pause's resume time, run the alarm; the status after it."""
         status = await self.status()
         assert isinstance(status, Paused), status
+        assert status.resume_at is not None
         self.handle.set_time(status.resume_at)
         await self.alarm(tracker=tracker)
         return await self.status()
 
     async def resume_until_done(self) -> WorkflowStatus | None:
-        """``resume`` while the instance is paused; its status when it no longer is."""
-        while isinstance(status := await self.status(), Paused):
+        """``resume`` while the instance is paused until a time; its status after that."""
+        while isinstance(status := await self.status(), Paused) and status.resume_at is not None:
             self.handle.set_time(status.resume_at)
             await self.alarm()
         return status

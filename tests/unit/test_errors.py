@@ -12,6 +12,7 @@ from returns.result import Failure, Result, Success
 import durably.domain.errors as errors_module
 from durably.domain.errors import (
     DurablyError,
+    EventTimeoutError,
     InstancePurgedError,
     InvalidDurationError,
     InvalidTransitionError,
@@ -46,6 +47,8 @@ API_ERRORS = {
     "StepScopeError",
     "InvalidDurationError",
     "SerializationError",
+    # coordination.md section 1
+    "EventTimeoutError",
 }
 
 # (an instance, the field to try to overwrite, what its message must contain)
@@ -94,6 +97,7 @@ CASES: list[tuple[DurablyError, str, tuple[str, ...]]] = [
         ),
     ),
     (StepTimeoutError("charge", 1_000, 1_250), "timeout_ms", ("'charge'", "1000 ms", "1250 ms")),
+    (EventTimeoutError("approval", 5_000), "event_name", ("'approval'", "5000 ms")),
     (WorkflowScopeError(), "operation", ("step()", "inside a workflow")),
     (WorkflowScopeError("sleep"), "operation", ("sleep()",)),
     (StepScopeError("sleep", "charge"), "step_name", ("sleep()", "'charge'")),
@@ -114,6 +118,7 @@ ENGINE_ERRORS = {
     "ResultTimeoutError",
     "InstanceNotFoundError",
     "InstancePurgedError",
+    "EventNotPublishedError",
     # the storage core: refused commits, and an execution that stopped before a step
     "LeaseLost",
     "InstanceExists",
@@ -361,6 +366,8 @@ TREE = {
         "StepTimeoutError",
         "RecoveryError",
         "InstancePurgedError",
+        "EventTimeoutError",
+        "EventNotPublishedError",
     },
     "InfrastructureError": {
         "StorageError",

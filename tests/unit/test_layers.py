@@ -80,9 +80,9 @@ MAY_ALSO_IMPORT: dict[str, frozenset[str]] = {"primitives": frozenset({"durably.
 DI_LAYER = "containers"
 
 _PRIMITIVES_RUN_SERVICES = (
-    "a primitive is the body-side half of a service: step() and sleep() hand their work to "
-    "services.steps/services.sleeps, and workflow() builds a WorkflowDefinition and, for a "
-    "direct call, a state machine and event emitter"
+    "a primitive is the body-side half of a service: step(), sleep() and the event "
+    "primitives hand their work to services.steps/sleeps/workflow_events, and workflow() "
+    "builds a WorkflowDefinition and, for a direct call, a state machine and event emitter"
 )
 _CLI_READS_DOMAIN = (
     "the CLI parses durations and JSON input and prints statuses, errors and records with "
@@ -91,6 +91,7 @@ _CLI_READS_DOMAIN = (
 
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("durably.primitives.context", "durably.services.steps"): _PRIMITIVES_RUN_SERVICES,
+    ("durably.primitives.events", "durably.services.workflow_events"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.sleep", "durably.services.sleeps"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.step", "durably.services.steps"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.workflow", "durably.services.definition"): _PRIMITIVES_RUN_SERVICES,

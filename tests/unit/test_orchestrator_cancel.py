@@ -115,7 +115,7 @@ async def test_a_cancel_sent_to_a_paused_instance_only_makes_it_due(
     await h.start()
     before = h.handle.storage_snapshot()
     outcome = await send_cancel(h, "from afar")
-    assert outcome == AppendOutcome("Paused", 1)
+    assert outcome == AppendOutcome("Paused", 1, workflow="wf")
     assert h.handle.storage_snapshot() == before  # status and pause untouched
     assert h.handle.scheduled_time() == 1000  # due now, not at the sleep's end (6000)
     assert h.tracker.of_type("workflow.cancelled") == []
@@ -183,7 +183,7 @@ async def test_a_cancel_sent_to_nothing_or_a_finished_instance_writes_nothing(
     await h.start()
     before, commits = h.handle.storage_snapshot(), h.handle.commits
     outcome = await send_cancel(h, "late")
-    assert outcome == AppendOutcome("Completed")
+    assert outcome == AppendOutcome("Completed", workflow="wf")
     assert not outcome.delivered
     assert h.handle.storage_snapshot() == before
     assert h.handle.commits == commits

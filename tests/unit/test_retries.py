@@ -297,6 +297,7 @@ async def resume_times(runtimes: RuntimeFactory, retry: Retry, failures: int) ->
     now = T0
     while isinstance(status, Paused):
         assert status.reason == "retry"
+        assert status.resume_at is not None
         delays.append(status.resume_at - now)
         now = status.resume_at
         status = await h.resume()
@@ -338,6 +339,7 @@ async def test_jitter_stays_within_ten_percent(runtimes: RuntimeFactory) -> None
         )
         status = (await h.start()).status
         assert isinstance(status, Paused)
+        assert status.resume_at is not None
         delays.append(status.resume_at - T0)
     assert all(900 <= d <= 1_100 for d in delays), delays
     assert len(set(delays)) > 1

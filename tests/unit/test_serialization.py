@@ -111,6 +111,9 @@ SPEC_EVENT_TYPES = [
     "sleep.started",
     "sleep.completed",
     "timeout.exceeded",
+    "event.sent",
+    "event.received",
+    "event.timed_out",
 ]
 
 # A non-default value for every field any event has.
@@ -134,6 +137,11 @@ EVENT_FIELDS: dict[str, Any] = {
     "next_attempt_at": 1_700_000_006_000,
     "delay_ms": 1_000,
     "timeout_ms": 30_000,
+    "event_name": "approval",
+    "seq": 7,
+    "delivery_id": "mail-991",
+    "wait": "approval#2",
+    "waited_ms": 1_500,
 }
 
 

@@ -155,6 +155,7 @@ async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_
     await h.resume()  # a#2, then b fails and waits for its retry
     paused = await h.status()
     assert isinstance(paused, Paused)
+    assert paused.resume_at is not None
     h.handle.set_time(paused.resume_at)
     listed.clear()
     (await h.layer().orchestrator().handle_alarm()).unwrap()  # b (attempt 2) and c

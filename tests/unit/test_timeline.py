@@ -89,7 +89,7 @@ async def run_pauses_out(engine: Engine, instance_id: str) -> None:
     """Fire every alarm at its own time until the instance ends."""
     for _ in range(20):
         status = (await engine.status(instance_id)).unwrap().status
-        if not isinstance(status, Paused):
+        if not isinstance(status, Paused) or status.resume_at is None:
             return
         clock.time_ms = max(clock.time_ms, status.resume_at)
         await engine.run_until_idle()

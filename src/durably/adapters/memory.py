@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from durably.adapters.clock import Clock, ClockRuntime, ManualClock, SystemClock
-from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced
+from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced, woken_by_news
 from durably.adapters.runtime import instance_runtime
 from durably.adapters.unit_of_work import ClearAlarm, SetAlarm
 from durably.domain.errors import InstanceExists, LeaseLost, StorageError
-from durably.domain.inbox import WAKING_STATUSES, AppendOutcome, InboxMessage, Outgoing
+from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.lease import LeaseHold
 from durably.domain.serialization import loads
 from durably.domain.status import TERMINAL_TAGS
@@ -107,6 +107,9 @@ class MemoryBackend:
             self._wake()
         elif isinstance(plan.alarm, ClearAlarm):
             self.alarms.pop(iid, None)
+        if row is not None and woken_by_news(plan, row.status, row.inbox_seq):
+            self.alarms[iid] = plan.now
+            self._wake()
         if plan.consume:
             consumed = set(plan.consume)
             self.inboxes[iid] = [
@@ -171,9 +174,9 @@ class MemoryBackend:
         if message.dedupe_key is not None and any(
             m.dedupe_key == message.dedupe_key for m in messages
         ):
-            return AppendOutcome(row.status, duplicate=True)
+            return AppendOutcome(row.status, duplicate=True, workflow=row.workflow)
         if row.status in TERMINAL_TAGS:
-            return AppendOutcome(row.status)
+            return AppendOutcome(row.status, workflow=row.workflow)
         row.inbox_seq += 1
         messages.append(
             InboxMessage(
@@ -185,12 +188,12 @@ class MemoryBackend:
                 message.dedupe_key,
             )
         )
-        if row.status in WAKING_STATUSES:
+        if wakes(message.kind, row.status):
             due = self.alarms.get(iid)
             self.alarms[iid] = now if due is None else min(due, now)
             self._wake()
         self.commits += 1
-        return AppendOutcome(row.status, row.inbox_seq)
+        return AppendOutcome(row.status, row.inbox_seq, workflow=row.workflow)
 
     # -- InstanceHost ---------------------------------------------------------------------
 

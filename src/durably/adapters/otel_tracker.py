@@ -169,10 +169,9 @@ class OtelTracker:
                     attributes["cancel.reason"] = reason
                 self._finish(event, "cancelled", None, attributes)
             case WorkflowPaused(reason=reason, resume_at=resume_at, step_name=step_name):
-                paused: dict[str, str | int] = {
-                    "pause.reason": reason,
-                    "pause.resume_at": resume_at,
-                }
+                paused: dict[str, str | int] = {"pause.reason": reason}
+                if resume_at is not None:
+                    paused["pause.resume_at"] = resume_at
                 if step_name is not None:
                     paused["step.name"] = step_name
                 self._finish(event, "paused", None, paused)

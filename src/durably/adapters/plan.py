@@ -13,6 +13,12 @@ Every backend executes plans, and only plans, in one place each (``MemoryStore.e
 - **alarm**: what the unit asked for; and a ``Running`` status written under a lease
   always sets the alarm to the lease's expiry, so that if the owner dies, the instance
   comes due and the next claim recovers it.
+- **news**: a unit that sets or clears the alarm of an instance that is left waiting
+  (``Queued`` or ``Paused``) says up to which inbox number its committer has read
+  (``news_after``). When a message numbered beyond it arrived (while the instance was
+  running, its append could not wake it), the alarm is set to now instead: the instance
+  comes due and looks at the message. The check runs where the commit takes the
+  instance's row, so no message can slip between it and the commit.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import attrs
 
 from durably.adapters.unit_of_work import AlarmChange, KeepAlarm, SetAlarm, UnitOfWork
 from durably.domain import keys
+from durably.domain.inbox import WAKING_STATUSES
+from durably.domain.status import TERMINAL_TAGS
 
 __all__ = [
     "Create",
@@ -34,6 +42,7 @@ __all__ = [
     "CommitOutcome",
     "plan_commit",
     "status_tag",
+    "woken_by_news",
 ]
 
 
@@ -82,6 +91,9 @@ class CommitPlan:
     consume: tuple[int, ...]
     """Inbox messages (their ``seq``) consumed by this commit."""
     now: int
+    news_after: int | None = None
+    """The last inbox number the committer read, when the plan sets or clears the alarm
+    of an instance it may leave waiting (the **news** rule); else ``None``."""
 
     @property
     def renews(self) -> bool:
@@ -110,10 +122,29 @@ def status_tag(text: str | None) -> str | None:
     return tag if isinstance(tag, str) else None
 
 
+def woken_by_news(plan: CommitPlan, status: str | None, inbox_seq: int) -> bool:
+    """Whether ``plan`` must set the alarm to now: it leaves the instance waiting in
+    ``status`` and a message numbered ``inbox_seq`` came after what its committer read.
+
+    >>> from durably.adapters.unit_of_work import UnitOfWork, CLEAR_ALARM
+    >>> plan = plan_commit("i", UnitOfWork(None, alarm=CLEAR_ALARM), "w", 1, 0, seen=3)
+    >>> woken_by_news(plan, "Paused", 4), woken_by_news(plan, "Paused", 3)
+    (True, False)
+    """
+    seen = plan.news_after
+    return seen is not None and inbox_seq > seen and status in WAKING_STATUSES
+
+
 def plan_commit(
-    instance_id: str, unit: UnitOfWork, owner: str | None, lease_ms: int, now: int
+    instance_id: str,
+    unit: UnitOfWork,
+    owner: str | None,
+    lease_ms: int,
+    now: int,
+    seen: int | None = None,
 ) -> CommitPlan:
-    """The plan of ``unit`` for ``instance_id``, committed by ``owner`` (or unfenced) at ``now``.
+    """The plan of ``unit`` for ``instance_id``, committed by ``owner`` (or unfenced) at
+    ``now`` by a committer that has read its inbox up to number ``seen``.
 
     >>> from durably.adapters.unit_of_work import UnitOfWork
     >>> unit = UnitOfWork(None, writes={"step:a:result": "1"})
@@ -137,6 +168,8 @@ def plan_commit(
     alarm = unit.alarm
     if isinstance(alarm, KeepAlarm) and tag == "Running" and owner is not None:
         alarm = SetAlarm(expires)
+    waiting = tag != "Running" and tag not in TERMINAL_TAGS and not unit.cleared
+    news_after = seen if seen is not None and waiting and not isinstance(alarm, KeepAlarm) else None
     upserts = tuple((k, v) for k, v in unit.writes.items() if v is not None)
     # After a clear (a purge), nothing is left to delete, and the inbox goes too.
     cleared = unit.cleared
@@ -151,4 +184,5 @@ def plan_commit(
         alarm=alarm,
         consume=() if cleared else tuple(sorted(unit.consumed)),
         now=now,
+        news_after=news_after,
     )

@@ -68,6 +68,7 @@ class StoreStorage:
             None if lease is None else lease.owner,
             0 if lease is None else lease.duration_ms,
             store.clock.now(),
+            self.inbox_read,
         )
         started = time.monotonic()
         try:

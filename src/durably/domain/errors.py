@@ -18,6 +18,8 @@ The tree::
     │   ├── StepCancelledError      a step or sleep did not run: the workflow was cancelled
     │   ├── RetryExhaustedError     a step failed and may not be retried again
     │   ├── StepTimeoutError        a step attempt ran past its timeout
+    │   ├── EventTimeoutError       ``wait_for_event``: no event came within its timeout
+    │   ├── EventNotPublishedError  ``Engine.get_event``: nothing published under the key
     │   ├── RecoveryError           recovery gave up on an instance
     │   └── InstancePurgedError     ``Engine.result``: it ended, then was purged
     ├── InfrastructureError     the storage or the scheduler failed: retry later
@@ -59,6 +61,8 @@ __all__ = [
     "StepCancelledError",
     "RetryExhaustedError",
     "StepTimeoutError",
+    "EventTimeoutError",
+    "EventNotPublishedError",
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",
@@ -265,13 +269,44 @@ class StepTimeoutError(OutcomeError):
 
 
 @attrs.frozen(eq=False)
+class EventTimeoutError(OutcomeError):
+    """``wait_for_event`` waited ``timeout_ms`` and no event ``event_name`` came (the same
+    on every replay: the timeout is recorded)."""
+
+    event_name: str
+    timeout_ms: int
+
+    @property
+    def message(self) -> str:
+        return f"no event {self.event_name!r} arrived within {self.timeout_ms} ms"
+
+
+@attrs.frozen(eq=False)
+class EventNotPublishedError(OutcomeError):
+    """``Engine.get_event``: the instance has published nothing under ``key`` (within
+    ``timeout_ms`` when it waited)."""
+
+    workflow_id: str
+    key: str
+    timeout_ms: int | None = None
+
+    @property
+    def message(self) -> str:
+        within = "" if self.timeout_ms is None else f" within {self.timeout_ms} ms"
+        return f"workflow {self.workflow_id!r} has not published event {self.key!r}{within}"
+
+
+@attrs.frozen(eq=False)
 class WorkflowScopeError(UsageError):
     """A workflow primitive was used outside a running workflow."""
 
     operation: str = "step"
+    detail: str | None = None
 
     @property
     def message(self) -> str:
+        if self.detail is not None:
+            return f"{self.operation}(): {self.detail}"
         return f"{self.operation}() can only be used inside a workflow"
 
 

@@ -36,6 +36,9 @@ __all__ = [
     "SleepStarted",
     "SleepCompleted",
     "TimeoutExceeded",
+    "EventSent",
+    "EventReceived",
+    "EventTimedOut",
     "WorkflowEvent",
     "EVENT_TYPES",
 ]
@@ -102,7 +105,7 @@ class WorkflowPaused(EventBase):
     """A workflow paused for a sleep or a retry's back-off."""
 
     reason: PauseReason
-    resume_at: int
+    resume_at: int | None
     step_name: str | None = None
     type: ClassVar[Literal["workflow.paused"]] = "workflow.paused"
 
@@ -216,6 +219,40 @@ class TimeoutExceeded(EventBase):
     type: ClassVar[Literal["timeout.exceeded"]] = "timeout.exceeded"
 
 
+@attrs.frozen(kw_only=True)
+class EventSent(EventBase):
+    """An event was delivered to the instance's inbox (by ``Engine.send_event``)."""
+
+    event_name: str
+    seq: int
+    """Its number in the instance's inbox."""
+    delivery_id: str | None = None
+    """The sender's ``event_id`` (which dedupes), if it gave one."""
+    type: ClassVar[Literal["event.sent"]] = "event.sent"
+
+
+@attrs.frozen(kw_only=True)
+class EventReceived(EventBase):
+    """A ``wait_for_event`` took an event (consumed with the wait's record)."""
+
+    event_name: str
+    wait: str
+    """The wait's key (``approval``, ``approval#2``)."""
+    seq: int
+    waited_ms: int
+    type: ClassVar[Literal["event.received"]] = "event.received"
+
+
+@attrs.frozen(kw_only=True)
+class EventTimedOut(EventBase):
+    """A ``wait_for_event`` reached its timeout without an event."""
+
+    event_name: str
+    wait: str
+    timeout_ms: int
+    type: ClassVar[Literal["event.timed_out"]] = "event.timed_out"
+
+
 WorkflowEvent: TypeAlias = (
     WorkflowStarted
     | WorkflowQueued
@@ -234,6 +271,9 @@ WorkflowEvent: TypeAlias = (
     | SleepStarted
     | SleepCompleted
     | TimeoutExceeded
+    | EventSent
+    | EventReceived
+    | EventTimedOut
 )
 
 EVENT_TYPES: tuple[type[EventBase], ...] = (
@@ -254,4 +294,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     SleepStarted,
     SleepCompleted,
     TimeoutExceeded,
+    EventSent,
+    EventReceived,
+    EventTimedOut,
 )

@@ -1,4 +1,4 @@
-"""The inbox: messages for an instance from outside its lease (a cancel, later events, ...).
+"""The inbox: messages for an instance from outside its lease (a cancel, an event, ...).
 
 Only the lease holder writes an instance's namespace. Anything else that must reach an
 instance is appended to its inbox, by anyone, in one commit that also makes a waiting
@@ -20,20 +20,55 @@ from durably.domain.records import JsonValue
 
 __all__ = [
     "CANCEL",
+    "EVENT",
     "MessageKind",
     "InboxMessage",
     "Outgoing",
     "AppendOutcome",
     "WAKING_STATUSES",
+    "wakes",
+    "wait_key",
+    "event_dedupe_key",
 ]
 
-MessageKind: TypeAlias = Literal["cancel"]
+MessageKind: TypeAlias = Literal["cancel", "event"]
 """What a message asks of the instance."""
 
 CANCEL: Final = "cancel"
+EVENT: Final = "event"
 
 WAKING_STATUSES: Final = ("Queued", "Paused")
 """The statuses in which a cancel makes the instance due at once (it waits for an alarm)."""
+
+
+def wakes(kind: str, status: str) -> bool:
+    """Whether appending a message of ``kind`` makes an instance in ``status`` due now.
+
+    A cancel wakes a queued or paused instance (it acts at once). Any other message
+    wakes only a paused one, which then resumes if it waits for that message and pauses
+    again otherwise (``Paused.waits``): a queued instance keeps its alarm, so a delivery
+    never starts a delayed instance early, and a sleep never ends early.
+
+    >>> wakes("event", "Paused"), wakes("event", "Queued"), wakes("cancel", "Queued")
+    (True, False, True)
+    """
+    if kind == CANCEL:
+        return status in WAKING_STATUSES
+    return status == "Paused"
+
+
+def wait_key(kind: str, name: str | None) -> str:
+    """What a paused instance lists in ``Paused.waits`` to be resumed by such a message.
+
+    >>> wait_key("event", "approval")
+    'event:approval'
+    """
+    return f"{kind}:{name or ''}"
+
+
+def event_dedupe_key(event_id: str) -> str:
+    """The inbox dedupe key of an event sent with ``event_id``: remembered until purge."""
+    return f"event:{event_id}"
 
 
 @attrs.frozen
@@ -72,6 +107,8 @@ class AppendOutcome:
     """The number of the appended message (``None``: nothing was appended)."""
     duplicate: bool = False
     """A message with the same ``dedupe_key`` was delivered before; nothing was appended."""
+    workflow: str | None = None
+    """The instance's workflow name (``None``: no such instance)."""
 
     @property
     def delivered(self) -> bool:

@@ -28,12 +28,16 @@ __all__ = [
     "LAST_ALARM_ERROR",
     "STEP_PREFIX",
     "SLEEP_PREFIX",
+    "WAIT_PREFIX",
+    "PUBLISHED_PREFIX",
     "escape",
     "unescape",
     "meta",
     "step",
     "completed",
     "sleep",
+    "wait",
+    "published",
 ]
 
 MAX_KEY_BYTES = 1024
@@ -77,6 +81,8 @@ LAST_ALARM_ERROR = "workflow:lastAlarmError"
 COMPLETED_PREFIX = "completed:"
 STEP_PREFIX = "step:"
 SLEEP_PREFIX = "sleep:"
+WAIT_PREFIX = "wait:"
+PUBLISHED_PREFIX = "event:"
 
 
 def escape(name: str) -> str:
@@ -119,3 +125,13 @@ def completed(name: str) -> str:
 def sleep(name: str) -> str:
     """The record of a sleep."""
     return f"{SLEEP_PREFIX}{escape(name)}"
+
+
+def wait(name: str) -> str:
+    """The record of a ``wait_for_event`` (keyed like a step: ``approval``, ``approval#2``)."""
+    return f"{WAIT_PREFIX}{escape(name)}"
+
+
+def published(key: str) -> str:
+    """The latest value ``set_event`` published under ``key``."""
+    return f"{PUBLISHED_PREFIX}{escape(key)}"

@@ -1,8 +1,9 @@
-"""The records durably stores beside statuses: step results and attempts, sleeps, purges."""
+"""The records durably stores beside statuses: step results and attempts, sleeps, waits,
+published events, purges."""
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import attrs
 
@@ -16,6 +17,9 @@ __all__ = [
     "FailedAttempt",
     "StepAttempt",
     "SleepRecord",
+    "WaitOutcome",
+    "WaitRecord",
+    "PublishedEvent",
     "AlarmFailure",
     "Tombstone",
 ]
@@ -87,6 +91,46 @@ class SleepRecord:
     resume_at: int
     duration_ms: int
     completed: bool = False
+
+
+WaitOutcome: TypeAlias = Literal["waiting", "received", "timed_out"]
+
+
+@attrs.frozen
+class WaitRecord:
+    """A ``wait_for_event``: its deadline, fixed at the first arrival, and how it ended.
+
+    Written ``waiting`` with the pause (so the deadline never moves), then ``received``
+    (with the event) or ``timed_out`` in the commit that consumes the event: a replay
+    returns the same payload, or raises the same timeout.
+    """
+
+    event_name: str
+    started_at: int
+    deadline: int | None
+    """When the wait times out (epoch ms; ``None``: never)."""
+    timeout_ms: int | None
+    outcome: WaitOutcome = "waiting"
+    payload: JsonValue = None
+    seq: int | None = None
+    """The inbox number of the event received."""
+    event_id: str | None = None
+    sent_at: int | None = None
+    ended_at: int | None = None
+
+
+@attrs.frozen
+class PublishedEvent:
+    """The latest value published under a key by ``set_event``.
+
+    ``version`` counts the ``set_event`` calls of that key in the workflow's order (the
+    first is 1): a replay of call ``n`` finds ``version >= n`` and writes nothing, so a
+    replay never puts back an older value.
+    """
+
+    value: JsonValue
+    version: int
+    set_at: int
 
 
 @attrs.frozen

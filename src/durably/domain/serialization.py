@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 
 from durably.domain.errors import SerializationError
@@ -95,7 +95,16 @@ def register_tagged_union(
 
 
 def _register_tagged_class(cls: type, tag: str, tag_attr: str) -> None:
-    unstructure: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(cls, converter)
+    # A field added later with ``metadata={"omit_if_default": True}`` is left out while it
+    # has its default, so what older versions stored (and read) stays the same.
+    omitted: dict[str, Any] = {
+        a.name: override(omit_if_default=True)
+        for a in attrs.fields(cls)
+        if a.metadata.get("omit_if_default")
+    }
+    unstructure: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
+        cls, converter, **omitted
+    )
     structure: Callable[[Any, Any], Any] = make_dict_structure_fn(
         cls, converter, _cattrs_forbid_extra_keys=True
     )

@@ -23,7 +23,7 @@ __all__ = [
     "is_terminal",
 ]
 
-PauseReason: TypeAlias = Literal["sleep", "retry"]
+PauseReason: TypeAlias = Literal["sleep", "retry", "event", "child"]
 StatusTag: TypeAlias = Literal[
     "Pending", "Queued", "Running", "Paused", "Completed", "Failed", "Cancelled"
 ]
@@ -79,11 +79,15 @@ class Running:
 
 @attrs.frozen
 class Paused:
-    """Waiting for a sleep to end or a retry's back-off to pass."""
+    """Waiting for a sleep to end, a retry's back-off to pass, or a delivery (an event,
+    a child's end) until ``resume_at`` (``None``: no deadline)."""
 
     reason: PauseReason
-    resume_at: int
+    resume_at: int | None
     step_name: str | None = None
+    waits: tuple[str, ...] = attrs.field(default=(), metadata={"omit_if_default": True})
+    """What a delivery must match to resume it early (``domain/inbox.py`` ``wait_key``);
+    not stored when empty, so a sleep's or a retry's status is stored as before."""
     tag: ClassVar[Literal["Paused"]] = "Paused"
 
 

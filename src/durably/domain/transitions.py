@@ -84,11 +84,13 @@ class Complete:
 
 @attrs.frozen
 class Pause:
-    """Stop until ``resume_at`` (a sleep or a retry's back-off)."""
+    """Stop until ``resume_at`` (a sleep, a retry's back-off, a wait's deadline; ``None``:
+    none) or until a delivery matching ``waits``."""
 
     reason: PauseReason
-    resume_at: int
+    resume_at: int | None
     step_name: str | None = None
+    waits: tuple[str, ...] = ()
     tag: ClassVar[Literal["Pause"]] = "Pause"
 
 
@@ -148,8 +150,8 @@ def next_status(status: WorkflowStatus | None, transition: Transition, now: int)
             return Running(running_at=now)
         case Queue():
             return Queued(queued_at=now)
-        case Pause(reason=reason, resume_at=resume_at, step_name=step_name):
-            return Paused(reason=reason, resume_at=resume_at, step_name=step_name)
+        case Pause(reason=reason, resume_at=resume_at, step_name=step_name, waits=waits):
+            return Paused(reason=reason, resume_at=resume_at, step_name=step_name, waits=waits)
         case Complete():
             return Completed(completed_at=now)
         case Fail(error=error):

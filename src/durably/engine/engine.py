@@ -36,6 +36,7 @@ from durably.services import RecoveryConfig, WorkflowDefinition
 from durably.services.types import (
     CancelResult,
     InstanceSummary,
+    SendResult,
     StartResult,
     WorkflowCall,
 )
@@ -375,6 +376,32 @@ class Engine(EngineQueries):
             return Success(CancelResult(True, None, outcome.status))
         # Running here: the cancel goes to the inbox and the execution is interrupted.
         return await self._server.reader(id).cancel(reason)
+
+    # -- events -------------------------------------------------------------------------
+
+    async def send_event(
+        self, id: str, name: str, payload: Any = None, *, event_id: str | None = None
+    ) -> Result[SendResult, OrchestratorError]:
+        """Deliver event ``name`` (with a JSON-serialisable ``payload``) to instance ``id``.
+
+        One commit stores it in the instance's inbox and, when the instance is paused,
+        makes it due: a wait for that event resumes at once (a worker of this process
+        claims it now; one of another process within its poll interval, at once on
+        PostgreSQL). Events are kept until a wait takes them, in delivery order per name.
+        ``event_id`` dedupes: a second send with it delivers nothing and answers
+        ``duplicate=True``. Not delivered: ``reason`` ``"not_found"`` or
+        ``"already_terminal"``. A payload that cannot be stored is a ``Failure`` whose
+        cause is ``SerializationError``; nothing is stored.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"an event name must be a non-empty string, got {name!r}")
+        if event_id is not None and (not isinstance(event_id, str) or not event_id):
+            raise ValueError(f"event_id must be a non-empty string or None, got {event_id!r}")
+        self._require_writable("send_event")
+        sent = await self._server.reader(id).send_event(name, payload, event_id)
+        if isinstance(sent, Success) and sent.unwrap().delivered:
+            self._server.changed.fire()  # this process's worker looks for due instances now
+        return sent
 
     async def purge(self, *, before: Any = 0) -> Result[int, StorageError]:
         """Purge now every finished instance last updated more than ``before`` ago (a

@@ -1,4 +1,4 @@
-"""The queries of ``Engine``: status, result, list, steps and timeline of instances."""
+"""The queries of ``Engine``: status, result, published events, list, steps and timeline."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from durably.domain import keys
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     DurablyError,
+    EventNotPublishedError,
     InstanceNotFoundError,
     InstancePurgedError,
+    OrchestratorError,
     ResultTimeoutError,
     StorageError,
     WorkflowCancelledError,
     WorkflowFailedError,
 )
+from durably.domain.records import PublishedEvent
 from durably.domain.serialization import decode, decode_value, loads
 from durably.domain.status import Cancelled, Completed, Failed, is_terminal
 from durably.engine.records import StepRecord, Timeline
@@ -79,6 +82,38 @@ class EngineQueries:
                 return Failure(ResultTimeoutError(id, limit_ms or 0, status.tag))
             wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
             await self._changed.wait(wait)
+            pause = min(pause * 2, 0.25)
+
+    async def get_event(
+        self, id: str, key: str, *, timeout: Any = None
+    ) -> Result[Any, OrchestratorError]:
+        """The latest value instance ``id`` published under ``key`` (``set_event``).
+
+        With a ``timeout`` (a duration), waits until one is published. An unknown
+        instance (``InstanceNotFoundError``) or nothing published (after the timeout:
+        ``EventNotPublishedError``) is a ``Failure`` naming which.
+        """
+        self._require_open()
+        limit_ms = None if timeout is None else parse_duration(timeout, field="timeout")
+        try:
+            return Success(await self._published(id, key, limit_ms))
+        except DurablyError as e:
+            return Failure(OrchestratorError("get_event", e))
+
+    async def _published(self, id: str, key: str, limit_ms: int | None) -> Any:
+        record_key = keys.published(key)
+        deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
+        pause = 0.005
+        while True:
+            text = await self._host.read(id, record_key)
+            if text is not None:
+                return decode(loads(text), PublishedEvent, key=record_key).value
+            if await self._host.instance(id) is None:
+                raise InstanceNotFoundError(id)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is None or left <= 0:
+                raise EventNotPublishedError(id, key, limit_ms)
+            await self._changed.wait(min(pause, left))
             pause = min(pause * 2, 0.25)
 
     async def _outcome(self, id: str, status: Any) -> Result[Any, DurablyError]:

@@ -3,6 +3,7 @@
 from durably.domain.backoff import Backoff
 from durably.domain.retry import Retry
 from durably.primitives.context import WorkflowContext, context, step_info
+from durably.primitives.events import set_event, wait_for_event
 from durably.primitives.sleep import sleep, sleep_until
 from durably.primitives.step import step
 from durably.primitives.workflow import WorkflowDefinition, make, workflow
@@ -15,6 +16,8 @@ __all__ = [
     "step",
     "sleep",
     "sleep_until",
+    "wait_for_event",
+    "set_event",
     "context",
     "step_info",
     "WorkflowContext",

@@ -21,7 +21,8 @@ from durably.domain.errors import (
     WorkflowScopeError,
 )
 from durably.domain.events import EventBase
-from durably.domain.inbox import CANCEL, InboxMessage
+from durably.domain.inbox import CANCEL, EVENT, InboxMessage
+from durably.domain.keys import RECOVERY_ATTEMPTS
 from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
 from durably.domain.status import PauseReason
@@ -61,16 +62,18 @@ class StepInfo:
 
 
 class PauseSignal(BaseException):
-    """The body must stop here and resume at ``resume_at`` (a sleep or a retry back-off)."""
+    """The body must stop here and resume at ``resume_at`` (a sleep, a retry back-off, a
+    wait's deadline; ``None``: none), or earlier when a delivery matches ``waits``."""
 
     def __init__(
         self,
         reason: PauseReason,
-        resume_at: int,
+        resume_at: int | None,
         step_name: str | None = None,
         attempt: int | None = None,
         writes: dict[str, JsonValue] | None = None,
         events: list[tuple[type[EventBase], dict[str, Any]]] | None = None,
+        waits: tuple[str, ...] = (),
     ) -> None:
         super().__init__(reason, resume_at, step_name)
         self.reason: PauseReason = reason
@@ -79,6 +82,7 @@ class PauseSignal(BaseException):
         self.attempt = attempt
         self.writes = writes or {}
         self.events = events or []
+        self.waits = waits
 
 
 class CancelSignal(BaseException):
@@ -125,7 +129,9 @@ class ExecutionScope:
     name_counts: dict[str, int] = attrs.field(factory=dict)
     sleep_count: int = 0
     pending: dict[str, JsonValue] = attrs.field(factory=dict)
-    """Writes that ride along with the next commit (sleep records, metadata)."""
+    """Writes that ride along with the next commit (sleep and wait records, metadata)."""
+    consuming: set[int] = attrs.field(factory=set)
+    """Inbox messages taken by waits, consumed by the commit that records those waits."""
     failures: dict[int, tuple[str, int]] = attrs.field(factory=dict)
     """id(exception) -> (step key, attempt), to tell the executor where an error came from."""
     completed: int | None = None
@@ -133,8 +139,13 @@ class ExecutionScope:
     completed_steps: list[str] | None = None
     """The completed step keys in order, known with ``completed`` (``None``: read them)."""
     sleep_names: dict[str, int] = attrs.field(factory=dict)
+    wait_names: dict[str, int] = attrs.field(factory=dict)
+    published: dict[str, int] = attrs.field(factory=dict)
+    """How many times each key was published by ``set_event`` so far in this run."""
     cancels: list[InboxMessage] = attrs.field(factory=list)
     """The cancel messages this execution has seen in its inbox (consumed at its end)."""
+    messages: list[InboxMessage] | None = None
+    """The unconsumed messages as last read (``None``: not read in this segment)."""
     progressed: bool = False
     """Whether this segment has committed a durability point already."""
 
@@ -174,7 +185,52 @@ class ExecutionScope:
             messages = await self.keys.pending()
         except DurablyError as e:
             raise InfrastructureFailure(e) from e
+        self.messages = messages
         self.cancels = [m for m in messages if m.kind == CANCEL]
+
+    async def take_event(self, name: str, sent_by: int | None) -> InboxMessage | None:
+        """The oldest event ``name`` not consumed (nor taken by a wait of this segment),
+        if it was sent by ``sent_by`` (epoch ms; ``None``: whenever); it joins the
+        messages that the next commit consumes."""
+        if self.messages is None or self.keys.has_news():
+            await self.read_inbox()
+        assert self.messages is not None
+        for message in self.messages:
+            if message.kind != EVENT or message.name != name or message.seq in self.consuming:
+                continue
+            if sent_by is not None and message.sent_at > sent_by:
+                return None  # the oldest came too late: later ones came later still
+            self.consuming.add(message.seq)
+            self.messages.remove(message)
+            return message
+        return None
+
+    async def commit(self, writes: dict[str, JsonValue]) -> None:
+        """Commit a durability point: ``writes`` with everything that waited for a commit
+        (records of sleeps and waits, the messages those waits took), and the reset of
+        the recovery counter when it is a recovered segment's first progress: one commit.
+
+        This is the one path of a durability point to the store. When it fails, what
+        waited stays waiting (the execution stops, or goes on without this point).
+        """
+        pending, consumed = self.pending, self.consuming
+        self.pending, self.consuming = {}, set()
+        progress = self.first_progress_after_recovery()
+        try:
+            if not consumed and not progress:
+                # The hot path: one batch outside a transaction is one commit by itself.
+                await self.keys.put_batch({**pending, **writes})
+            else:
+                async with self.keys.transaction():
+                    await self.keys.put_batch({**pending, **writes})
+                    await self.keys.consume(consumed)
+                    if progress:  # a committed step is progress: recoveries count anew
+                        await self.keys.delete(RECOVERY_ATTEMPTS)
+        except BaseException:
+            self.pending = {**pending, **self.pending}
+            self.consuming |= consumed
+            self.progressed = self.progressed and not progress
+            raise
 
     async def completed_count(self) -> int:
         """The place of the next step to complete (read once per segment, then counted)."""
@@ -208,6 +264,12 @@ class ExecutionScope:
         self.sleep_names[name] = count
         return name if count == 1 else f"{name}#{count}"
 
+    def next_wait_key(self, name: str) -> str:
+        """The key of this wait for event ``name``: ``name``, then ``name#2``..."""
+        count = self.wait_names.get(name, 0) + 1
+        self.wait_names[name] = count
+        return name if count == 1 else f"{name}#{count}"
+
     def next_key(self, name: str) -> str:
         """The key of this call of ``name``: ``name``, then ``name#2``, ``name#3``..."""
         count = self.name_counts.get(name, 0) + 1
@@ -218,6 +280,11 @@ class ExecutionScope:
         """The writes waiting for a commit (and forget them)."""
         pending, self.pending = self.pending, {}
         return pending
+
+    def take_consumed(self) -> tuple[int, ...]:
+        """The inbox messages waiting for a commit to consume them (and forget them)."""
+        consumed, self.consuming = self.consuming, set()
+        return tuple(sorted(consumed))
 
 
 SCOPE: ContextVar[ExecutionScope | None] = ContextVar("durably_scope", default=None)

@@ -68,19 +68,24 @@ class ExecutionCompleted:
     completed_steps: tuple[str, ...] = ()
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
     events: PendingEvents = attrs.field(factory=list)
+    consumed: tuple[int, ...] = ()
+    """The inbox messages (events taken by waits) that this end consumes."""
     tag: ClassVar[Literal["Completed"]] = "Completed"
 
 
 @attrs.frozen
 class ExecutionPaused:
-    """The body paused at a sleep or a retry back-off; its records wait for the pause commit."""
+    """The body paused at a sleep, a retry back-off or a wait; its records wait for the
+    pause commit."""
 
     reason: PauseReason
-    resume_at: int
+    resume_at: int | None
     step_name: str | None = None
     attempt: int | None = None
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
     events: PendingEvents = attrs.field(factory=list)
+    waits: tuple[str, ...] = ()
+    consumed: tuple[int, ...] = ()
     tag: ClassVar[Literal["Paused"]] = "Paused"
 
 
@@ -93,6 +98,7 @@ class ExecutionFailed:
     completed_steps: tuple[str, ...] = ()
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
     events: PendingEvents = attrs.field(factory=list)
+    consumed: tuple[int, ...] = ()
     tag: ClassVar[Literal["Failed"]] = "Failed"
 
 
@@ -105,7 +111,7 @@ class ExecutionCancelled:
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
     events: PendingEvents = attrs.field(factory=list)
     consumed: tuple[int, ...] = ()
-    """The inbox messages (cancels) that this end consumes."""
+    """The inbox messages (cancels, events taken by waits) that this end consumes."""
     tag: ClassVar[Literal["Cancelled"]] = "Cancelled"
 
 
@@ -119,8 +125,8 @@ def result_to_transition(result: ExecutionResult) -> Transition:
     match result:
         case ExecutionCompleted(duration_ms=duration_ms, completed_steps=steps):
             return Complete(completed_steps=steps, duration_ms=duration_ms)
-        case ExecutionPaused(reason=reason, resume_at=resume_at, step_name=step_name):
-            return Pause(reason=reason, resume_at=resume_at, step_name=step_name)
+        case ExecutionPaused(reason=reason, resume_at=resume_at, step_name=step_name, waits=waits):
+            return Pause(reason=reason, resume_at=resume_at, step_name=step_name, waits=waits)
         case ExecutionFailed(error=error, completed_steps=steps):
             return Fail(error=error, completed_steps=steps)
         case ExecutionCancelled(reason=reason, completed_steps=steps):
@@ -204,6 +210,8 @@ class WorkflowExecutor:
                 attempt=p.attempt,
                 writes={**scope.take_pending(), **p.writes},
                 events=p.events,
+                waits=p.waits,
+                consumed=scope.take_consumed(),
             )
         except (CancelSignal, StepCancelledError):
             return await self._cancelled(scope)
@@ -233,6 +241,7 @@ class WorkflowExecutor:
             duration_ms=await self._duration(),
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
+            consumed=scope.take_consumed(),
         )
 
     async def _duration(self) -> int:
@@ -245,6 +254,7 @@ class WorkflowExecutor:
             duration_ms=await self._duration(),
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
+            consumed=scope.take_consumed(),
         )
 
     async def _cancel_arrived(self, scope: ExecutionScope) -> bool:
@@ -263,7 +273,7 @@ class WorkflowExecutor:
             reason=reason,
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
-            consumed=consumed,
+            consumed=tuple(sorted({*consumed, *scope.take_consumed()})),
         )
 
 

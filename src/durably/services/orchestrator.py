@@ -16,6 +16,7 @@ from durably.domain.errors import (
     StorageError,
 )
 from durably.domain.events import (
+    EventSent,
     WorkflowCancelled,
     WorkflowCompleted,
     WorkflowFailed,
@@ -24,10 +25,17 @@ from durably.domain.events import (
     WorkflowResumed,
     WorkflowStarted,
 )
-from durably.domain.inbox import CANCEL, Outgoing
+from durably.domain.inbox import CANCEL, EVENT, InboxMessage, Outgoing, event_dedupe_key, wait_key
 from durably.domain.lease import LeaseHold
-from durably.domain.records import AlarmFailure
-from durably.domain.serialization import decode, decode_value, dumps, encode, encode_value
+from durably.domain.records import AlarmFailure, JsonValue
+from durably.domain.serialization import (
+    decode,
+    decode_value,
+    dumps,
+    encode,
+    encode_value,
+    type_name,
+)
 from durably.domain.status import (
     TERMINAL_TAGS,
     Cancelled,
@@ -60,7 +68,13 @@ from durably.services.recovery import RecoveryManager
 from durably.services.registry import WorkflowRegistry
 from durably.services.state_machine import WorkflowState, WorkflowStateMachine
 from durably.services.trackers import BoundEmitter, EventEmitter
-from durably.services.types import CancelResult, StartResult, WorkflowCall, WorkflowStatusResult
+from durably.services.types import (
+    CancelResult,
+    SendResult,
+    StartResult,
+    WorkflowCall,
+    WorkflowStatusResult,
+)
 
 __all__ = ["WorkflowOrchestrator"]
 
@@ -83,6 +97,11 @@ def _check_input(definition: WorkflowDefinition[Any, Any], data: Any) -> None:
             key=keys.INPUT,
             type_name=type(data).__name__,
         ) from e
+
+
+def delivered(waits: tuple[str, ...], messages: list[InboxMessage]) -> bool:
+    """Whether one of ``messages`` is a delivery that a pause ``waits`` for."""
+    return bool(waits) and any(wait_key(m.kind, m.name) in waits for m in messages)
 
 
 class _Exists(Exception):
@@ -217,7 +236,8 @@ class WorkflowOrchestrator:
         # the claim is seen at the first step, from the number its commit brings back).
         lease = self._lease
         nothing_sent = lease is not None and lease.inbox_seq == 0
-        request = None if nothing_sent else cancel_request(await self._keys.pending())
+        messages = [] if nothing_sent else await self._keys.pending()
+        request = cancel_request(messages)
         if request is not None:
             await self._record_cancel(status, *request)
             return
@@ -229,8 +249,15 @@ class WorkflowOrchestrator:
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowStarted, input=state.input)
                 await self._run(definition, self._context(state, "fresh"), emitter, alarm=True)
-            case Paused(resume_at=resume_at) if now < resume_at:
-                await self._keys.schedule(resume_at)  # fix: never resume early
+            case Paused(resume_at=resume_at, waits=waits) if (
+                resume_at is None or now < resume_at
+            ) and not delivered(waits, messages):
+                # Fix: never resume early (an early or repeated alarm, or a delivery that
+                # this pause does not wait for).
+                if resume_at is None:
+                    await self._keys.clear_alarm()
+                else:
+                    await self._keys.schedule(resume_at)
             case Paused():
                 state = await self._state()
                 definition = self._registry.definition(state.workflow_name)
@@ -329,14 +356,17 @@ class WorkflowOrchestrator:
                 await self._keys.put_batch(writes)
             if isinstance(result, ExecutionCancelled):
                 await self._sm.record_cancel(result.reason)
-                await self._keys.consume(result.consumed)
+            await self._keys.consume(result.consumed)
             await self._sm.transition(result_to_transition(result))
             await self._sm.forget_recoveries()
             if alarm:
                 await self._keys.delete(keys.LAST_ALARM_ERROR)  # this one went well
-            if isinstance(result, ExecutionPaused):
+            if isinstance(result, ExecutionPaused) and result.resume_at is not None:
                 await self._keys.schedule(result.resume_at)
                 await self._sm.remember_resume_at(result.resume_at)
+            elif isinstance(result, ExecutionPaused):  # until a delivery, however long
+                await self._sm.forget_resume_at()
+                await self._keys.clear_alarm()
             else:
                 await self._sm.forget_resume_at()
                 await self._keys.clear_alarm()
@@ -393,6 +423,36 @@ class WorkflowOrchestrator:
         earlier = cancel_request(await self._keys.pending())
         await self._record_cancel(status, reason, () if earlier is None else earlier[1])
         return CancelResult(True, None, status.tag)
+
+    # -- events ------------------------------------------------------------------------
+
+    async def send_event(
+        self, name: str, payload: JsonValue, event_id: str | None = None
+    ) -> Result[SendResult, OrchestratorError]:
+        """Deliver event ``name`` to the instance's inbox (one commit, which also makes the
+        instance due when it is paused: it resumes if it waits for that event)."""
+        return await self._guard("send_event", self._send_event(name, payload, event_id))
+
+    async def _send_event(self, name: str, payload: JsonValue, event_id: str | None) -> SendResult:
+        where = f"event {name!r}"
+        data = encode(payload, key=where)
+        try:
+            text = dumps(data)
+        except ValueError as e:  # over the size every backend takes
+            raise SerializationError(str(e), key=where, type_name=type_name(payload)) from e
+        dedupe = None if event_id is None else event_dedupe_key(event_id)
+        message = Outgoing(self.instance_id, EVENT, name=name, payload=text, dedupe_key=dedupe)
+        outcome = await self._keys.append(message)
+        if outcome.status is None:
+            return SendResult(False, "not_found")
+        if outcome.duplicate:
+            return SendResult(True, None, duplicate=True)
+        if outcome.seq is None:
+            return SendResult(False, "already_terminal")
+        self._events.bound(outcome.workflow or "unknown").emit(
+            EventSent, event_name=name, seq=outcome.seq, delivery_id=event_id
+        )
+        return SendResult(True)
 
     async def _record_cancel(
         self, status: WorkflowStatus, reason: str | None, consumed: tuple[int, ...] = ()

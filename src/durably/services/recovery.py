@@ -107,8 +107,9 @@ class RecoveryManager:
         attempt: int | None = None
         match status:
             case Paused(resume_at=resume_at):
-                # Fix: never resume a pause early; at worst a little late.
-                at = max(resume_at, at)
+                # Fix: never resume a pause early; at worst a little late. A wait without
+                # a deadline comes due to look at its inbox, and pauses again if nothing came.
+                at = at if resume_at is None else max(resume_at, at)
             case Queued():
                 pass
             case _:

@@ -187,12 +187,11 @@ async def run_step(
     except SerializationError as e:
         _refused(scope, run, e)
     completed_at = scope.runtime.now()
-    writes = scope.take_pending()
     try:
         index = await scope.completed_count()
         # The result is the completion marker too (it carries its place in the order):
         # the commit writes one row, so one page of the file.
-        writes[result_key] = {
+        result = {
             "value": data,
             "meta": {
                 "completed_at": completed_at,
@@ -202,15 +201,8 @@ async def run_step(
                 "index": index,
             },
         }
-        if not scope.first_progress_after_recovery():
-            # The hot path: one batch outside a transaction is one commit by itself. The
-            # attempt record of a step that failed before stays: it is the step's history.
-            await scope.keys.put_batch(writes)
-        else:
-            async with scope.keys.transaction():
-                await scope.keys.put_batch(writes)
-                # A committed step is progress: recoveries count anew.
-                await scope.keys.delete(keys.RECOVERY_ATTEMPTS)
+        # The attempt record of a step that failed before stays: it is its history.
+        await scope.commit({result_key: result})
     except DurablyError as e:
         scope.forget_completions()
         if isinstance(e, StorageError) and e.permanent:

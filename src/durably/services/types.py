@@ -12,6 +12,7 @@ __all__ = [
     "WorkflowCall",
     "StartResult",
     "CancelResult",
+    "SendResult",
     "WorkflowStatusResult",
     "InstanceSummary",
 ]
@@ -43,6 +44,19 @@ class CancelResult:
     cancelled: bool
     reason: Literal["not_found", "already_terminal"] | None = None
     previous_status: str | None = None
+
+
+@attrs.frozen
+class SendResult:
+    """The answer to ``send_event``: whether the event is in the instance's inbox.
+
+    ``reason`` says why not (``"not_found"``, ``"already_terminal"``); ``duplicate``: an
+    event with the same ``event_id`` was delivered before, and nothing was added.
+    """
+
+    delivered: bool
+    reason: Literal["not_found", "already_terminal"] | None = None
+    duplicate: bool = False
 
 
 @attrs.frozen

@@ -29,7 +29,7 @@ from durably.adapters.postgres.schema import check_schema, migrate
 from durably.adapters.runtime import instance_runtime
 from durably.adapters.store import GroupCommit
 from durably.domain.errors import InstanceExists, LeaseLost, StorageError
-from durably.domain.inbox import WAKING_STATUSES, AppendOutcome, InboxMessage, Outgoing
+from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.lease import LeaseHold
 from durably.domain.owner import local_owner_is_dead
 from durably.domain.status import TERMINAL_TAGS
@@ -217,13 +217,13 @@ class PostgresHost:
                 row = await cur.fetchone()
                 if row is None:
                     return AppendOutcome(None)
-                status = str(row[0])
+                status, workflow = str(row[0]), str(row[2])
                 if message.dedupe_key is not None:
                     cur = await conn.execute(plans.duplicate, (iid, message.dedupe_key))
                     if await cur.fetchone() is not None:
-                        return AppendOutcome(status, duplicate=True)
+                        return AppendOutcome(status, duplicate=True, workflow=workflow)
                 if status in TERMINAL_TAGS:
-                    return AppendOutcome(status)
+                    return AppendOutcome(status, workflow=workflow)
                 cur = await conn.execute(
                     plans.append,
                     {
@@ -233,7 +233,7 @@ class PostgresHost:
                         "payload": message.payload,
                         "dedupe": message.dedupe_key,
                         "now": now,
-                        "wake": status in WAKING_STATUSES,
+                        "wake": wakes(message.kind, status),
                     },
                 )
                 appended = await cur.fetchone()
@@ -242,7 +242,7 @@ class PostgresHost:
         if appended is None:  # pragma: no cover - the row is locked: it cannot vanish
             raise StorageError("append", None, f"instance {iid!r} vanished")
         self.commits += 1
-        return AppendOutcome(status, int(appended[0]))
+        return AppendOutcome(status, int(appended[0]), workflow=workflow)
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -10,7 +10,11 @@ and prepared once per shape (a generic plan) on the commit connection:
 - every other write (key-value rows, alarm, consumed messages) targets only the rows
   that the first part returned, so a refused plan writes nothing and raises nothing:
   its result says ``applied = 0``;
-- the result brings back the number of the instance's last inbox message.
+- the result brings back the number of the instance's last inbox message;
+- a plan under the **news** rule (``plan.py``) picks its alarm from the row that the
+  first part returned: that row is the one locked, so an append that committed while
+  the plan waited for the lock is counted in its ``inbox_seq`` (the other parts read
+  the statement's snapshot, taken before the lock: they could miss it).
 
 A batch of plans is executed in one transaction (one WAL flush), the plans of one shape
 together (``executemany``, pipelined: one round trip).
@@ -26,7 +30,7 @@ import attrs
 
 from durably.adapters.plan import CommitPlan, Create, Fenced
 from durably.adapters.unit_of_work import ClearAlarm, SetAlarm
-from durably.domain.inbox import InboxMessage
+from durably.domain.inbox import WAKING_STATUSES, InboxMessage
 
 __all__ = ["PlanShape", "PlanStatements", "message_of"]
 
@@ -44,6 +48,7 @@ class PlanShape:
     alarm: Literal["keep", "set", "clear"]
     consume: bool
     notify: bool
+    news: bool
 
     @classmethod
     def of(cls, plan: CommitPlan) -> PlanShape:
@@ -74,7 +79,8 @@ class PlanShape:
             deletes=bool(plan.deletes),
             alarm=kind,
             consume=bool(plan.consume),
-            notify=kind == "set" and plan.status != "Running",
+            notify=(kind == "set" and plan.status != "Running") or plan.news_after is not None,
+            news=plan.news_after is not None,
         )
 
 
@@ -99,6 +105,7 @@ def plan_params(plan: CommitPlan) -> dict[str, Any]:
     if isinstance(plan.alarm, SetAlarm):
         params["due"] = plan.alarm.at
     params["consume"] = list(plan.consume)
+    params["seen"] = plan.news_after
     return params
 
 
@@ -113,7 +120,9 @@ class PlanStatements:
         # An append locks the instance row first (every append to one instance is then
         # in turn), and only then, in statements of their own (so with a snapshot taken
         # after the lock), looks for a duplicate and takes the next number.
-        self.lock_instance = f"SELECT status, inbox_seq FROM {instances} WHERE id = %s FOR UPDATE"
+        self.lock_instance = (
+            f"SELECT status, inbox_seq, workflow FROM {instances} WHERE id = %s FOR UPDATE"
+        )
         self.duplicate = f"SELECT 1 FROM {inbox} WHERE instance_id = %s AND dedupe_key = %s"
         self.append = (
             f"WITH bumped AS (UPDATE {instances} SET inbox_seq = inbox_seq + 1"
@@ -169,14 +178,30 @@ class PlanStatements:
                 f"deleted AS (DELETE FROM {kv} WHERE instance_id IN {t}"
                 " AND key = ANY(%(deleted)s::text[]))"
             )
+        upsert_alarm = (
+            f"INSERT INTO {self.alarms} (instance_id, due_at) SELECT id, {{due}} FROM t{{where}}"
+            " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at"
+        )
+        news = (  # false, not null, for an instance without a row
+            "COALESCE(t.inbox_seq > %(seen)s::bigint"
+            f" AND t.status IN ({', '.join(repr(s) for s in WAKING_STATUSES)}), false)"
+        )
         if shape.alarm == "set":
+            due = f"CASE WHEN {news} THEN %(now)s::bigint ELSE %(due)s::bigint END"
             parts.append(
-                f"alarm AS (INSERT INTO {self.alarms} (instance_id, due_at)"
-                " SELECT id, %(due)s::bigint FROM t"
-                " ON CONFLICT (instance_id) DO UPDATE SET due_at = EXCLUDED.due_at)"
+                "alarm AS ("
+                + upsert_alarm.format(due=due if shape.news else "%(due)s::bigint", where="")
+                + ")"
             )
-        elif shape.alarm == "clear":
+        elif shape.alarm == "clear" and not shape.news:
             parts.append(f"alarm AS (DELETE FROM {self.alarms} WHERE instance_id IN {t})")
+        elif shape.alarm == "clear":
+            parts.append(
+                f"alarm AS (DELETE FROM {self.alarms} WHERE instance_id IN"
+                f" (SELECT id FROM t WHERE NOT {news}))"
+            )
+            woken = upsert_alarm.format(due="%(now)s::bigint", where=f" WHERE {news}")
+            parts.append(f"woken AS ({woken})")
         if shape.consume:
             parts.append(
                 f"consumed AS (UPDATE {self.inbox} SET consumed = true"
@@ -200,7 +225,7 @@ class PlanStatements:
                 " lease_owner, lease_expires_at) VALUES (%(id)s::text, %(workflow)s::text,"
                 " %(create_status)s::text, %(now)s::bigint, %(now)s::bigint,"
                 " %(holder)s::text, %(holder_expires)s::bigint)"
-                " ON CONFLICT (id) DO NOTHING RETURNING id, inbox_seq)"
+                " ON CONFLICT (id) DO NOTHING RETURNING id, inbox_seq, status)"
             )
         status = ", status = %(status)s::text, updated_at = %(now)s::bigint" if shape.status else ""
         if shape.mode == "fenced":
@@ -213,10 +238,15 @@ class PlanStatements:
             return (
                 f"t AS (UPDATE {instances} SET {lease}{status}"
                 " WHERE id = %(id)s::text AND lease_owner = %(owner)s::text"
-                " RETURNING id, inbox_seq)"
+                " RETURNING id, inbox_seq, status)"
             )
-        row = f"(SELECT inbox_seq FROM {instances} WHERE id = %(id)s::text)"
-        target = f"t AS (SELECT %(id)s::text AS id, {row} AS inbox_seq)"
+        row = f"(SELECT {{}} FROM {instances} WHERE id = %(id)s::text)"
+        # The snapshot does not see the update of ``updated``: the status is the plan's.
+        now_status = "%(status)s::text" if shape.status else row.format("status")
+        target = (
+            f"t AS (SELECT %(id)s::text AS id, {row.format('inbox_seq')} AS inbox_seq,"
+            f" {now_status} AS status)"
+        )
         if not shape.status:
             return target
         return (

@@ -12,11 +12,11 @@ import functools
 import json
 import sqlite3
 
-from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced
+from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced, woken_by_news
 from durably.adapters.sqlite.database import transaction
-from durably.adapters.unit_of_work import ClearAlarm, SetAlarm
+from durably.adapters.unit_of_work import AlarmChange, ClearAlarm, SetAlarm
 from durably.domain.errors import InstanceExists, LeaseLost, StorageError
-from durably.domain.inbox import WAKING_STATUSES, AppendOutcome, InboxMessage, Outgoing
+from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.status import TERMINAL_TAGS
 
 __all__ = ["write_batch", "execute", "append", "pending_inbox", "read_inbox"]
@@ -48,8 +48,9 @@ def write_batch(
     return results
 
 
-def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> int | None:
-    """Check and write the instance's row; the number of its last inbox message."""
+def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> tuple[int, str] | None:
+    """Check and write the instance's row; the number of its last inbox message and its
+    status after the plan (``None``: no row, for an unfenced plan)."""
     iid, write = plan.instance_id, plan.write
     if isinstance(write, Create):
         try:
@@ -68,17 +69,17 @@ def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> int | None:
             )
         except sqlite3.IntegrityError:
             raise InstanceExists(iid) from None
-        return 0
+        return 0, plan.status or "Pending"
     if isinstance(write, Fenced):
         if plan.status is None:
             # A step: fencing is a read (the heartbeat extends the lease), so the commit
             # writes the step's row only: one page of the file.
             row = conn.execute(
-                "SELECT lease_owner, inbox_seq FROM instances WHERE id = ?", (iid,)
+                "SELECT lease_owner, inbox_seq, status FROM instances WHERE id = ?", (iid,)
             ).fetchone()
             if row is None or row[0] != write.owner:
                 raise LeaseLost(iid, write.owner)
-            return int(row[1])
+            return int(row[1]), str(row[2])
         row = conn.execute(
             "UPDATE instances SET status = ?, updated_at = ?,"
             " lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,"
@@ -96,21 +97,29 @@ def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> int | None:
         ).fetchone()
         if row is None:
             raise LeaseLost(iid, write.owner)
-        return int(row[0])
+        return int(row[0]), plan.status
     if plan.status is not None:
         row = conn.execute(
-            "UPDATE instances SET status = ?, updated_at = ? WHERE id = ? RETURNING inbox_seq",
+            "UPDATE instances SET status = ?, updated_at = ? WHERE id = ?"
+            " RETURNING inbox_seq, status",
             (plan.status, plan.now, iid),
         ).fetchone()
     else:
-        row = conn.execute("SELECT inbox_seq FROM instances WHERE id = ?", (iid,)).fetchone()
-    return None if row is None else int(row[0])
+        row = conn.execute(
+            "SELECT inbox_seq, status FROM instances WHERE id = ?", (iid,)
+        ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def execute(conn: sqlite3.Connection, plan: CommitPlan) -> CommitOutcome:
     """Execute one plan inside the caller's transaction (the instance row first: what may
     refuse the plan comes before any write)."""
-    inbox_seq = _instance_row(conn, plan)
+    found = _instance_row(conn, plan)
+    inbox_seq = None if found is None else found[0]
+    if found is not None and woken_by_news(plan, found[1], found[0]):
+        alarm: AlarmChange = SetAlarm(plan.now)  # a message came while it ran: look at it
+    else:
+        alarm = plan.alarm
     iid = plan.instance_id
     if plan.clear:  # a purge: the inbox goes with the keys
         conn.execute("DELETE FROM kv WHERE instance_id = ?", (iid,))
@@ -126,7 +135,6 @@ def execute(conn: sqlite3.Connection, plan: CommitPlan) -> CommitOutcome:
         conn.executemany(
             "DELETE FROM kv WHERE instance_id = ? AND key = ?", [(iid, k) for k in plan.deletes]
         )
-    alarm = plan.alarm
     if isinstance(alarm, SetAlarm):
         conn.execute(
             "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?)"
@@ -148,11 +156,11 @@ def append(conn: sqlite3.Connection, message: Outgoing, now: int) -> AppendOutco
     iid = message.instance_id
     with transaction(conn):
         row = conn.execute(
-            "SELECT status, inbox_seq FROM instances WHERE id = ?", (iid,)
+            "SELECT status, inbox_seq, workflow FROM instances WHERE id = ?", (iid,)
         ).fetchone()
         if row is None:
             return AppendOutcome(None)
-        status, seq = str(row[0]), int(row[1])
+        status, seq, workflow = str(row[0]), int(row[1]), str(row[2])
         if (
             message.dedupe_key is not None
             and conn.execute(
@@ -160,9 +168,9 @@ def append(conn: sqlite3.Connection, message: Outgoing, now: int) -> AppendOutco
                 (iid, message.dedupe_key),
             ).fetchone()
         ):
-            return AppendOutcome(status, duplicate=True)
+            return AppendOutcome(status, duplicate=True, workflow=workflow)
         if status in TERMINAL_TAGS:
-            return AppendOutcome(status)
+            return AppendOutcome(status, workflow=workflow)
         seq += 1
         conn.execute("UPDATE instances SET inbox_seq = ? WHERE id = ?", (seq, iid))
         conn.execute(
@@ -170,13 +178,13 @@ def append(conn: sqlite3.Connection, message: Outgoing, now: int) -> AppendOutco
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (iid, seq, message.kind, message.name, message.payload, message.dedupe_key, now),
         )
-        if status in WAKING_STATUSES:
+        if wakes(message.kind, status):
             conn.execute(
                 "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?) ON CONFLICT (instance_id)"
                 " DO UPDATE SET due_at = min(due_at, excluded.due_at)",
                 (iid, now),
             )
-    return AppendOutcome(status, seq)
+    return AppendOutcome(status, seq, workflow=workflow)
 
 
 _MESSAGE = "seq, kind, name, payload, sent_at, dedupe_key, consumed"
