@@ -12,6 +12,14 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+
+from durably.adapters.composite_tracker import CompositeTracker
+from durably.adapters.http_tracker import HttpBatchTracker
+from durably.containers import build_root
+from durably.domain.events import WorkflowEvent
+from durably.domain.serialization import converter
+from durably.engine import Engine
+from durably.trackers import InMemoryTracker
 from tests.integration.collector import (
     HTTP_LOGGER,
     CollectorServer,
@@ -23,14 +31,6 @@ from tests.integration.collector import (
     tracker_for,
     until,
 )
-
-from durably.adapters.composite_tracker import CompositeTracker
-from durably.adapters.http_tracker import HttpBatchTracker
-from durably.containers import build_root
-from durably.domain.events import WorkflowEvent
-from durably.domain.serialization import converter
-from durably.engine import Engine
-from durably.trackers import InMemoryTracker
 
 pytestmark = pytest.mark.timeout(60)
 

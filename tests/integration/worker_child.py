@@ -24,10 +24,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import attrs
-from tests.integration.support import append_line
 
 import durably
 from durably.engine import Engine, Lease
+from tests.integration.support import append_line
 
 __all__ = ["LEASE", "POLL", "Job", "paced", "Collect", "collector"]
 
