@@ -7,6 +7,7 @@ month-long sleep never loses progress and never runs a completed step again.
 from durably.domain.backoff import Backoff, add_jitter, calculate_backoff_delay
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
+    ChildWorkflowError,
     DurablyError,
     EventNotPublishedError,
     EventTimeoutError,
@@ -36,14 +37,18 @@ from durably.domain.errors import (
 from durably.domain.retry import Retry
 from durably.engine import Engine, Lease, Purge, StepRecord
 from durably.primitives import (
+    ChildHandle,
     StepInfo,
     WorkflowContext,
     WorkflowDefinition,
+    child,
     context,
+    gather,
     make,
     set_event,
     sleep,
     sleep_until,
+    start_child,
     step,
     step_info,
     wait_for_event,
@@ -72,6 +77,10 @@ __all__ = [
     "sleep_until",
     "wait_for_event",
     "set_event",
+    "child",
+    "start_child",
+    "gather",
+    "ChildHandle",
     "context",
     "step_info",
     "WorkflowContext",
@@ -111,6 +120,7 @@ __all__ = [
     "StepTimeoutError",
     "EventTimeoutError",
     "EventNotPublishedError",
+    "ChildWorkflowError",
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",

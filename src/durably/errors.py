@@ -11,6 +11,7 @@ cause's branch.
 """
 
 from durably.domain.errors import (
+    ChildWorkflowError,
     DurablyError,
     EventNotPublishedError,
     EventTimeoutError,
@@ -43,6 +44,7 @@ from durably.domain.errors import (
 
 __all__ = [
     "DurablyError",
+    "ChildWorkflowError",
     "EventTimeoutError",
     "EventNotPublishedError",
     "UsageError",

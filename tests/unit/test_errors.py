@@ -11,6 +11,7 @@ from returns.result import Failure, Result, Success
 
 import durably.domain.errors as errors_module
 from durably.domain.errors import (
+    ChildWorkflowError,
     DurablyError,
     EventTimeoutError,
     InstancePurgedError,
@@ -47,8 +48,9 @@ API_ERRORS = {
     "StepScopeError",
     "InvalidDurationError",
     "SerializationError",
-    # coordination.md section 1
+    # coordination.md sections 1 and 2
     "EventTimeoutError",
+    "ChildWorkflowError",
 }
 
 # (an instance, the field to try to overwrite, what its message must contain)
@@ -98,6 +100,18 @@ CASES: list[tuple[DurablyError, str, tuple[str, ...]]] = [
     ),
     (StepTimeoutError("charge", 1_000, 1_250), "timeout_ms", ("'charge'", "1000 ms", "1250 ms")),
     (EventTimeoutError("approval", 5_000), "event_name", ("'approval'", "5000 ms")),
+    (
+        ChildWorkflowError(
+            "m/invoice#2", "invoice", "Failed", WorkflowError("no card", "KeyError", None, "pay")
+        ),
+        "child_id",
+        ("'invoice'", "'m/invoice#2'", "failed in step 'pay'", "KeyError: no card"),
+    ),
+    (
+        ChildWorkflowError("m/invoice", "invoice", "Cancelled", reason="parent cancelled"),
+        "status",
+        ("'m/invoice'", "was cancelled: parent cancelled"),
+    ),
     (WorkflowScopeError(), "operation", ("step()", "inside a workflow")),
     (WorkflowScopeError("sleep"), "operation", ("sleep()",)),
     (StepScopeError("sleep", "charge"), "step_name", ("sleep()", "'charge'")),
@@ -371,6 +385,7 @@ TREE = {
         "InstancePurgedError",
         "EventTimeoutError",
         "EventNotPublishedError",
+        "ChildWorkflowError",
     },
     "InfrastructureError": {
         "StorageError",

@@ -90,6 +90,9 @@ _CLI_READS_DOMAIN = (
 )
 
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
+    ("durably.primitives.children", "durably.services.children"): _PRIMITIVES_RUN_SERVICES,
+    ("durably.primitives.children", "durably.services.definition"): _PRIMITIVES_RUN_SERVICES,
+    ("durably.primitives.children", "durably.services.gather"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.context", "durably.services.steps"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.events", "durably.services.workflow_events"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.sleep", "durably.services.sleeps"): _PRIMITIVES_RUN_SERVICES,

@@ -116,6 +116,8 @@ class MemoryBackend:
                 attrs.evolve(m, consumed=True) if m.seq in consumed else m
                 for m in self.inboxes.get(iid, [])
             ]
+        for message in plan.sends:
+            self._append(message, plan.now)
         self.commits += 1
         return CommitOutcome(None if row is None else row.inbox_seq)
 
@@ -166,6 +168,12 @@ class MemoryBackend:
 
     async def append(self, message: Outgoing, now: int) -> AppendOutcome:
         """Append ``message`` and wake its instance if it waits (domain/inbox.py)."""
+        outcome = self._append(message, now)
+        if outcome.seq is not None:
+            self.commits += 1
+        return outcome
+
+    def _append(self, message: Outgoing, now: int) -> AppendOutcome:
         iid = message.instance_id
         row = self.rows.get(iid)
         if row is None:
@@ -192,7 +200,6 @@ class MemoryBackend:
             due = self.alarms.get(iid)
             self.alarms[iid] = now if due is None else min(due, now)
             self._wake()
-        self.commits += 1
         return AppendOutcome(row.status, row.inbox_seq, workflow=row.workflow)
 
     # -- InstanceHost ---------------------------------------------------------------------

@@ -13,6 +13,9 @@ Every backend executes plans, and only plans, in one place each (``MemoryStore.e
 - **alarm**: what the unit asked for; and a ``Running`` status written under a lease
   always sets the alarm to the lease's expiry, so that if the owner dies, the instance
   comes due and the next claim recovers it.
+- **sends**: messages to other instances' inboxes are appended in the plan's own
+  transaction, only if the plan applies, by the rules of an append (domain/inbox.py):
+  the commit that ends a child is the one that tells its parent.
 - **news**: a unit that sets or clears the alarm of an instance that is left waiting
   (``Queued`` or ``Paused``) says up to which inbox number its committer has read
   (``news_after``). When a message numbered beyond it arrived (while the instance was
@@ -30,7 +33,7 @@ import attrs
 
 from durably.adapters.unit_of_work import AlarmChange, KeepAlarm, SetAlarm, UnitOfWork
 from durably.domain import keys
-from durably.domain.inbox import WAKING_STATUSES
+from durably.domain.inbox import WAKING_STATUSES, Outgoing
 from durably.domain.status import TERMINAL_TAGS
 
 __all__ = [
@@ -94,6 +97,8 @@ class CommitPlan:
     news_after: int | None = None
     """The last inbox number the committer read, when the plan sets or clears the alarm
     of an instance it may leave waiting (the **news** rule); else ``None``."""
+    sends: tuple[Outgoing, ...] = ()
+    """Messages appended to other instances' inboxes in the same transaction."""
 
     @property
     def renews(self) -> bool:
@@ -185,4 +190,5 @@ def plan_commit(
         consume=() if cleared else tuple(sorted(unit.consumed)),
         now=now,
         news_after=news_after,
+        sends=tuple(unit.sends),
     )

@@ -296,6 +296,10 @@ class StoreInbox:
             return Success(None)
         return await self.storage._write(UnitOfWork(self.storage.owner, consumed=consumed))
 
+    async def send(self, message: Outgoing) -> Result[None, StorageError]:
+        """Append ``message`` with the open unit of work (or in a commit of its own)."""
+        return await self.storage._write(UnitOfWork(self.storage.owner, sends=[message]))
+
     async def append(self, message: Outgoing) -> Result[AppendOutcome, StorageError]:
         """Append ``message`` to its instance's inbox."""
         store = self.storage.store

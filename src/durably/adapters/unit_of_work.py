@@ -14,6 +14,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from durably.domain.errors import StorageError
+from durably.domain.inbox import Outgoing
 
 __all__ = [
     "KeepAlarm",
@@ -53,13 +54,15 @@ CLEAR_ALARM: Final = ClearAlarm()
 @attrs.define
 class UnitOfWork:
     """What waits for one commit: key -> JSON text (``None`` deletes), a clear of every
-    key, an alarm change, and the inbox messages consumed."""
+    key, an alarm change, the inbox messages consumed, and the messages sent to other
+    instances' inboxes (appended in the same transaction)."""
 
     owner: object
     writes: dict[str, str | None] = attrs.field(factory=dict)
     cleared: bool = False
     alarm: AlarmChange = KEEP_ALARM
     consumed: set[int] = attrs.field(factory=set)
+    sends: list[Outgoing] = attrs.field(factory=list)
     closed: bool = False
 
     def is_empty(self) -> bool:
@@ -69,6 +72,7 @@ class UnitOfWork:
             and not self.cleared
             and isinstance(self.alarm, KeepAlarm)
             and not self.consumed
+            and not self.sends
         )
 
     def merge(self, other: UnitOfWork) -> None:
@@ -80,6 +84,7 @@ class UnitOfWork:
         if not isinstance(other.alarm, KeepAlarm):
             self.alarm = other.alarm
         self.consumed |= other.consumed
+        self.sends.extend(other.sends)
 
 
 _ACTIVE: ContextVar[tuple[UnitOfWork, ...]] = ContextVar("durably_units_of_work", default=())

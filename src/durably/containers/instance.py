@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import attrs
 
-from durably.ports import InstanceRuntime, Tracker
+from durably.ports import ChildStarter, InstanceRuntime, Tracker
 from durably.services.context import ActiveExecutions
 from durably.services.executor import WorkflowExecutor
 from durably.services.orchestrator import WorkflowOrchestrator
@@ -45,15 +45,16 @@ def wire_instance(
     recovery: RecoveryConfig,
     purge: PurgeConfig,
     executions: ActiveExecutions,
+    children: ChildStarter | None = None,
 ) -> InstanceServices:
     """Build the services of the instance ``runtime`` serves."""
     storage, scheduler, clock = runtime.storage, runtime.scheduler, runtime.runtime
     inbox, lease = runtime.inbox, runtime.lease
     events = EventEmitter(tracker, clock)
-    state_machine = WorkflowStateMachine(storage, clock)
+    state_machine = WorkflowStateMachine(storage, clock, inbox)
     recovery_manager = RecoveryManager(state_machine, storage, scheduler, clock, recovery, events)
     executor = WorkflowExecutor(
-        storage, scheduler, clock, state_machine, events, executions, inbox, lease
+        storage, scheduler, clock, state_machine, events, executions, inbox, lease, children
     )
     purge_manager = PurgeManager(storage, scheduler, clock, purge, events)
     orchestrator = WorkflowOrchestrator(

@@ -21,6 +21,7 @@ The tree::
     │   ├── StepTimeoutError        a step attempt ran past its timeout
     │   ├── EventTimeoutError       ``wait_for_event``: no event came within its timeout
     │   ├── EventNotPublishedError  ``Engine.get_event``: nothing published under the key
+    │   ├── ChildWorkflowError      a child workflow failed or was cancelled
     │   ├── RecoveryError           recovery gave up on an instance
     │   └── InstancePurgedError     ``Engine.result``: it ended, then was purged
     ├── InfrastructureError     the storage or the scheduler failed: retry later
@@ -64,6 +65,7 @@ __all__ = [
     "StepTimeoutError",
     "EventTimeoutError",
     "EventNotPublishedError",
+    "ChildWorkflowError",
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",
@@ -296,6 +298,32 @@ class EventNotPublishedError(OutcomeError):
     def message(self) -> str:
         within = "" if self.timeout_ms is None else f" within {self.timeout_ms} ms"
         return f"workflow {self.workflow_id!r} has not published event {self.key!r}{within}"
+
+
+@attrs.frozen(eq=False)
+class ChildWorkflowError(OutcomeError):
+    """A child workflow ended ``Failed`` or ``Cancelled`` (``status``); raised in its parent
+    where it waits for the child (``child``, ``ChildHandle.result``). ``error`` is the
+    child's stored error (``Failed``); ``reason`` the reason of its cancel."""
+
+    child_id: str
+    workflow_name: str
+    status: str
+    error: WorkflowError | None = None
+    reason: str | None = None
+
+    @property
+    def message(self) -> str:
+        what = f"child workflow {self.workflow_name!r} ({self.child_id!r})"
+        if self.status == "Cancelled":
+            because = f": {self.reason}" if self.reason else ""
+            return f"{what} was cancelled{because}"
+        error = self.error
+        if error is None:
+            return f"{what} ended {self.status}"
+        kind = f"{error.type}: " if error.type else ""
+        where = f" in step {error.step_name!r}" if error.step_name else ""
+        return f"{what} failed{where}: {kind}{error.message}"
 
 
 @attrs.frozen(eq=False)

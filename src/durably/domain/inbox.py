@@ -21,6 +21,7 @@ from durably.domain.records import JsonValue
 __all__ = [
     "CANCEL",
     "EVENT",
+    "CHILD",
     "MessageKind",
     "InboxMessage",
     "Outgoing",
@@ -29,13 +30,15 @@ __all__ = [
     "wakes",
     "wait_key",
     "event_dedupe_key",
+    "child_dedupe_key",
 ]
 
-MessageKind: TypeAlias = Literal["cancel", "event"]
-"""What a message asks of the instance."""
+MessageKind: TypeAlias = Literal["cancel", "event", "child"]
+"""What a message asks of the instance (a ``child`` message: a child of it ended)."""
 
 CANCEL: Final = "cancel"
 EVENT: Final = "event"
+CHILD: Final = "child"
 
 WAKING_STATUSES: Final = ("Queued", "Paused")
 """The statuses in which a cancel makes the instance due at once (it waits for an alarm)."""
@@ -69,6 +72,11 @@ def wait_key(kind: str, name: str | None) -> str:
 def event_dedupe_key(event_id: str) -> str:
     """The inbox dedupe key of an event sent with ``event_id``: remembered until purge."""
     return f"event:{event_id}"
+
+
+def child_dedupe_key(child_id: str) -> str:
+    """The dedupe key of the message that says child ``child_id`` ended (one per child)."""
+    return f"child:{child_id}"
 
 
 @attrs.frozen

@@ -30,6 +30,8 @@ __all__ = [
     "SLEEP_PREFIX",
     "WAIT_PREFIX",
     "PUBLISHED_PREFIX",
+    "CHILD_PREFIX",
+    "PARENT",
     "escape",
     "unescape",
     "meta",
@@ -38,6 +40,7 @@ __all__ = [
     "sleep",
     "wait",
     "published",
+    "child",
 ]
 
 MAX_KEY_BYTES = 1024
@@ -83,6 +86,8 @@ STEP_PREFIX = "step:"
 SLEEP_PREFIX = "sleep:"
 WAIT_PREFIX = "wait:"
 PUBLISHED_PREFIX = "event:"
+CHILD_PREFIX = "child:"
+PARENT = "workflow:parent"
 
 
 def escape(name: str) -> str:
@@ -135,3 +140,8 @@ def wait(name: str) -> str:
 def published(key: str) -> str:
     """The latest value ``set_event`` published under ``key``."""
     return f"{PUBLISHED_PREFIX}{escape(key)}"
+
+
+def child(name: str) -> str:
+    """The record of a child workflow started by ``start_child`` (or ``child``)."""
+    return f"{CHILD_PREFIX}{escape(name)}"

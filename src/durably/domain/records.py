@@ -20,6 +20,8 @@ __all__ = [
     "WaitOutcome",
     "WaitRecord",
     "PublishedEvent",
+    "ParentLink",
+    "ChildRecord",
     "AlarmFailure",
     "Tombstone",
 ]
@@ -131,6 +133,38 @@ class PublishedEvent:
     value: JsonValue
     version: int
     set_at: int
+
+
+@attrs.frozen
+class ParentLink:
+    """Stored in a child (``workflow:parent``): its parent, and its key there."""
+
+    id: str
+    key: str
+
+
+@attrs.frozen
+class ChildRecord:
+    """A child in its parent (``child:<key>``): started, then how it ended.
+
+    Written when the child is started (the child's creation commits first, so a replay
+    finds it by its id), and again with its outcome, from the message its end sent,
+    in the commit that consumes that message: a replay returns the same output, or
+    raises the same ``ChildWorkflowError``, even after the child is purged.
+    """
+
+    child_id: str
+    workflow: str
+    started_at: int
+    outcome: str | None = None
+    """The child's final status tag (``None``: not known to have ended)."""
+    output: JsonValue = None
+    """Its output as stored (``Completed``)."""
+    error: WorkflowError | None = None
+    """Its error (``Failed``)."""
+    reason: str | None = None
+    """The reason of its cancel (``Cancelled``)."""
+    ended_at: int | None = None
 
 
 @attrs.frozen

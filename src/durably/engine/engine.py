@@ -28,6 +28,7 @@ from durably.domain.owner import owner_token
 from durably.domain.results import ok
 from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
+from durably.engine.children import ChildLauncher
 from durably.engine.config import EngineOptions, Lease, Purge
 from durably.engine.purge import purge_candidates, purge_finished
 from durably.engine.queries import EngineQueries
@@ -128,6 +129,7 @@ class Engine(EngineQueries):
         self._server = InstanceServer(
             self._host, self._container.instance, self.owner, self.lease.duration_ms
         )
+        self._server.children = ChildLauncher(self._server, self.registry)
         self._changed = self._server.changed
         self._heartbeat: asyncio.Task[None] | None = None
         self._worker = AlarmWorker(self._server, self.poll_interval_ms)

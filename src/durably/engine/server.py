@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, suppress
 from durably.containers import InstanceServices
 from durably.domain.errors import StorageError
 from durably.domain.lease import LeaseHold
-from durably.ports import InstanceHost
+from durably.ports import ChildStarter, InstanceHost
 from durably.services import WorkflowOrchestrator
 
 __all__ = ["InstanceServer", "Signal"]
@@ -72,6 +72,8 @@ class InstanceServer:
         self._holds: dict[str, LeaseHold] = {}
         """The lease holds of the instances being served."""
         self.stopping = False
+        self.children: ChildStarter | None = None
+        """How the workflows served start children (set by the engine)."""
 
     @property
     def active(self) -> int:
@@ -88,7 +90,7 @@ class InstanceServer:
 
     def services(self, instance_id: str, hold: LeaseHold | None) -> InstanceServices:
         """The services of one instance (fenced by ``hold`` if given)."""
-        return self._wire(runtime=self.host.runtime(instance_id, hold))
+        return self._wire(runtime=self.host.runtime(instance_id, hold), children=self.children)
 
     def orchestrator(self, instance_id: str, hold: LeaseHold | None) -> WorkflowOrchestrator:
         """The orchestrator of one instance."""

@@ -1,5 +1,6 @@
 """Ports: the protocols that adapters implement and services depend on."""
 
+from durably.ports.children import ChildStarter
 from durably.ports.clock import TimeSkippingClock
 from durably.ports.host import Claimed, InstanceHost, InstanceRow
 from durably.ports.inbox import InboxAdapter
@@ -19,4 +20,5 @@ __all__ = [
     "InstanceRow",
     "Claimed",
     "TimeSkippingClock",
+    "ChildStarter",
 ]

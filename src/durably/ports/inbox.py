@@ -35,3 +35,9 @@ class InboxAdapter(Protocol):
     async def append(self, message: Outgoing) -> Result[AppendOutcome, StorageError]:
         """Append ``message`` (for this instance or another), in a commit of its own."""
         ...
+
+    async def send(self, message: Outgoing) -> Result[None, StorageError]:
+        """Append ``message`` to another instance's inbox with this instance's open unit
+        of work (in its commit, and only if that commit applies), or in a commit of its
+        own."""
+        ...

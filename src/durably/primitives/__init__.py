@@ -2,6 +2,7 @@
 
 from durably.domain.backoff import Backoff
 from durably.domain.retry import Retry
+from durably.primitives.children import ChildHandle, child, gather, start_child
 from durably.primitives.context import WorkflowContext, context, step_info
 from durably.primitives.events import set_event, wait_for_event
 from durably.primitives.sleep import sleep, sleep_until
@@ -18,6 +19,10 @@ __all__ = [
     "sleep_until",
     "wait_for_event",
     "set_event",
+    "child",
+    "start_child",
+    "gather",
+    "ChildHandle",
     "context",
     "step_info",
     "WorkflowContext",

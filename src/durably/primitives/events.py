@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from durably.domain.durations import Duration, parse_duration
-from durably.services.context import require_scope
+from durably.services.context import durable, require_scope
 from durably.services.workflow_events import run_set_event, run_wait
 
 __all__ = ["wait_for_event", "set_event"]
 
 
+@durable
 async def wait_for_event(name: str, *, timeout: Duration | None = None) -> Any:  # noqa: ASYNC109 - durable
     """Wait for an event ``name`` sent to this instance (``Engine.send_event``): its payload.
 
@@ -27,6 +28,7 @@ async def wait_for_event(name: str, *, timeout: Duration | None = None) -> Any: 
     return await run_wait(scope, name, ms)
 
 
+@durable
 async def set_event(key: str, value: Any) -> None:
     """Publish ``value`` (JSON-serialisable) under ``key``, for ``Engine.get_event`` to read;
     the latest value wins. Committed before the workflow goes on."""

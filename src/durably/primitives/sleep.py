@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime
 
 from durably.domain.durations import Duration, parse_duration
-from durably.services.context import require_scope
+from durably.services.context import durable, require_scope
 from durably.services.sleeps import run_sleep
 
 __all__ = ["sleep", "sleep_until"]
 
 
+@durable
 async def sleep(duration: Duration, *, name: str | None = None) -> None:
     """Pause the workflow for ``duration`` (from the first time this sleep is reached).
 
@@ -24,6 +25,7 @@ async def sleep(duration: Duration, *, name: str | None = None) -> None:
     await run_sleep(scope, duration_ms=ms, until_ms=None, name=name)
 
 
+@durable
 async def sleep_until(when: int | datetime.datetime, *, name: str | None = None) -> None:
     """Pause the workflow until ``when`` (epoch ms, or an aware ``datetime``)."""
     if isinstance(when, datetime.datetime):

@@ -11,7 +11,7 @@ from returns.result import Result
 from durably.domain.durations import Duration, parse_duration
 from durably.domain.errors import InvalidDurationError
 from durably.domain.retry import Retry
-from durably.services.context import require_scope
+from durably.services.context import durable, require_scope
 from durably.services.steps import return_type_of, run_step
 
 __all__ = ["step"]
@@ -127,6 +127,7 @@ def step(
     return decorator
 
 
+@durable
 async def _call(
     name: str, fn: Callable[[], Any], retry: Retry | None, timeout_ms: int | None, rtype: Any
 ) -> Any:
@@ -145,4 +146,4 @@ def _decorate(
         result: T = await _call(step_name, lambda: body(*args, **kwargs), retry, timeout_ms, rtype)
         return result
 
-    return as_step
+    return durable(as_step)

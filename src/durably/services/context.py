@@ -8,9 +8,10 @@ event loop never see each other's. Control flow that user code must not swallow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Literal, TypeAlias
+from types import CodeType
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -21,12 +22,12 @@ from durably.domain.errors import (
     WorkflowScopeError,
 )
 from durably.domain.events import EventBase
-from durably.domain.inbox import CANCEL, EVENT, InboxMessage
+from durably.domain.inbox import CANCEL, EVENT, InboxMessage, Outgoing
 from durably.domain.keys import RECOVERY_ATTEMPTS
 from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
 from durably.domain.status import PauseReason
-from durably.ports import RuntimeAdapter
+from durably.ports import ChildStarter, RuntimeAdapter
 from durably.services.namespace import Namespace
 from durably.services.state_machine import WorkflowStateMachine
 from durably.services.trackers import BoundEmitter
@@ -46,6 +47,9 @@ __all__ = [
     "require_scope",
     "SCOPE",
     "STEP",
+    "BRANCH_CHILDREN",
+    "durable",
+    "is_durable",
 ]
 
 ExecutionMode: TypeAlias = Literal["fresh", "resume", "recover", "direct"]
@@ -132,6 +136,11 @@ class ExecutionScope:
     """Writes that ride along with the next commit (sleep and wait records, metadata)."""
     consuming: set[int] = attrs.field(factory=set)
     """Inbox messages taken by waits, consumed by the commit that records those waits."""
+    sends: list[Outgoing] = attrs.field(factory=list)
+    """Messages to other instances (cancels of children) that the next commit appends."""
+    children: ChildStarter | None = None
+    """How this execution starts children (``None``: no engine, no children)."""
+    child_names: dict[str, int] = attrs.field(factory=dict)
     failures: dict[int, tuple[str, int]] = attrs.field(factory=dict)
     """id(exception) -> (step key, attempt), to tell the executor where an error came from."""
     completed: int | None = None
@@ -188,15 +197,17 @@ class ExecutionScope:
         self.messages = messages
         self.cancels = [m for m in messages if m.kind == CANCEL]
 
-    async def take_event(self, name: str, sent_by: int | None) -> InboxMessage | None:
-        """The oldest event ``name`` not consumed (nor taken by a wait of this segment),
+    async def take_message(
+        self, kind: str, name: str, sent_by: int | None = None
+    ) -> InboxMessage | None:
+        """The oldest message ``kind``/``name`` not consumed (nor taken in this segment),
         if it was sent by ``sent_by`` (epoch ms; ``None``: whenever); it joins the
         messages that the next commit consumes."""
         if self.messages is None or self.keys.has_news():
             await self.read_inbox()
         assert self.messages is not None
         for message in self.messages:
-            if message.kind != EVENT or message.name != name or message.seq in self.consuming:
+            if message.kind != kind or message.name != name or message.seq in self.consuming:
                 continue
             if sent_by is not None and message.sent_at > sent_by:
                 return None  # the oldest came too late: later ones came later still
@@ -204,6 +215,10 @@ class ExecutionScope:
             self.messages.remove(message)
             return message
         return None
+
+    async def take_event(self, name: str, sent_by: int | None) -> InboxMessage | None:
+        """``take_message`` of an event ``name``."""
+        return await self.take_message(EVENT, name, sent_by)
 
     async def commit(self, writes: dict[str, JsonValue]) -> None:
         """Commit a durability point: ``writes`` with everything that waited for a commit
@@ -213,34 +228,41 @@ class ExecutionScope:
         This is the one path of a durability point to the store. When it fails, what
         waited stays waiting (the execution stops, or goes on without this point).
         """
-        pending, consumed = self.pending, self.consuming
-        self.pending, self.consuming = {}, set()
+        pending, consumed, sends = self.pending, self.consuming, self.sends
+        self.pending, self.consuming, self.sends = {}, set(), []
         progress = self.first_progress_after_recovery()
         try:
-            if not consumed and not progress:
+            if not consumed and not progress and not sends:
                 # The hot path: one batch outside a transaction is one commit by itself.
                 await self.keys.put_batch({**pending, **writes})
             else:
                 async with self.keys.transaction():
                     await self.keys.put_batch({**pending, **writes})
                     await self.keys.consume(consumed)
+                    for message in sends:
+                        await self.keys.send(message)
                     if progress:  # a committed step is progress: recoveries count anew
                         await self.keys.delete(RECOVERY_ATTEMPTS)
         except BaseException:
             self.pending = {**pending, **self.pending}
             self.consuming |= consumed
+            self.sends = [*sends, *self.sends]
             self.progressed = self.progressed and not progress
             raise
 
-    async def completed_count(self) -> int:
-        """The place of the next step to complete (read once per segment, then counted)."""
+    async def next_index(self) -> int:
+        """The place of the next step to complete, taken by the caller (read once per
+        segment, then counted here: steps that run at once get places of their own)."""
         if self.completed is None or self.completed_steps is None:
-            self.completed, self.completed_steps = await self.state_machine.completion_order()
-        return self.completed
+            completed, steps = await self.state_machine.completion_order()
+            if self.completed is None or self.completed_steps is None:
+                self.completed, self.completed_steps = completed, steps
+        index = self.completed
+        self.completed = index + 1
+        return index
 
     def step_completed(self, key: str, index: int) -> None:
         """Count the step ``key``, committed at place ``index``."""
-        self.completed = index + 1
         if self.completed_steps is not None:
             self.completed_steps.append(key)
 
@@ -264,6 +286,12 @@ class ExecutionScope:
         self.sleep_names[name] = count
         return name if count == 1 else f"{name}#{count}"
 
+    def next_child_key(self, workflow: str) -> str:
+        """The key of this child of ``workflow``: its name, then ``name#2``..."""
+        count = self.child_names.get(workflow, 0) + 1
+        self.child_names[workflow] = count
+        return workflow if count == 1 else f"{workflow}#{count}"
+
     def next_wait_key(self, name: str) -> str:
         """The key of this wait for event ``name``: ``name``, then ``name#2``..."""
         count = self.wait_names.get(name, 0) + 1
@@ -281,14 +309,39 @@ class ExecutionScope:
         pending, self.pending = self.pending, {}
         return pending
 
+    def take_sends(self) -> tuple[Outgoing, ...]:
+        """The messages waiting for a commit to send them (and forget them)."""
+        sends, self.sends = self.sends, []
+        return tuple(sends)
+
     def take_consumed(self) -> tuple[int, ...]:
         """The inbox messages waiting for a commit to consume them (and forget them)."""
         consumed, self.consuming = self.consuming, set()
         return tuple(sorted(consumed))
 
 
+_DURABLE: set[CodeType] = set()
+"""The code of every coroutine function whose coroutine is one durable point."""
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def durable(fn: F) -> F:
+    """Mark ``fn`` (an ``async def`` primitive) as one durable point: ``gather`` takes
+    its coroutines, and refuses any other awaitable."""
+    _DURABLE.add(fn.__code__)
+    return fn
+
+
+def is_durable(value: object) -> bool:
+    """Whether ``value`` is the coroutine of a durable point (``durable``)."""
+    return getattr(value, "cr_code", None) in _DURABLE
+
+
 SCOPE: ContextVar[ExecutionScope | None] = ContextVar("durably_scope", default=None)
 STEP: ContextVar[StepInfo | None] = ContextVar("durably_step", default=None)
+BRANCH_CHILDREN: ContextVar[list[str] | None] = ContextVar("durably_branch_children", default=None)
+"""In a branch of ``gather``: the children that branch started (cancelled if it must stop)."""
 
 
 def current_scope() -> ExecutionScope | None:

@@ -11,12 +11,19 @@ from returns.result import Failure, Result, Success
 from durably.domain import keys
 from durably.domain.errors import DurablyError, OrchestratorError, StepCancelledError
 from durably.domain.events import EventBase
+from durably.domain.inbox import Outgoing
 from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
 from durably.domain.serialization import decode
 from durably.domain.status import PauseReason, WorkflowError
 from durably.domain.transitions import Cancel, Complete, Fail, Pause, Transition
-from durably.ports import InboxAdapter, RuntimeAdapter, SchedulerAdapter, StorageAdapter
+from durably.ports import (
+    ChildStarter,
+    InboxAdapter,
+    RuntimeAdapter,
+    SchedulerAdapter,
+    StorageAdapter,
+)
 from durably.services.context import (
     SCOPE,
     ActiveExecutions,
@@ -70,6 +77,8 @@ class ExecutionCompleted:
     events: PendingEvents = attrs.field(factory=list)
     consumed: tuple[int, ...] = ()
     """The inbox messages (events taken by waits) that this end consumes."""
+    sends: tuple[Outgoing, ...] = ()
+    """Messages to other instances (cancels of children) that this end appends."""
     tag: ClassVar[Literal["Completed"]] = "Completed"
 
 
@@ -86,6 +95,7 @@ class ExecutionPaused:
     events: PendingEvents = attrs.field(factory=list)
     waits: tuple[str, ...] = ()
     consumed: tuple[int, ...] = ()
+    sends: tuple[Outgoing, ...] = ()
     tag: ClassVar[Literal["Paused"]] = "Paused"
 
 
@@ -99,6 +109,7 @@ class ExecutionFailed:
     writes: dict[str, JsonValue] = attrs.field(factory=dict)
     events: PendingEvents = attrs.field(factory=list)
     consumed: tuple[int, ...] = ()
+    sends: tuple[Outgoing, ...] = ()
     tag: ClassVar[Literal["Failed"]] = "Failed"
 
 
@@ -112,6 +123,7 @@ class ExecutionCancelled:
     events: PendingEvents = attrs.field(factory=list)
     consumed: tuple[int, ...] = ()
     """The inbox messages (cancels, events taken by waits) that this end consumes."""
+    sends: tuple[Outgoing, ...] = ()
     tag: ClassVar[Literal["Cancelled"]] = "Cancelled"
 
 
@@ -148,8 +160,10 @@ class WorkflowExecutor:
         executions: ActiveExecutions,
         inbox: InboxAdapter,
         lease: LeaseHold | None = None,
+        children: ChildStarter | None = None,
     ) -> None:
         self._keys = Namespace(storage, scheduler, inbox)
+        self._children = children
         self._runtime = runtime
         self._sm = state_machine
         self._events = events
@@ -193,6 +207,7 @@ class WorkflowExecutor:
             state_machine=self._sm,
             events=self._events.bound(ctx.workflow_name, ctx.execution_id),
             lease=self._lease,
+            children=self._children,
         )
         try:
             body_input = decode(ctx.input, definition.input_type, key=keys.INPUT)
@@ -212,6 +227,7 @@ class WorkflowExecutor:
                 events=p.events,
                 waits=p.waits,
                 consumed=scope.take_consumed(),
+                sends=scope.take_sends(),
             )
         except (CancelSignal, StepCancelledError):
             return await self._cancelled(scope)
@@ -242,6 +258,7 @@ class WorkflowExecutor:
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
             consumed=scope.take_consumed(),
+            sends=scope.take_sends(),
         )
 
     async def _duration(self) -> int:
@@ -255,6 +272,7 @@ class WorkflowExecutor:
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
             consumed=scope.take_consumed(),
+            sends=scope.take_sends(),
         )
 
     async def _cancel_arrived(self, scope: ExecutionScope) -> bool:
@@ -274,6 +292,7 @@ class WorkflowExecutor:
             completed_steps=await scope.all_completed_steps(),
             writes=scope.take_pending(),
             consumed=tuple(sorted({*consumed, *scope.take_consumed()})),
+            sends=scope.take_sends(),
         )
 
 

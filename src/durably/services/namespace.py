@@ -117,6 +117,10 @@ class Namespace:
         """Append ``message`` to its instance's inbox."""
         return _raising(await self._messages().append(message))
 
+    async def send(self, message: Outgoing) -> None:
+        """Append ``message`` to another instance's inbox, in this instance's open commit."""
+        _raising(await self._messages().send(message))
+
     def has_news(self) -> bool:
         """Whether a commit saw messages beyond the last read."""
         return self._messages().has_news()

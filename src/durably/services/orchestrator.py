@@ -27,7 +27,7 @@ from durably.domain.events import (
 )
 from durably.domain.inbox import CANCEL, EVENT, InboxMessage, Outgoing, event_dedupe_key, wait_key
 from durably.domain.lease import LeaseHold
-from durably.domain.records import AlarmFailure, JsonValue
+from durably.domain.records import AlarmFailure, JsonValue, ParentLink
 from durably.domain.serialization import (
     decode,
     decode_value,
@@ -170,6 +170,8 @@ class WorkflowOrchestrator:
                     raise _Exists(raced)
                 await self._sm.create(call.workflow, data, call.execution_id)
                 await self._keys.put(keys.STARTED_AT, now)
+                if call.parent is not None:
+                    await self._keys.put(keys.PARENT, encode(call.parent, key=keys.PARENT))
                 if queue:
                     await self._sm.transition(Queue(input=data))
                     await self._keys.schedule(now)
@@ -202,6 +204,18 @@ class WorkflowOrchestrator:
                     f"not {call.workflow!r}; it was not touched"
                 ),
             )
+        if call.parent is not None:
+            found = await self._keys.get(keys.PARENT)
+            link = None if found is None else decode(found, ParentLink, key=keys.PARENT)
+            if link != call.parent:
+                whose = "no workflow's" if link is None else f"{link.id!r}'s ({link.key!r})"
+                raise OrchestratorError(
+                    "start",
+                    ValueError(
+                        f"instance {self.instance_id!r} already exists as {whose} child, not "
+                        f"{call.parent.id!r}'s ({call.parent.key!r}); give the child another id"
+                    ),
+                )
         output = None
         if isinstance(status, Completed):
             output = await self._stored_output(call.workflow)
@@ -357,6 +371,8 @@ class WorkflowOrchestrator:
             if isinstance(result, ExecutionCancelled):
                 await self._sm.record_cancel(result.reason)
             await self._keys.consume(result.consumed)
+            for message in result.sends:
+                await self._keys.send(message)
             await self._sm.transition(result_to_transition(result))
             await self._sm.forget_recoveries()
             if alarm:
@@ -488,7 +504,8 @@ class WorkflowOrchestrator:
         status = await self._sm.status()
         if status is None:
             return WorkflowStatusResult(None, (), False)
-        return WorkflowStatusResult(status, await self._sm.completed_steps(), True)
+        children = tuple(child.child_id for child in await self._sm.children())
+        return WorkflowStatusResult(status, await self._sm.completed_steps(), True, children)
 
     async def exists(self) -> Result[bool, OrchestratorError]:
         """Whether the instance exists."""

@@ -7,12 +7,23 @@ from typing import Any
 import attrs
 
 from durably.domain import keys
-from durably.domain.records import JsonValue
+from durably.domain.inbox import CANCEL, CHILD, Outgoing, child_dedupe_key
+from durably.domain.records import ChildRecord, JsonValue, ParentLink
 from durably.domain.results import operation
-from durably.domain.serialization import decode, encode
-from durably.domain.status import Paused, Pending, Queued, Running, WorkflowStatus, is_terminal
+from durably.domain.serialization import decode, dumps, encode
+from durably.domain.status import (
+    Cancelled,
+    Completed,
+    Failed,
+    Paused,
+    Pending,
+    Queued,
+    Running,
+    WorkflowStatus,
+    is_terminal,
+)
 from durably.domain.transitions import Transition, next_status
-from durably.ports import RuntimeAdapter, StorageAdapter
+from durably.ports import InboxAdapter, RuntimeAdapter, StorageAdapter
 from durably.services.namespace import Namespace
 
 __all__ = ["WorkflowState", "RecoverabilityInfo", "WorkflowStateMachine"]
@@ -61,8 +72,11 @@ class WorkflowStateMachine:
     the end of the class.
     """
 
-    def __init__(self, storage: StorageAdapter, runtime: RuntimeAdapter) -> None:
-        self._keys = Namespace(storage)
+    def __init__(
+        self, storage: StorageAdapter, runtime: RuntimeAdapter, inbox: InboxAdapter | None = None
+    ) -> None:
+        self._keys = Namespace(storage, inbox=inbox)
+        self._inbox = inbox
         self._runtime = runtime
         self._last_status: tuple[JsonValue, WorkflowStatus] | None = None
         """The status last read or written, with its stored form: read again, not decoded."""
@@ -127,14 +141,46 @@ class WorkflowStateMachine:
         )
 
     async def transition(self, transition: Transition) -> WorkflowStatus:
-        """Apply ``transition`` to the stored status (read, check, write in one commit)."""
+        """Apply ``transition`` to the stored status (read, check, write in one commit).
+
+        A final status is announced in the same commit: to the parent of a child (its
+        outcome, which makes a waiting parent due), and, for ``Cancelled``, to the
+        children that have not ended (a cancel, reason ``"parent cancelled"``).
+        """
         async with self._keys.transaction():
             current = await self.status()
             new = next_status(current, transition, self._runtime.now())
             data = encode(new, key=keys.STATUS)
             await self._keys.put(keys.STATUS, data)
+            if is_terminal(new) and self._inbox is not None:
+                await self._announce(new)
         self._last_status = (data, new)
         return new
+
+    async def _announce(self, status: WorkflowStatus) -> None:
+        link = await self._get(keys.PARENT, ParentLink)
+        me = self._runtime.instance_id
+        if link is not None:
+            outcome: dict[str, JsonValue] = {"status": status.tag}
+            if isinstance(status, Completed):
+                outcome["output"] = await self._keys.get(keys.OUTPUT)
+            elif isinstance(status, Failed):
+                outcome["error"] = encode(status.error)
+            elif isinstance(status, Cancelled):
+                outcome["reason"] = status.reason
+            await self._keys.send(
+                Outgoing(link.id, CHILD, me, dumps(outcome), dedupe_key=child_dedupe_key(me))
+            )
+        if isinstance(status, Cancelled):
+            for child in await self.children():
+                if child.outcome is None:  # an ended child ignores it anyway
+                    reason = dumps({"reason": "parent cancelled"})
+                    await self._keys.send(Outgoing(child.child_id, CANCEL, payload=reason))
+
+    async def children(self) -> list[ChildRecord]:
+        """The children this instance started, in the order of their keys."""
+        found = await self._keys.list(keys.CHILD_PREFIX)
+        return [decode(data, ChildRecord, key=key) for key, data in found.items()]
 
     async def recoverability(self, stale_threshold_ms: int) -> RecoverabilityInfo:
         """Whether the instance needs (and allows) recovery, given a staleness threshold."""

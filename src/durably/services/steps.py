@@ -188,7 +188,7 @@ async def run_step(
         _refused(scope, run, e)
     completed_at = scope.runtime.now()
     try:
-        index = await scope.completed_count()
+        index = await scope.next_index()
         # The result is the completion marker too (it carries its place in the order):
         # the commit writes one row, so one page of the file.
         result = {

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import attrs
 
+from durably.domain.records import ParentLink
 from durably.domain.status import WorkflowStatus
 
 __all__ = [
@@ -25,6 +26,8 @@ class WorkflowCall:
     workflow: str
     input: Any = None
     execution_id: str | None = None
+    parent: ParentLink | None = None
+    """Set when a workflow starts it as its child (``start_child``)."""
 
 
 @attrs.frozen
@@ -66,6 +69,8 @@ class WorkflowStatusResult:
     status: WorkflowStatus | None
     completed_steps: tuple[str, ...] = ()
     exists: bool = False
+    children: tuple[str, ...] = ()
+    """The ids of the child workflows it started (``start_child``), in key order."""
 
 
 @attrs.frozen

@@ -171,7 +171,8 @@ class PostgresHost:
             conn = self._commit_conn
             if conn is None or conn.closed:
                 conn = self._commit_conn = await self._connect()
-            if len(batch) == 1:  # one statement, its own transaction: one round trip
+            sends = any(plan.sends for plan in batch)
+            if len(batch) == 1 and not sends:  # one statement, its own transaction
                 ((statement, [(_, params)]),) = groups.items()
                 cur = await conn.execute(statement, params)
                 rows[0] = await cur.fetchone()
@@ -186,6 +187,11 @@ class PostgresHost:
                             if position:
                                 cur.nextset()
                             rows[index] = await cur.fetchone()
+                    # The messages of the plans that applied, in the same transaction.
+                    for plan, row in zip(batch, rows, strict=True):
+                        if plan.sends and row is not None and row[0] != 0:
+                            for message in plan.sends:
+                                await self._append_on(conn, message, plan.now)
         except psycopg.Error as e:
             if len(batch) == 1:
                 return [StorageError("commit", None, e, permanent=refuses_data(e))]
@@ -209,39 +215,47 @@ class PostgresHost:
 
     async def append(self, message: Outgoing, now: int) -> AppendOutcome:
         """Append ``message`` to its instance's inbox, waking the instance if it waits."""
-        iid = message.instance_id
-        plans = self._plans
         try:
             async with self._pool.connection() as conn, conn.transaction():
-                cur = await conn.execute(plans.lock_instance, (iid,))
-                row = await cur.fetchone()
-                if row is None:
-                    return AppendOutcome(None)
-                status, workflow = str(row[0]), str(row[2])
-                if message.dedupe_key is not None:
-                    cur = await conn.execute(plans.duplicate, (iid, message.dedupe_key))
-                    if await cur.fetchone() is not None:
-                        return AppendOutcome(status, duplicate=True, workflow=workflow)
-                if status in TERMINAL_TAGS:
-                    return AppendOutcome(status, workflow=workflow)
-                cur = await conn.execute(
-                    plans.append,
-                    {
-                        "id": iid,
-                        "kind": message.kind,
-                        "name": message.name,
-                        "payload": message.payload,
-                        "dedupe": message.dedupe_key,
-                        "now": now,
-                        "wake": wakes(message.kind, status),
-                    },
-                )
-                appended = await cur.fetchone()
+                outcome = await self._append_on(conn, message, now)
         except psycopg.Error as e:
             raise StorageError("append", None, e) from e
+        if outcome.seq is not None:
+            self.commits += 1
+        return outcome
+
+    async def _append_on(
+        self, conn: psycopg.AsyncConnection[Any], message: Outgoing, now: int
+    ) -> AppendOutcome:
+        """``append`` in the open transaction of ``conn``."""
+        iid = message.instance_id
+        plans = self._plans
+        cur = await conn.execute(plans.lock_instance, (iid,))
+        row = await cur.fetchone()
+        if row is None:
+            return AppendOutcome(None)
+        status, workflow = str(row[0]), str(row[2])
+        if message.dedupe_key is not None:
+            cur = await conn.execute(plans.duplicate, (iid, message.dedupe_key))
+            if await cur.fetchone() is not None:
+                return AppendOutcome(status, duplicate=True, workflow=workflow)
+        if status in TERMINAL_TAGS:
+            return AppendOutcome(status, workflow=workflow)
+        cur = await conn.execute(
+            plans.append,
+            {
+                "id": iid,
+                "kind": message.kind,
+                "name": message.name,
+                "payload": message.payload,
+                "dedupe": message.dedupe_key,
+                "now": now,
+                "wake": wakes(message.kind, status),
+            },
+        )
+        appended = await cur.fetchone()
         if appended is None:  # pragma: no cover - the row is locked: it cannot vanish
             raise StorageError("append", None, f"instance {iid!r} vanished")
-        self.commits += 1
         return AppendOutcome(status, int(appended[0]), workflow=workflow)
 
     # -- reads ------------------------------------------------------------------------------

@@ -148,42 +148,49 @@ def execute(conn: sqlite3.Connection, plan: CommitPlan) -> CommitOutcome:
             "UPDATE inbox SET consumed = 1 WHERE instance_id = ? AND seq = ?",
             [(iid, seq) for seq in plan.consume],
         )
+    for message in plan.sends:
+        append_rows(conn, message, plan.now)
     return CommitOutcome(inbox_seq)
 
 
 def append(conn: sqlite3.Connection, message: Outgoing, now: int) -> AppendOutcome:
     """Append ``message`` to its instance's inbox and wake the instance if it waits."""
-    iid = message.instance_id
     with transaction(conn):
-        row = conn.execute(
-            "SELECT status, inbox_seq, workflow FROM instances WHERE id = ?", (iid,)
+        return append_rows(conn, message, now)
+
+
+def append_rows(conn: sqlite3.Connection, message: Outgoing, now: int) -> AppendOutcome:
+    """``append``, inside the caller's transaction."""
+    iid = message.instance_id
+    row = conn.execute(
+        "SELECT status, inbox_seq, workflow FROM instances WHERE id = ?", (iid,)
+    ).fetchone()
+    if row is None:
+        return AppendOutcome(None)
+    status, seq, workflow = str(row[0]), int(row[1]), str(row[2])
+    if (
+        message.dedupe_key is not None
+        and conn.execute(
+            "SELECT 1 FROM inbox WHERE instance_id = ? AND dedupe_key = ?",
+            (iid, message.dedupe_key),
         ).fetchone()
-        if row is None:
-            return AppendOutcome(None)
-        status, seq, workflow = str(row[0]), int(row[1]), str(row[2])
-        if (
-            message.dedupe_key is not None
-            and conn.execute(
-                "SELECT 1 FROM inbox WHERE instance_id = ? AND dedupe_key = ?",
-                (iid, message.dedupe_key),
-            ).fetchone()
-        ):
-            return AppendOutcome(status, duplicate=True, workflow=workflow)
-        if status in TERMINAL_TAGS:
-            return AppendOutcome(status, workflow=workflow)
-        seq += 1
-        conn.execute("UPDATE instances SET inbox_seq = ? WHERE id = ?", (seq, iid))
+    ):
+        return AppendOutcome(status, duplicate=True, workflow=workflow)
+    if status in TERMINAL_TAGS:
+        return AppendOutcome(status, workflow=workflow)
+    seq += 1
+    conn.execute("UPDATE instances SET inbox_seq = ? WHERE id = ?", (seq, iid))
+    conn.execute(
+        "INSERT INTO inbox (instance_id, seq, kind, name, payload, dedupe_key, sent_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (iid, seq, message.kind, message.name, message.payload, message.dedupe_key, now),
+    )
+    if wakes(message.kind, status):
         conn.execute(
-            "INSERT INTO inbox (instance_id, seq, kind, name, payload, dedupe_key, sent_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (iid, seq, message.kind, message.name, message.payload, message.dedupe_key, now),
+            "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?) ON CONFLICT (instance_id)"
+            " DO UPDATE SET due_at = min(due_at, excluded.due_at)",
+            (iid, now),
         )
-        if wakes(message.kind, status):
-            conn.execute(
-                "INSERT INTO alarms (instance_id, due_at) VALUES (?, ?) ON CONFLICT (instance_id)"
-                " DO UPDATE SET due_at = min(due_at, excluded.due_at)",
-                (iid, now),
-            )
     return AppendOutcome(status, seq, workflow=workflow)
 
 
