@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--event-id", metavar="ID", help="a second send with this id delivers nothing"
     )
-    send.add_argument("--json", action="store_true", help=as_json)
+    send.add_argument("--json", action="store_true", help="print one JSON document")
     get_event = command("get-event", "the latest value an instance published under KEY")
     get_event.add_argument("id")
     get_event.add_argument("key", help="the key given to set_event")

@@ -142,12 +142,18 @@ def pause_text(status: Paused) -> str:
 
 
 def progress_text(status: WorkflowStatus, now: int) -> str:
-    """A short status for the spinner of ``start --wait``: ``Paused (sleep), resumes in 2.0s``."""
+    """A short status for the spinner of ``start --wait``: ``Paused (sleep), resumes in 2.0s``;
+    an event wait resumes when the event comes, or times out.
+
+    >>> progress_text(Paused("event", 61_000, "approval", ("event:approval",)), 1_000)
+    "Paused (event 'approval'), times out in 1m00s"
+    """
     if isinstance(status, Paused):
-        what = status.reason
+        what = pause_text(status) if status.reason == "event" else status.reason
         if status.resume_at is None:
             return f"Paused ({what})"
-        return f"Paused ({what}), resumes in {format_duration(status.resume_at - now)}"
+        then = "times out" if status.reason == "event" else "resumes"
+        return f"Paused ({what}), {then} in {format_duration(status.resume_at - now)}"
     return status.tag
 
 
