@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The layer table of architecture.md is a test over the imports of src/durably.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/pytest -q tests/unit/test_layers.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

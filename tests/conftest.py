@@ -1,1 +1,3 @@
-"""Shared fixtures."""
+"""Shared fixtures: ``tests.support.fixtures`` (the ``runtimes`` of every backend)."""
+
+pytest_plugins = ["tests.support.fixtures"]

@@ -27,8 +27,8 @@ from durably.cli_app import (
     CliError,
     check_input,
     make_engine,
-    profile_concurrency,
     redacted_logs,
+    worker_concurrency,
 )
 from durably.cli_inspect import inspect_instance, list_instances, with_iso
 from durably.domain.errors import (
@@ -236,7 +236,7 @@ async def _worker(engine: Engine, args: argparse.Namespace, err: Console) -> int
             handled.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread/Windows
             pass
-    concurrency = profile_concurrency(args)
+    concurrency = worker_concurrency(args, engine)
     names = ", ".join(engine.registry.list()) or "none"
     err.print(
         f"{PROG} worker: workflows {names} on {mask_passwords(engine.backend_url)}, "

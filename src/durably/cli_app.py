@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, get_args
 
-import yaml
 from returns.result import Failure
 
 from durably.domain.durations import parse_duration
@@ -22,7 +21,6 @@ from durably.domain.redaction import mask_passwords
 from durably.domain.serialization import converter
 from durably.domain.status import StatusTag
 from durably.engine import Engine
-from durably.engine.config import profile_path
 from durably.services.definition import WorkflowDefinition
 
 __all__ = [
@@ -31,7 +29,7 @@ __all__ = [
     "STATUS_TAGS",
     "CliError",
     "make_engine",
-    "profile_concurrency",
+    "worker_concurrency",
     "check_input",
     "redacted_logs",
 ]
@@ -88,9 +86,11 @@ def _option(args: argparse.Namespace, name: str, env: str) -> str | None:
 def make_engine(args: argparse.Namespace, *, read_only: bool = False) -> Engine:
     """The engine over the chosen store, hosting the app's workflows.
 
-    The store is ``--backend`` (or ``DURABLY_BACKEND``), else the profile's, else the
-    app engine's, else the default; ``--profile`` gives everything else. ``read_only``:
-    the store must exist, and is neither created nor migrated.
+    When the app names an ``Engine``, the command's engine keeps every option of it
+    (recovery, purge, tracker, lease, ...); the command line replaces only the store:
+    ``--backend`` (or ``DURABLY_BACKEND``) the backend, ``--profile`` the profile, whose
+    backend then applies unless ``--backend`` is given too. ``read_only``: the store
+    must exist, and is neither created nor migrated.
     """
     spec = getattr(args, "worker_app", None) or _option(args, "app", "DURABLY_APP")
     workflows: Definitions = []
@@ -104,33 +104,25 @@ def make_engine(args: argparse.Namespace, *, read_only: bool = False) -> Engine:
         )
     profile = getattr(args, "profile", None)
     backend = _option(args, "backend", "DURABLY_BACKEND")
+    chosen: dict[str, Any] = {"read_only": read_only}
+    if profile is not None:
+        chosen.update(profile=profile, backend=backend)  # no --backend: the profile's
+    elif backend is not None:
+        chosen.update(backend=backend)
     try:
-        if profile is not None:
-            chosen = {"backend": backend} if backend is not None else {}
-            return Engine.from_profile(profile, workflows, read_only=read_only, **chosen)
-        if backend is None and app_engine is not None:
-            return Engine(
-                workflows,
-                backend=app_engine.backend_url,
-                lease=app_engine.lease,
-                poll_interval=app_engine.poll_interval_ms,
-                read_only=read_only,
-            )
-        return Engine(workflows, backend=backend or DEFAULT_BACKEND, read_only=read_only)
-    except OSError as e:
-        raise CliError(f"cannot read profile {profile}: {e.strerror or e}") from e
-    except (ValueError, TypeError, ImportError, yaml.YAMLError) as e:
+        if app_engine is not None:
+            return app_engine.with_options(**chosen)
+        return Engine(workflows, **chosen)
+    except (ValueError, TypeError, ImportError) as e:
         raise CliError(" ".join(str(e).split())) from e
 
 
-def profile_concurrency(args: argparse.Namespace) -> int:
+def worker_concurrency(args: argparse.Namespace, engine: Engine) -> int:
+    """How many instances ``durably worker`` runs at once: ``--concurrency``, else the
+    engine's configuration (the profile's ``worker.concurrency``, 100 by default)."""
     if args.concurrency is not None:
         return int(args.concurrency)
-    profile = getattr(args, "profile", None)
-    text = profile_path(profile).read_text(encoding="utf-8") if profile else None
-    data: Any = yaml.safe_load(text) if text else None
-    worker = data.get("worker") if isinstance(data, dict) else None
-    return int(worker.get("concurrency", 100)) if isinstance(worker, dict) else 100
+    return engine.worker_concurrency
 
 
 def check_input(args: argparse.Namespace, engine: Engine) -> None:

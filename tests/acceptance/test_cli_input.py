@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tests.acceptance.cli_process import durably
 
 APP = """

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.acceptance.cli_process import Ran
-from tests.acceptance.cli_process import durably as run_durably
 
 import durably
 from durably.domain.status import Cancelled, Completed, Failed
 from durably.engine import Engine
+from tests.acceptance.cli_process import Ran
+from tests.acceptance.cli_process import durably as run_durably
 
 APP = """
 import durably

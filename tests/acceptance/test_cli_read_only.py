@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from tests.acceptance.cli_process import Ran, durably, without_file_permission_override
 from tests.integration.pg_support import (
     drop_schema,

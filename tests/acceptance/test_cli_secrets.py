@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.acceptance.cli_process import Ran, durably, script
 from tests.integration.pg_support import (
     drop_schema,

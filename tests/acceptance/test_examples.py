@@ -51,6 +51,19 @@ def test_orders_run_directly_says_what_it_did(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # no run log or database left in the directory
 
 
+def test_approval_is_sent_by_another_process_and_the_unanswered_claim_expires(
+    tmp_path: Path,
+) -> None:
+    output = _run(ROOT / "examples" / "approval.py", tmp_path)
+    manager = re.search(r"manager \(process (\d+)\): SendResult\(delivered=True", output)
+    assert manager is not None, output
+    assert f"claim-7: paid (approved by the manager, process {manager.group(1)})" in output
+    assert int(manager.group(1)) != os.getpid()
+    assert "claim-7 is 'waiting for approval'" in output
+    assert "claim-8: expired (stage 'expired')" in output
+    assert list(tmp_path.iterdir()) == []  # the database lived in its own temporary folder
+
+
 def test_the_readme_names_no_path_outside_the_repository() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     quoted = re.findall(r"`([^`\s]+)`", text)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -23,11 +21,6 @@ from durably.adapters.postgres import PostgresHost
 from durably.adapters.sqlite import SqliteHost
 from durably.ports import InstanceHost, InstanceRuntime
 from durably.testing import TestRuntimeHandle, create_in_memory_runtime
-
-# The PostgreSQL helpers live with the integration tests (``tests.integration.pg_support``).
-if (_ROOT := str(Path(__file__).resolve().parents[2])) not in sys.path:
-    sys.path.append(_ROOT)
-
 from tests.integration.pg_support import (
     acquire_database,
     drop_schema,

@@ -15,7 +15,7 @@ from returns.result import Failure
 
 from durably.domain import keys
 from durably.domain.errors import InstanceExists, LeaseLost, StorageError
-from durably.domain.inbox import CANCEL, AppendOutcome, Outgoing
+from durably.domain.inbox import CANCEL, EVENT, AppendOutcome, Outgoing
 from durably.domain.lease import LeaseHold
 from durably.domain.results import ok
 from durably.domain.serialization import dumps
@@ -293,6 +293,55 @@ async def test_an_append_wakes_a_waiting_instance_not_a_running_one(
     assert ok(await paused.scheduler.get_scheduled()) == host.now()
     assert await host.append(cancel("w2"), host.now()) == AppendOutcome("Running", 1, workflow="wf")
     assert ok(await running.scheduler.get_scheduled()) == host.now() - 7 + LEASE_MS
+
+
+def event(iid: str, name: str) -> Outgoing:
+    return Outgoing(iid, EVENT, name=name, payload=dumps({"for": name}))
+
+
+async def test_an_event_wakes_only_a_paused_instance(
+    host: InstanceHost, advance_clock: Callable[[int], None]
+) -> None:
+    queued = await create(host, "q1", QUEUED, alarm=host.now() + 60_000)
+    paused = await create(host, "p1")
+    async with paused.storage.transaction():
+        ok(await paused.storage.put(keys.STATUS, PAUSED))
+        ok(await paused.scheduler.cancel())  # a wait without a deadline: no alarm
+    advance_clock(5)
+    assert (await host.append(event("q1", "go"), host.now())).seq == 1
+    assert ok(await queued.scheduler.get_scheduled()) == host.now() - 5 + 60_000  # kept
+    assert (await host.append(event("p1", "go"), host.now())).seq == 1
+    assert ok(await paused.scheduler.get_scheduled()) == host.now()
+
+
+async def test_a_message_that_came_while_running_makes_the_pause_due(
+    host: InstanceHost, advance_clock: Callable[[int], None]
+) -> None:
+    """The news rule (plan.py): the append saw Running and could not wake the instance;
+    the commit that pauses it, made by a holder that had not read that message, sets
+    its alarm to now instead, whatever the pause asked for."""
+    for pause_alarm in ("set", "clear"):
+        iid = f"n-{pause_alarm}"
+        runtime = await create(host, iid)
+        assert ok(await runtime.inbox.pending()) == []  # read up to nothing
+        advance_clock(3)
+        assert (await host.append(event(iid, "go"), host.now())).seq == 1  # while running
+        advance_clock(4)
+        async with runtime.storage.transaction():
+            ok(await runtime.storage.put(keys.STATUS, PAUSED))
+            if pause_alarm == "set":
+                ok(await runtime.scheduler.schedule(host.now() + 60_000))
+            else:
+                ok(await runtime.scheduler.cancel())
+        assert ok(await runtime.scheduler.get_scheduled()) == host.now(), pause_alarm
+    # A holder that has read the message pauses as it asked.
+    runtime = await create(host, "n-read")
+    await host.append(event("n-read", "go"), host.now())
+    assert [m.name for m in ok(await runtime.inbox.pending())] == ["go"]
+    async with runtime.storage.transaction():
+        ok(await runtime.storage.put(keys.STATUS, PAUSED))
+        ok(await runtime.scheduler.schedule(host.now() + 60_000))
+    assert ok(await runtime.scheduler.get_scheduled()) == host.now() + 60_000
 
 
 async def test_messages_are_numbered_per_instance_and_deduplicated(host: InstanceHost) -> None:

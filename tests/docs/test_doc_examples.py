@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
+
 from tests.docs.blocks import DOCS, ROOT, Block, blocks_of, documented_files, python_blocks
 
 MAX_NOT_RUN = 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 
 import pytest
+
 from tests.docs.blocks import ROOT, python_blocks
 
 DURATION_KEYWORDS = frozenset(

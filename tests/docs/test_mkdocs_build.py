@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.docs.blocks import DOCS, ROOT
 
 

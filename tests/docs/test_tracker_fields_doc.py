@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 
 import attrs
-from tests.docs.blocks import DOCS
 
 from durably.domain.events import EVENT_TYPES
+from tests.docs.blocks import DOCS
 
 HEADING = "### What the HTTP tracker sends"
 ENVELOPE = ("type", "env", "service_key")

@@ -22,10 +22,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from tests.integration.support import append_line
-
 import durably
 from durably.engine import Engine, Lease
+from tests.integration.support import append_line
 
 __all__ = [
     "STEPS",

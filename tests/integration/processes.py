@@ -13,12 +13,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
-from tests.integration.support import ChildProcess, db_url, read_lines, spawn
-
 from durably.domain.results import ok
 from durably.domain.status import is_terminal
 from durably.engine import Engine
+from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
+from tests.integration.support import ChildProcess, db_url, read_lines, spawn
 
 __all__ = [
     "CHAOS",

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 import durably
 from durably.adapters.clock import ManualClock
 from durably.domain.status import Completed, Paused
 from durably.engine import Engine, Lease, Timeline
+from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from returns.result import Failure
-from tests.integration.support import db_url, stranded_problems
 
 import durably
 from durably.adapters.clock import ManualClock
@@ -32,6 +31,7 @@ from durably.domain.errors import (
 )
 from durably.domain.status import Completed, Failed, Paused, Running
 from durably.engine import Engine, Lease
+from tests.integration.support import db_url, stranded_problems
 
 pytestmark = pytest.mark.timeout(30)
 

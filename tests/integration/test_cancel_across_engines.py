@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 import durably
 from durably.domain.results import ok
 from durably.domain.status import Cancelled, Paused
 from durably.engine import Engine, Lease
+from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,6 +16,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from durably.domain.results import ok
+from durably.domain.status import Cancelled
+from durably.engine import Engine
 from tests.integration.processes import (
     backend_url,
     step_lines,
@@ -24,10 +28,6 @@ from tests.integration.processes import (
     workers,
 )
 from tests.integration.worker_child import LEASE, POLL, Job, paced
-
-from durably.domain.results import ok
-from durably.domain.status import Cancelled
-from durably.engine import Engine
 
 pytestmark = pytest.mark.timeout(90)
 

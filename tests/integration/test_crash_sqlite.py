@@ -21,6 +21,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from durably.domain.status import Completed, is_terminal
+from durably.engine import Engine
 from tests.integration import crash_child
 from tests.integration.crash_child import LEASE, STEPS, WORKFLOWS, expected_total
 from tests.integration.processes import trials
@@ -33,9 +36,6 @@ from tests.integration.support import (
     stranded_problems,
     wait_for_line,
 )
-
-from durably.domain.status import Completed, is_terminal
-from durably.engine import Engine
 
 SEED = int(os.environ.get("DURABLY_CRASH_SEED", str(time.time_ns() % 1_000_000)))
 TRIALS = trials(6, 40)  # SIGKILL trials: make test, make chaos

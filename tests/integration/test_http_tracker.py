@@ -12,6 +12,14 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+
+from durably.adapters.composite_tracker import CompositeTracker
+from durably.adapters.http_tracker import HttpBatchTracker
+from durably.containers import build_root
+from durably.domain.events import WorkflowEvent
+from durably.domain.serialization import converter
+from durably.engine import Engine
+from durably.trackers import InMemoryTracker
 from tests.integration.collector import (
     HTTP_LOGGER,
     CollectorServer,
@@ -23,14 +31,6 @@ from tests.integration.collector import (
     tracker_for,
     until,
 )
-
-from durably.adapters.composite_tracker import CompositeTracker
-from durably.adapters.http_tracker import HttpBatchTracker
-from durably.containers import build_root
-from durably.domain.events import WorkflowEvent
-from durably.domain.serialization import converter
-from durably.engine import Engine
-from durably.trackers import InMemoryTracker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -334,7 +334,7 @@ async def test_the_http_profile_builds_a_tracker_from_its_settings(
         "flush_interval": "250ms",
         "close_timeout": "2s",
     }
-    container = build_root([], {"backend": {"kind": "memory"}, "tracker": settings})
+    container = build_root([], {"backend": {"url": "memory://"}, "tracker": settings})
     tracker = container.tracker()
     assert isinstance(tracker, HttpBatchTracker)
     assert (tracker.batch_size, tracker.flush_interval_ms, tracker.close_timeout_ms) == (
@@ -352,6 +352,6 @@ async def test_the_http_profile_builds_a_tracker_from_its_settings(
 
 
 def test_the_http_profile_needs_an_endpoint() -> None:
-    container = build_root([], {"backend": {"kind": "memory"}, "tracker": {"kind": "http"}})
+    container = build_root([], {"backend": {"url": "memory://"}, "tracker": {"kind": "http"}})
     with pytest.raises(ValueError, match=r"tracker\.endpoint"):
         container.tracker()

@@ -14,6 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
+from durably.adapters.http_tracker import HttpBatchTracker
+from durably.domain.errors import InvalidDurationError
+from durably.engine import Engine
 from tests.integration.collector import (
     HTTP_LOGGER,
     CollectorServer,
@@ -25,10 +29,6 @@ from tests.integration.collector import (
     tracker_for,
     until,
 )
-
-from durably.adapters.http_tracker import HttpBatchTracker
-from durably.domain.errors import InvalidDurationError
-from durably.engine import Engine
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 import durably
 from durably.domain.results import ok
 from durably.engine import Engine
+from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,6 @@ from typing import Any
 import psycopg
 import pytest
 from returns.result import Failure
-from tests.integration.pg_support import postgres_host
 
 from durably.adapters.clock import ManualClock
 from durably.adapters.postgres import PostgresHost
@@ -25,6 +24,7 @@ from durably.domain import keys
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.lease import LeaseHold
 from durably.domain.results import ok
+from tests.integration.pg_support import postgres_host
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -38,13 +38,6 @@ import attrs
 import psycopg
 import pytest
 from psycopg import sql
-from tests.integration.pg_support import (
-    acquire_database,
-    drop_schema,
-    engine_url,
-    release_database,
-)
-from tests.integration.support import ChildProcess, append_line, read_lines, spawn
 
 import durably
 from durably.adapters.clock import ManualClock
@@ -52,6 +45,13 @@ from durably.adapters.postgres import PostgresHost
 from durably.domain.lease import LeaseHold
 from durably.domain.results import ok
 from durably.engine import Engine, Lease
+from tests.integration.pg_support import (
+    acquire_database,
+    drop_schema,
+    engine_url,
+    release_database,
+)
+from tests.integration.support import ChildProcess, append_line, read_lines, spawn
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -25,6 +25,9 @@ import psycopg
 import pytest
 from psycopg import sql
 from returns.result import Success
+
+import durably
+from durably.engine import Engine, Lease
 from tests.integration.pg_support import (
     acquire_database,
     drop_schema,
@@ -32,9 +35,6 @@ from tests.integration.pg_support import (
     release_database,
 )
 from tests.integration.support import append_line, read_lines, spawn
-
-import durably
-from durably.engine import Engine, Lease
 
 pytestmark = pytest.mark.timeout(90)
 

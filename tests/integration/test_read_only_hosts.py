@@ -16,11 +16,6 @@ from pathlib import Path
 import psycopg
 import pytest
 from returns.result import Failure
-from tests.integration.pg_support import (
-    drop_schema,
-    engine_url,
-    pg_database,  # noqa: F401 - the session's database
-)
 
 import durably
 from durably.adapters.postgres import PostgresHost
@@ -31,6 +26,11 @@ from durably.domain.errors import StorageError
 from durably.domain.results import ok
 from durably.domain.status import Completed
 from durably.engine import Engine
+from tests.integration.pg_support import (
+    drop_schema,
+    engine_url,
+    pg_database,  # noqa: F401 - the session's database
+)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.processes import backend_url
 
 import durably
 from durably.domain import serialization
 from durably.domain.results import ok
 from durably.domain.status import Failed
 from durably.engine import Engine
+from tests.integration.processes import backend_url
 
 pytestmark = pytest.mark.timeout(30)
 

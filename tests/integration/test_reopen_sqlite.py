@@ -16,13 +16,13 @@ from typing import Any
 import attrs
 import pytest
 from returns.result import Failure, Success
-from tests.integration.support import db_url, stranded_problems
 
 import durably
 from durably.adapters.clock import ManualClock
 from durably.domain.errors import ResultTimeoutError, WorkflowCancelledError, WorkflowFailedError
 from durably.domain.status import Cancelled, Completed, Failed, Paused
 from durably.engine import Engine, Lease, Purge
+from tests.integration.support import db_url, stranded_problems
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.support import db_url
 
 import durably
 from durably.adapters.sqlite import SqliteHost
 from durably.domain.errors import OrchestratorError, StorageError
 from durably.domain.status import Running
 from durably.engine import Engine
+from tests.integration.support import db_url
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 from returns.result import Failure
+
+from durably.domain.errors import WorkflowCancelledError
+from durably.domain.status import Cancelled
+from durably.engine import Engine
 from tests.integration import crash_child
 from tests.integration.support import (
     db_url,
@@ -22,10 +26,6 @@ from tests.integration.support import (
     wait_for_line,
 )
 from tests.integration.two_workers_child import LEASE, STEP_NAMES, Job, expected_output, fan_out
-
-from durably.domain.errors import WorkflowCancelledError
-from durably.domain.status import Cancelled
-from durably.engine import Engine
 
 pytestmark = pytest.mark.timeout(90)
 

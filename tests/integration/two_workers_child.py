@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
-from tests.integration.support import append_line
 
 import durably
 from durably.engine import Engine, Lease
+from tests.integration.support import append_line
 
 __all__ = ["LEASE", "Job", "fan_out", "expected_output", "STEP_NAMES"]
 

@@ -9,6 +9,10 @@ of ``gap_s`` seconds (a plain ``asyncio.sleep``, not durable) after each; each s
 appends ``"start <index> <pid> <wall time>"`` to the side file (fsync'ed) when it
 begins, and ``"end <index> <pid> <wall time>"`` when it returns. The workflow returns
 the sum of the step indexes.
+
+The workflow ``collector`` takes ``Collect(side, count)``: ``count`` times, it waits for
+an event ``item`` and records its payload in a step (which appends ``"got <index>
+<payload> <pid>"`` to the side file); it returns the payloads in the order it got them.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 import attrs
-from tests.integration.support import append_line
 
 import durably
 from durably.engine import Engine, Lease
+from tests.integration.support import append_line
 
-__all__ = ["LEASE", "POLL", "Job", "paced"]
+__all__ = ["LEASE", "POLL", "Job", "paced", "Collect", "collector"]
 
 LEASE = Lease(duration="2s", renew_every="500ms")
 POLL = "100ms"
@@ -62,8 +66,34 @@ async def paced(job: Job) -> int:
     return total
 
 
+@attrs.frozen
+class Collect:
+    """What ``collector`` runs: its side file, and how many events it waits for."""
+
+    side: str
+    count: int
+
+
+def _record(job: Collect, index: int, payload: int) -> Callable[[], int]:
+    def run() -> int:
+        append_line(job.side, f"got {index} {payload} {os.getpid()}\n")
+        return payload
+
+    return run
+
+
+@durably.workflow
+async def collector(job: Collect) -> list[int]:
+    """``job.count`` events ``item``, each recorded by a step; their payloads in order."""
+    got = []
+    for i in range(job.count):
+        payload = await durably.wait_for_event("item")
+        got.append(await durably.step(f"record{i}", _record(job, i, int(payload))))
+    return got
+
+
 async def main(url: str) -> int:
-    async with Engine([paced], backend=url, lease=LEASE, poll_interval=POLL) as engine:
+    async with Engine([paced, collector], backend=url, lease=LEASE, poll_interval=POLL) as engine:
         stop = asyncio.Event()
         worker = asyncio.get_running_loop().create_task(engine.run_worker(stop=stop))
         print("ready", flush=True)

@@ -209,7 +209,7 @@ def test_the_root_builds_one_instances_services_in_one_call_with_the_runtime_giv
     gets the ports of that runtime, and shares one state machine and one emitter."""
     from durably.containers import InstanceServices, build_root
 
-    root = build_root([SIMPLE], {"backend": {"kind": "memory"}, "tracker": {"kind": "noop"}})
+    root = build_root([SIMPLE], {"backend": {"url": "memory://"}, "tracker": {"kind": "noop"}})
     for iid in ("root-a", "root-b"):
         runtime, _ = create_in_memory_runtime(instance_id=iid)
         services = root.instance(runtime=runtime)

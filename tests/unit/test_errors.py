@@ -123,6 +123,8 @@ ENGINE_ERRORS = {
     "LeaseLost",
     "InstanceExists",
     "ExecutionStopped",
+    # a profile (YAML) that cannot be used, naming its file and key
+    "ProfileError",
 }
 
 
@@ -352,6 +354,7 @@ TREE = {
         "WorkflowNotFoundError",
         "InstanceNotFoundError",
         "InvalidDurationError",
+        "ProfileError",
         "SerializationError",
         "InvalidTransitionError",
         "WorkflowScopeError",
@@ -393,6 +396,7 @@ def test_every_error_is_in_exactly_one_branch_of_the_tree() -> None:
     wrappers = {"DurablyError", "OrchestratorError", "branch_of", *TREE}
     assert sorted(placed) == sorted(set(errors_module.__all__) - wrappers)
     assert issubclass(errors_module.InvalidDurationError, ValueError)  # and still a ValueError
+    assert issubclass(errors_module.ProfileError, ValueError)  # a bad value, as before
 
 
 @pytest.mark.parametrize(

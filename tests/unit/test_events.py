@@ -9,17 +9,15 @@ from typing import Any
 
 import attrs
 import pytest
-from dependency_injector import providers
 
 import durably
 from durably.adapters.clock import ManualClock
-from durably.containers import WorkflowLayer
 from durably.domain.events import WorkflowEvent
 from durably.domain.status import WorkflowError
-from durably.ports import InstanceRuntime
-from durably.services import PurgeConfig, WorkflowOrchestrator
-from durably.testing import TestRuntimeHandle, create_in_memory_runtime
+from durably.services import PurgeConfig
 from durably.trackers import InMemoryTracker, LoggingTracker
+from tests.support.harness import Harness
+from tests.support.runtimes import RuntimeFactory, RuntimeHandle
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -43,7 +41,7 @@ class Seen:
 class WitnessTracker(InMemoryTracker):
     """Keeps every event together with what was committed when it arrived."""
 
-    def __init__(self, handle: TestRuntimeHandle) -> None:
+    def __init__(self, handle: RuntimeHandle) -> None:
         super().__init__()
         self.handle = handle
         self.seen: list[Seen] = []
@@ -64,33 +62,6 @@ class RaisingTracker(InMemoryTracker):
         raise RuntimeError("tracker down")
 
 
-@attrs.define
-class Harness:
-    runtime: InstanceRuntime
-    handle: TestRuntimeHandle
-    tracker: Any
-    body: Body
-    purge: PurgeConfig = attrs.field(factory=PurgeConfig)
-
-    def orchestrator(self) -> WorkflowOrchestrator:
-        layer = WorkflowLayer(
-            runtime=self.runtime,
-            workflows={"order": durably.make(self.body, name="order")},
-            tracker=providers.Object(self.tracker),
-            purge=providers.Object(self.purge),
-        )
-        orchestrator: WorkflowOrchestrator = layer.orchestrator()
-        return orchestrator
-
-    async def start(self, execution_id: str | None = "e1") -> Any:
-        call = durably.WorkflowCall("order", "x", execution_id=execution_id)
-        return (await self.orchestrator().start(call)).unwrap()
-
-    async def alarm_at(self, at: int) -> None:
-        self.handle.set_time(at)
-        (await self.orchestrator().handle_alarm()).unwrap()
-
-
 async def order(_: Any) -> str:
     await durably.step("a", lambda: "A")
     await durably.sleep("5s")
@@ -98,15 +69,19 @@ async def order(_: Any) -> str:
     return "done"
 
 
-def harness(body: Body = order, tracker: Any = None) -> tuple[Harness, WitnessTracker]:
-    runtime, handle = create_in_memory_runtime("i1", 1000)
+def harness(
+    runtimes: RuntimeFactory, body: Body = order, tracker: Any = None
+) -> tuple[Harness, WitnessTracker]:
+    """Instance ``i1`` of workflow ``order`` running ``body``, and its witness tracker."""
+    runtime, handle = runtimes("i1", 1000)
     witness = WitnessTracker(handle)
-    return Harness(runtime, handle, tracker or witness, body), witness
+    definition = durably.make(body, name="order")
+    return Harness((runtime, handle), definition, tracker=tracker or witness), witness
 
 
-async def test_every_event_of_a_full_run_has_the_common_fields() -> None:
-    h, tracker = harness()
-    await h.start()
+async def test_every_event_of_a_full_run_has_the_common_fields(runtimes: RuntimeFactory) -> None:
+    h, tracker = harness(runtimes)
+    await h.start("x", execution_id="e1")
     await h.alarm_at(6000)
     assert tracker.types() == [
         "workflow.started",
@@ -135,9 +110,9 @@ async def test_every_event_of_a_full_run_has_the_common_fields() -> None:
     assert [s.event.timestamp for s in tracker.seen] == [1000] * 5 + [6000] * 6
 
 
-async def test_event_fields_of_a_full_run() -> None:
-    h, tracker = harness()
-    await h.start()
+async def test_event_fields_of_a_full_run(runtimes: RuntimeFactory) -> None:
+    h, tracker = harness(runtimes)
+    await h.start("x", execution_id="e1")
     await h.alarm_at(6000)
     (started,) = tracker.of_type("workflow.started")
     assert started.input == "x"
@@ -150,17 +125,17 @@ async def test_event_fields_of_a_full_run() -> None:
     assert completed.duration_ms == 5000  # from the first start, not the last segment
 
 
-async def test_execution_id_is_none_when_not_given() -> None:
-    h, tracker = harness()
-    await h.start(execution_id=None)
+async def test_execution_id_is_none_when_not_given(runtimes: RuntimeFactory) -> None:
+    h, tracker = harness(runtimes)
+    await h.start("x")
     await h.alarm_at(6000)
     assert tracker.events
     assert all(e.execution_id is None for e in tracker.events)
 
 
-async def test_events_follow_the_commit_they_report() -> None:
-    h, tracker = harness()
-    await h.start()
+async def test_events_follow_the_commit_they_report(runtimes: RuntimeFactory) -> None:
+    h, tracker = harness(runtimes)
+    await h.start("x", execution_id="e1")
     await h.alarm_at(6000)
     (started,) = tracker.at("workflow.started")
     assert started.snapshot["workflow:status"] == {"tag": "Running", "running_at": 1000}
@@ -184,7 +159,9 @@ async def test_events_follow_the_commit_they_report() -> None:
     assert completed.alarm is None
 
 
-async def test_events_are_in_causal_order_around_a_sleep_and_a_retry() -> None:
+async def test_events_are_in_causal_order_around_a_sleep_and_a_retry(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
 
     def flaky() -> str:
@@ -200,8 +177,8 @@ async def test_events_are_in_causal_order_around_a_sleep_and_a_retry() -> None:
         await durably.step("c", lambda: "C")
         return "done"
 
-    h, tracker = harness(body)
-    await h.start()
+    h, tracker = harness(runtimes, body)
+    await h.start("x", execution_id="e1")
     await h.alarm_at(6000)  # the sleep ends; b fails and is retried 1 s later
     await h.alarm_at(7000)
     assert tracker.types() == [
@@ -275,7 +252,9 @@ async def test_through_the_engine_the_sleep_completes_before_the_next_step_start
     ]
 
 
-async def test_a_sleep_already_over_completes_before_the_next_step_starts() -> None:
+async def test_a_sleep_already_over_completes_before_the_next_step_starts(
+    runtimes: RuntimeFactory,
+) -> None:
     async def body(_: Any) -> str:
         await durably.step("a", lambda: "A")
         await durably.sleep_until(500)  # in the past: no pause
@@ -283,8 +262,8 @@ async def test_a_sleep_already_over_completes_before_the_next_step_starts() -> N
         await durably.step("b", lambda: "B")
         return "done"
 
-    h, tracker = harness(body)
-    await h.start()
+    h, tracker = harness(runtimes, body)
+    await h.start("x", execution_id="e1")
     assert tracker.types() == [
         "workflow.started",
         "step.started",
@@ -300,8 +279,8 @@ async def test_a_sleep_already_over_completes_before_the_next_step_starts() -> N
     assert snapshot["sleep:sleep#2"]["completed"] is True
 
 
-async def test_queued_event() -> None:
-    h, tracker = harness()
+async def test_queued_event(runtimes: RuntimeFactory) -> None:
+    h, tracker = harness(runtimes)
     call = durably.WorkflowCall("order", "x", execution_id="e1")
     (await h.orchestrator().queue(call)).unwrap()
     (queued,) = tracker.at("workflow.queued")
@@ -313,9 +292,9 @@ async def test_queued_event() -> None:
     assert tracker.types()[:2] == ["workflow.queued", "workflow.started"]
 
 
-async def test_cancelled_event_carries_the_reason() -> None:
-    h, tracker = harness()
-    await h.start()
+async def test_cancelled_event_carries_the_reason(runtimes: RuntimeFactory) -> None:
+    h, tracker = harness(runtimes)
+    await h.start("x", execution_id="e1")
     h.handle.set_time(2000)
     (await h.orchestrator().cancel(reason="user asked")).unwrap()
     (cancelled,) = tracker.at("workflow.cancelled")
@@ -325,15 +304,15 @@ async def test_cancelled_event_carries_the_reason() -> None:
     assert cancelled.snapshot["workflow:status"]["tag"] == "Cancelled"
 
 
-async def test_failed_event_carries_the_error() -> None:
+async def test_failed_event_carries_the_error(runtimes: RuntimeFactory) -> None:
     def broken() -> None:
         raise ValueError("broken")
 
     async def body(_: Any) -> None:
         await durably.step("a", broken)
 
-    h, tracker = harness(body)
-    await h.start()
+    h, tracker = harness(runtimes, body)
+    await h.start("x", execution_id="e1")
     (failed,) = tracker.at("workflow.failed")
     error = failed.event.error  # type: ignore[union-attr]
     assert isinstance(error, WorkflowError)
@@ -343,7 +322,7 @@ async def test_failed_event_carries_the_error() -> None:
     assert (step_failed.step_name, step_failed.will_retry) == ("a", False)
 
 
-async def test_recovered_and_purged_events_follow_their_commits() -> None:
+async def test_recovered_and_purged_events_follow_their_commits(runtimes: RuntimeFactory) -> None:
     calls: list[int] = []
 
     def once() -> str:
@@ -355,10 +334,10 @@ async def test_recovered_and_purged_events_follow_their_commits() -> None:
     async def body(_: Any) -> str:
         return await durably.step("s", once)
 
-    h, tracker = harness(body)
+    h, tracker = harness(runtimes, body)
     h.purge = PurgeConfig(enabled=True, delay_ms=0)
     with pytest.raises(Crash):
-        await h.start()
+        await h.start("x", execution_id="e1")
     await h.alarm_at(2000)
     (recovered,) = tracker.at("workflow.recovered")
     assert (recovered.event.attempt, recovered.event.reason) == (1, "infrastructure_restart")  # type: ignore[union-attr]
@@ -371,11 +350,12 @@ async def test_recovered_and_purged_events_follow_their_commits() -> None:
     assert (purged.event.workflow_name, purged.event.execution_id) == ("order", "e1")
 
 
-async def test_a_failing_tracker_never_fails_the_workflow(caplog: pytest.LogCaptureFixture) -> None:
-    runtime, handle = create_in_memory_runtime("i1", 1000)
-    h = Harness(runtime, handle, RaisingTracker(), order)
+async def test_a_failing_tracker_never_fails_the_workflow(
+    runtimes: RuntimeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(runtimes("i1", 1000), durably.make(order, name="order"), tracker=RaisingTracker())
     with caplog.at_level(logging.ERROR, logger="durably"):
-        result = await h.start()
+        result = await h.start("x", execution_id="e1")
         assert result.status is not None
         assert result.status.tag == "Paused"
         await h.alarm_at(6000)
@@ -385,11 +365,12 @@ async def test_a_failing_tracker_never_fails_the_workflow(caplog: pytest.LogCapt
     assert any("tracker failed" in r.getMessage() for r in caplog.records)
 
 
-async def test_logging_tracker_logs_each_event(caplog: pytest.LogCaptureFixture) -> None:
-    runtime, handle = create_in_memory_runtime("i1", 1000)
-    h = Harness(runtime, handle, LoggingTracker(), order)
+async def test_logging_tracker_logs_each_event(
+    runtimes: RuntimeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(runtimes("i1", 1000), durably.make(order, name="order"), tracker=LoggingTracker())
     with caplog.at_level(logging.INFO, logger="durably.events"):
-        await h.start()
+        await h.start("x", execution_id="e1")
     records = [r for r in caplog.records if r.name == "durably.events"]
     assert [r.getMessage() for r in records] == [
         "workflow.started i1",
@@ -408,9 +389,14 @@ async def test_logging_tracker_logs_each_event(caplog: pytest.LogCaptureFixture)
     assert (data["resume_at"], data["timestamp"]) == (6000, 1000)
 
 
-async def test_logging_tracker_is_silent_below_its_level(caplog: pytest.LogCaptureFixture) -> None:
-    runtime, handle = create_in_memory_runtime("i1", 1000)
-    h = Harness(runtime, handle, LoggingTracker(level=logging.DEBUG), order)
+async def test_logging_tracker_is_silent_below_its_level(
+    runtimes: RuntimeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(
+        runtimes("i1", 1000),
+        durably.make(order, name="order"),
+        tracker=LoggingTracker(level=logging.DEBUG),
+    )
     with caplog.at_level(logging.INFO, logger="durably.events"):
-        await h.start()
+        await h.start("x", execution_id="e1")
     assert [r for r in caplog.records if r.name == "durably.events"] == []

@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     Gauge,
@@ -21,12 +20,11 @@ import durably
 from durably import Retry
 from durably.adapters.composite_tracker import CompositeTracker
 from durably.adapters.metrics_tracker import MetricsTracker
-from durably.containers import WorkflowLayer
 from durably.domain.events import WorkflowEvent
-from durably.status import Completed, Paused
+from durably.status import Completed
 from durably.testing import create_in_memory_runtime
 from durably.trackers import InMemoryTracker
-from durably.types import StartResult, WorkflowCall, WorkflowStatusResult
+from tests.support.harness import Harness
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -54,35 +52,6 @@ def total(reader: InMemoryMetricReader, name: str) -> int:
         assert isinstance(point, NumberDataPoint)
         values.append(int(point.value))
     return sum(values)
-
-
-class Harness:
-    def __init__(self, workflow: durably.WorkflowDefinition[Any, Any], tracker: Any, iid: str):
-        self.runtime, self.handle = create_in_memory_runtime(iid, T0)
-        self.workflow = workflow
-        self.tracker = tracker
-
-    def orchestrator(self) -> Any:
-        return WorkflowLayer(
-            runtime=self.runtime,
-            workflows=[self.workflow],
-            tracker=providers.Object(self.tracker),
-        ).orchestrator()
-
-    async def start(self) -> StartResult:
-        result: StartResult = (
-            await self.orchestrator().start(WorkflowCall(self.workflow.name, None))
-        ).unwrap()
-        return result
-
-    async def resume_until_done(self) -> Any:
-        while True:
-            result: WorkflowStatusResult = (await self.orchestrator().get_status()).unwrap()
-            status = result.status
-            if not isinstance(status, Paused) or status.resume_at is None:
-                return status
-            self.handle.set_time(status.resume_at)
-            (await self.orchestrator().handle_alarm()).unwrap()
 
 
 def checkout() -> durably.WorkflowDefinition[Any, Any]:
@@ -131,11 +100,11 @@ async def test_workflow_counters_retries_and_step_durations(
 ) -> None:
     tracker = MetricsTracker(provider)
     for n in range(2):
-        h = Harness(checkout(), tracker, f"ok-{n}")
+        h = Harness(create_in_memory_runtime(f"ok-{n}", T0), checkout(), tracker=tracker)
         await h.start()
         assert isinstance(await h.resume_until_done(), Completed)
-    await Harness(broken(), tracker, "bad").start()
-    paused = Harness(checkout(), tracker, "cancel-me")
+    await Harness(create_in_memory_runtime("bad", T0), broken(), tracker=tracker).start()
+    paused = Harness(create_in_memory_runtime("cancel-me", T0), checkout(), tracker=tracker)
     await paused.start()
     (await paused.orchestrator().cancel(reason="stop")).unwrap()
 
@@ -192,7 +161,7 @@ async def test_no_queue_depth_callback_no_gauge(
     provider: MeterProvider, reader: InMemoryMetricReader
 ) -> None:
     tracker = MetricsTracker(provider)
-    await Harness(broken(), tracker, "bad").start()
+    await Harness(create_in_memory_runtime("bad", T0), broken(), tracker=tracker).start()
     assert total(reader, "durably.workflows.failed") == 1
     assert points(reader, "durably.queue.depth") == []
 
@@ -238,7 +207,7 @@ async def test_composite_fans_out_and_one_failing_tracker_spoils_none(
     first, last = Counting(), Counting()
     composite = CompositeTracker(first, Broken(), MetricsTracker(provider), last)
     with caplog.at_level(logging.ERROR, logger="durably.trackers"):
-        h = Harness(checkout(), composite, "c-1")
+        h = Harness(create_in_memory_runtime("c-1", T0), checkout(), tracker=composite)
         await h.start()
         assert isinstance(await h.resume_until_done(), Completed)
         assert composite.pending() == 4  # 2 + 2 (+ 0 for the metrics; the broken one logged)

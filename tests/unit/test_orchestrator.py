@@ -1,96 +1,27 @@
-"""WorkflowOrchestrator (semantics.md sections 5, 6 and 10), beyond the seed-document tests."""
+"""WorkflowOrchestrator (semantics.md sections 5, 6 and 10), beyond the seed-document tests.
+
+Cancels are in ``test_orchestrator_cancel.py``, storage faults in
+``test_orchestrator_faults.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 import pytest
-from dependency_injector import providers
 from returns.result import Failure, Result, Success
 
 import durably
 from durably.containers import WorkflowLayer
-from durably.domain.errors import (
-    OrchestratorError,
-    SerializationError,
-    StorageError,
-    WorkflowNotFoundError,
-)
-from durably.domain.inbox import CANCEL, AppendOutcome, Outgoing
-from durably.domain.serialization import dumps
-from durably.domain.status import Cancelled, Completed, Failed, Paused, Pending, Queued, Running
-from durably.ports import InstanceRuntime
-from durably.services import WorkflowOrchestrator, WorkflowStateMachine
-from durably.services.types import CancelResult, StartResult, WorkflowStatusResult
-from durably.testing import FailingStorage, TestRuntimeHandle, create_in_memory_runtime
-from durably.trackers import InMemoryTracker
+from durably.domain.errors import SerializationError, WorkflowNotFoundError
+from durably.domain.status import Completed, Failed, Paused, Pending, Queued
+from durably.services import WorkflowStateMachine
+from durably.services.types import StartResult, WorkflowStatusResult
+from tests.support.orchestrator import Receipt, checkout, failure, harness, two_steps
+from tests.support.runtimes import RuntimeFactory
 
 pytestmark = pytest.mark.timeout(10)
-
-Body = Callable[[Any], Awaitable[Any]]
-
-
-@attrs.frozen
-class Receipt:
-    order_id: str
-    amount: int
-
-
-async def checkout(order_id: str) -> Receipt:
-    return await durably.step("charge", lambda: Receipt(order_id, 42))
-
-
-async def two_steps(_: Any) -> str:
-    await durably.step("a", lambda: "A")
-    await durably.sleep("5s")
-    await durably.step("b", lambda: "B")
-    return "done"
-
-
-@attrs.define
-class Harness:
-    runtime: InstanceRuntime
-    handle: TestRuntimeHandle
-    tracker: InMemoryTracker
-    workflows: dict[str, durably.WorkflowDefinition[Any, Any]]
-
-    def layer(self, runtime: InstanceRuntime | None = None) -> Any:
-        return WorkflowLayer(
-            runtime=runtime or self.runtime,
-            workflows=self.workflows,
-            tracker=providers.Object(self.tracker),
-        )
-
-    def orchestrator(self, runtime: InstanceRuntime | None = None) -> WorkflowOrchestrator:
-        orchestrator: WorkflowOrchestrator = self.layer(runtime).orchestrator()
-        return orchestrator
-
-    async def start(self, name: str = "wf", input: Any = None) -> StartResult:
-        return (await self.orchestrator().start(durably.WorkflowCall(name, input))).unwrap()
-
-    async def status(self) -> WorkflowStatusResult:
-        return (await self.orchestrator().get_status()).unwrap()
-
-    async def alarm_at(self, at: int) -> None:
-        self.handle.set_time(at)
-        (await self.orchestrator().handle_alarm()).unwrap()
-
-
-def harness(body: Body = two_steps, **more: Body) -> Harness:
-    runtime, handle = create_in_memory_runtime("o1", 1000)
-    workflows = {"wf": durably.make(body, name="wf")}
-    workflows.update({name: durably.make(fn, name=name) for name, fn in more.items()})
-    return Harness(runtime, handle, InMemoryTracker(), workflows)
-
-
-def failure(result: Result[Any, OrchestratorError]) -> OrchestratorError:
-    assert isinstance(result, Failure), result
-    error = result.failure()
-    assert isinstance(error, OrchestratorError)
-    return error
 
 
 # --- start and queue: checks ----------------------------------------------------------------------
@@ -98,9 +29,10 @@ def failure(result: Result[Any, OrchestratorError]) -> OrchestratorError:
 
 @pytest.mark.parametrize("operation", ["start", "queue"])
 async def test_an_unknown_workflow_is_an_orchestrator_error_listing_the_names(
+    runtimes: RuntimeFactory,
     operation: str,
 ) -> None:
-    h = harness(other=two_steps)
+    h = harness(runtimes, other=two_steps)
     call = durably.WorkflowCall("nope", 1)
     orchestrator = h.orchestrator()
     method = orchestrator.start if operation == "start" else orchestrator.queue
@@ -115,13 +47,15 @@ async def test_an_unknown_workflow_is_an_orchestrator_error_listing_the_names(
     assert h.handle.storage_snapshot() == {}
 
 
-async def test_start_on_an_existing_id_with_another_workflow_is_refused_untouched() -> None:
+async def test_start_on_an_existing_id_with_another_workflow_is_refused_untouched(
+    runtimes: RuntimeFactory,
+) -> None:
     ran: list[str] = []
 
     async def other(_: Any) -> None:
         ran.append("other")
 
-    h = harness(other=other)
+    h = harness(runtimes, other=other)
     await h.start()
     before, commits = h.handle.storage_snapshot(), h.handle.commits
     error = failure(await h.orchestrator().start(durably.WorkflowCall("other", "y")))
@@ -132,29 +66,35 @@ async def test_start_on_an_existing_id_with_another_workflow_is_refused_untouche
     assert ran == []
 
 
-async def test_idempotent_start_decodes_the_stored_output_to_the_declared_type() -> None:
-    h = harness(checkout)
-    first = await h.start("wf", "o-7")
+async def test_idempotent_start_decodes_the_stored_output_to_the_declared_type(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes, checkout)
+    first = await h.start("o-7")
     assert first.output == Receipt("o-7", 42)
     assert h.handle.storage_snapshot()["workflow:output"] == {"order_id": "o-7", "amount": 42}
-    again = await h.start("wf", "o-8")  # a fresh layer, as in another process
+    again = await h.start("o-8")  # a fresh layer, as in another process
     assert again.completed is True
     assert again.output == Receipt("o-7", 42)
     assert isinstance(again.output, Receipt)
     assert again.status == Completed(1000)
 
 
-async def test_idempotent_start_of_a_paused_instance_tells_its_status() -> None:
-    h = harness()
-    await h.start("wf", "x")
-    again = await h.start("wf", "y")
+async def test_idempotent_start_of_a_paused_instance_tells_its_status(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
+    await h.start("x")
+    again = await h.start("y")
     assert (again.completed, again.output, again.status) == (False, None, Paused("sleep", 6000))
     assert h.handle.storage_snapshot()["workflow:input"] == "x"
 
 
 @pytest.mark.parametrize("operation", ["start", "queue"])
-async def test_an_input_that_cannot_be_serialized_stores_nothing(operation: str) -> None:
-    h = harness()
+async def test_an_input_that_cannot_be_serialized_stores_nothing(
+    runtimes: RuntimeFactory, operation: str
+) -> None:
+    h = harness(runtimes)
     orchestrator = h.orchestrator()
     method = orchestrator.start if operation == "start" else orchestrator.queue
     error = failure(await method(durably.WorkflowCall("wf", object())))
@@ -165,14 +105,14 @@ async def test_an_input_that_cannot_be_serialized_stores_nothing(operation: str)
     assert h.handle.scheduled_time() is None
 
 
-async def test_queue_then_the_alarm_runs_it() -> None:
+async def test_queue_then_the_alarm_runs_it(runtimes: RuntimeFactory) -> None:
     ran: list[Any] = []
 
     async def body(x: int) -> int:
         await durably.step("a", lambda: ran.append(x))
         return x * 2
 
-    h = harness(body)
+    h = harness(runtimes, body)
     queued = (await h.orchestrator().queue(durably.WorkflowCall("wf", 21))).unwrap()
     assert queued == StartResult("o1", False, None, Queued(1000))
     assert h.handle.commits == 1  # initialize + Queue + alarm: one commit
@@ -181,17 +121,19 @@ async def test_queue_then_the_alarm_runs_it() -> None:
     assert h.tracker.types() == ["workflow.queued"]
     await h.alarm_at(1500)
     assert ran == [21]
-    status = await h.status()
+    status = await h.get_status()
     assert status.status == Completed(1500)
     assert h.handle.storage_snapshot()["workflow:output"] == 42
     assert h.handle.scheduled_time() is None
-    assert (await h.start("wf", 0)).output == 42
+    assert (await h.start(0)).output == 42
 
 
 # --- how a body ends ------------------------------------------------------------------------------
 
 
-async def test_a_failed_workflow_keeps_type_message_traceback_step_and_attempt() -> None:
+async def test_a_failed_workflow_keeps_type_message_traceback_step_and_attempt(
+    runtimes: RuntimeFactory,
+) -> None:
     def charge() -> None:
         raise ValueError("card declined")
 
@@ -199,10 +141,10 @@ async def test_a_failed_workflow_keeps_type_message_traceback_step_and_attempt()
         await durably.step("a", lambda: "A")
         await durably.step("charge", charge)
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert result.completed is False
-    status = (await h.status()).status  # read back from storage
+    status = (await h.get_status()).status  # read back from storage
     assert isinstance(status, Failed)
     assert status.failed_at == 1000
     error = status.error
@@ -221,11 +163,11 @@ async def test_a_failed_workflow_keeps_type_message_traceback_step_and_attempt()
     assert event.completed_steps == ("a",)
 
 
-async def test_an_error_raised_by_the_body_itself_has_no_step() -> None:
+async def test_an_error_raised_by_the_body_itself_has_no_step(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> None:
         raise KeyError("k")
 
-    status = (await harness(body).start()).status
+    status = (await harness(runtimes, body).start()).status
     assert isinstance(status, Failed)
     assert (status.error.type, status.error.step_name, status.error.attempt) == (
         "KeyError",
@@ -234,11 +176,11 @@ async def test_an_error_raised_by_the_body_itself_has_no_step() -> None:
     )
 
 
-async def test_a_workflow_returning_failure_fails() -> None:
+async def test_a_workflow_returning_failure_fails(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> Result[int, Exception]:
         return Failure(ValueError("no stock"))
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert (result.completed, result.output) == (False, None)
     assert isinstance(result.status, Failed)
@@ -246,295 +188,70 @@ async def test_a_workflow_returning_failure_fails() -> None:
     assert "workflow:output" not in h.handle.storage_snapshot()
 
 
-async def test_a_workflow_returning_success_outputs_its_value() -> None:
+async def test_a_workflow_returning_success_outputs_its_value(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> Result[int, Exception]:
         return Success(7)
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert (result.completed, result.output, result.status) == (True, 7, Completed(1000))
     assert h.handle.storage_snapshot()["workflow:output"] == 7
 
 
-async def test_an_output_that_cannot_be_serialized_fails_the_workflow() -> None:
+async def test_an_output_that_cannot_be_serialized_fails_the_workflow(
+    runtimes: RuntimeFactory,
+) -> None:
     async def body(_: Any) -> object:
         await durably.step("a", lambda: "A")
         return object()
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert result.completed is False
     assert isinstance(result.status, Failed)
     assert result.status.error.type == "SerializationError"
     assert "workflow:output" not in h.handle.storage_snapshot()
-    assert (await h.status()).completed_steps == ("a",)
+    assert (await h.get_status()).completed_steps == ("a",)
     assert h.tracker.types()[-1] == "workflow.failed"
-
-
-# --- cancel ---------------------------------------------------------------------------------------
-
-
-async def test_cancel_of_nothing_is_not_found() -> None:
-    h = harness()
-    assert (await h.orchestrator().cancel(reason="x")).unwrap() == CancelResult(
-        False, "not_found", None
-    )
-    assert h.handle.storage_snapshot() == {}
-
-
-async def test_cancel_of_a_terminal_instance_is_already_terminal() -> None:
-    async def body(_: Any) -> int:
-        return 1
-
-    h = harness(body)
-    await h.start()
-    before = h.handle.storage_snapshot()
-    result = (await h.orchestrator().cancel(reason="late")).unwrap()
-    assert result == CancelResult(False, "already_terminal", "Completed")
-    assert h.handle.storage_snapshot() == before
-
-
-async def test_cancel_of_a_queued_instance_is_immediate_and_clears_the_alarm() -> None:
-    ran: list[int] = []
-
-    async def body(_: Any) -> None:
-        await durably.step("a", lambda: ran.append(1))
-
-    h = harness(body)
-    (await h.orchestrator().queue(durably.WorkflowCall("wf", None))).unwrap()
-    h.handle.set_time(1200)
-    result = (await h.orchestrator().cancel(reason="user asked")).unwrap()
-    assert result == CancelResult(True, None, "Queued")
-    assert (await h.status()).status == Cancelled(1200, "user asked")
-    assert h.handle.scheduled_time() is None
-    await h.alarm_at(2000)
-    assert ran == []
-    (event,) = h.tracker.of_type("workflow.cancelled")
-    assert event.reason == "user asked"
-
-
-async def test_cancel_of_a_paused_instance_is_immediate_and_clears_the_alarm() -> None:
-    h = harness()
-    await h.start()
-    h.handle.set_time(2000)
-    result = (await h.orchestrator().cancel(reason="user asked")).unwrap()
-    assert result == CancelResult(True, None, "Paused")
-    status = await h.status()
-    assert status.status == Cancelled(2000, "user asked")
-    assert status.completed_steps == ("a",)
-    snapshot = h.handle.storage_snapshot()
-    assert snapshot["workflow:cancelReason"] == "user asked"
-    assert snapshot["workflow:cancelled"] is True
-    assert "workflow:pendingResumeAt" not in snapshot
-    assert h.handle.scheduled_time() is None
-    await h.alarm_at(6000)  # a stale alarm does nothing
-    assert (await h.status()).status == Cancelled(2000, "user asked")
-
-
-async def test_cancel_of_a_pending_instance() -> None:
-    h = harness()
-    sm: WorkflowStateMachine = h.layer().state_machine()
-    (await sm.initialize("wf", None)).unwrap()
-    result = (await h.orchestrator().cancel(reason="never mind")).unwrap()
-    assert result == CancelResult(True, None, "Pending")
-    assert (await h.status()).status == Cancelled(1000, "never mind")
-
-
-# A cancel from a process that cannot take the lease goes to the instance's inbox (what
-# Engine.cancel does when another worker holds it): it writes nothing of the instance's
-# namespace, and makes a waiting instance due; whoever handles that alarm records Cancelled.
-
-
-async def send_cancel(h: Harness, reason: str | None) -> AppendOutcome:
-    """Append a cancel to the inbox, as a process without the lease does."""
-    message = Outgoing(h.runtime.instance_id, CANCEL, payload=dumps({"reason": reason}))
-    outcome: AppendOutcome = (await h.runtime.inbox.append(message)).unwrap()
-    return outcome
-
-
-async def test_a_cancel_sent_to_a_paused_instance_only_makes_it_due() -> None:
-    h = harness()
-    await h.start()
-    before = h.handle.storage_snapshot()
-    outcome = await send_cancel(h, "from afar")
-    assert outcome == AppendOutcome("Paused", 1, workflow="wf")
-    assert h.handle.storage_snapshot() == before  # status and pause untouched
-    assert h.handle.scheduled_time() == 1000  # due now, not at the sleep's end (6000)
-    assert h.tracker.of_type("workflow.cancelled") == []
-    pending = (await h.runtime.inbox.pending()).unwrap()
-    assert [(m.kind, m.payload) for m in pending] == [("cancel", {"reason": "from afar"})]
-
-
-@pytest.mark.parametrize("alarm_at", [3000, 6000], ids=["early", "due"])
-async def test_the_next_alarm_of_a_paused_instance_records_a_sent_cancel(alarm_at: int) -> None:
-    ran: list[str] = []
-
-    async def body(_: Any) -> str:
-        await durably.step("a", lambda: ran.append("a"))
-        await durably.sleep("5s")
-        ran.append("after the sleep")  # no step or sleep left that would see the cancel
-        return "done"
-
-    h = harness(body)
-    await h.start()
-    await send_cancel(h, "from afar")
-    await h.alarm_at(alarm_at)
-    status = await h.status()
-    assert status.status == Cancelled(alarm_at, "from afar")
-    assert status.completed_steps == ("a",)
-    assert ran == ["a"]
-    assert h.handle.scheduled_time() is None
-    snapshot = h.handle.storage_snapshot()
-    assert "workflow:pendingResumeAt" not in snapshot
-    assert (snapshot["workflow:cancelled"], snapshot["workflow:cancelReason"]) == (
-        True,
-        "from afar",
-    )
-    assert (await h.runtime.inbox.pending()).unwrap() == []  # consumed by that commit
-    (event,) = h.tracker.of_type("workflow.cancelled")
-    assert (event.reason, event.completed_steps) == ("from afar", ("a",))
-    assert h.tracker.of_type("workflow.resumed") == []
-
-
-async def test_the_alarm_of_a_queued_instance_records_a_sent_cancel() -> None:
-    ran: list[int] = []
-
-    async def body(_: Any) -> None:
-        await durably.step("a", lambda: ran.append(1))
-
-    h = harness(body)
-    (await h.orchestrator().queue(durably.WorkflowCall("wf", None))).unwrap()
-    assert (await send_cancel(h, "from afar")).status == "Queued"
-    assert isinstance((await h.status()).status, Queued)
-    await h.alarm_at(1000)
-    assert (await h.status()).status == Cancelled(1000, "from afar")
-    assert ran == []
-    assert h.handle.scheduled_time() is None
-    assert h.tracker.of_type("workflow.started") == []
-
-
-async def test_a_cancel_sent_to_nothing_or_a_finished_instance_writes_nothing() -> None:
-    h = harness(checkout)
-    assert await send_cancel(h, None) == AppendOutcome(None)
-    await h.start()
-    before, commits = h.handle.storage_snapshot(), h.handle.commits
-    outcome = await send_cancel(h, "late")
-    assert outcome == AppendOutcome("Completed", workflow="wf")
-    assert not outcome.delivered
-    assert h.handle.storage_snapshot() == before
-    assert h.handle.commits == commits
-    assert (await h.runtime.inbox.pending()).unwrap() == []
-
-
-async def test_cancel_interrupts_a_running_execution_in_the_same_process() -> None:
-    entered, release = asyncio.Event(), asyncio.Event()
-    after: list[int] = []
-
-    async def wait() -> str:
-        entered.set()
-        await release.wait()
-        return "never"
-
-    async def body(_: Any) -> None:
-        await durably.step("a", lambda: "A")
-        await durably.step("wait", wait)
-        await durably.step("b", lambda: after.append(1))
-
-    h = harness(body)
-    layer = h.layer()  # one layer: one registry of running executions
-    task = asyncio.create_task(layer.orchestrator().start(durably.WorkflowCall("wf", None)))
-    await asyncio.wait_for(entered.wait(), 5)
-    h.handle.set_time(1500)
-    cancel = (await layer.orchestrator().cancel(reason="user asked")).unwrap()
-    assert cancel == CancelResult(True, None, "Running")
-    result = (await asyncio.wait_for(task, 5)).unwrap()
-    assert result.completed is False
-    assert result.status == Cancelled(1500, "user asked")  # fix: the user's reason, no step name
-    assert after == []
-    assert not release.is_set()
-    snapshot = h.handle.storage_snapshot()
-    assert "step:wait:result" not in snapshot
-    assert snapshot["workflow:status"]["reason"] == "user asked"
-    (event,) = h.tracker.of_type("workflow.cancelled")
-    assert (event.reason, event.completed_steps) == ("user asked", ("a",))
-    assert h.handle.scheduled_time() is None
-
-
-async def test_cancel_from_another_process_stops_the_execution_at_its_next_step() -> None:
-    entered, release = asyncio.Event(), asyncio.Event()
-    after: list[int] = []
-
-    async def wait() -> str:
-        entered.set()
-        await release.wait()
-        return "W"
-
-    async def body(_: Any) -> None:
-        await durably.step("wait", wait)
-        await durably.step("b", lambda: after.append(1))
-
-    h = harness(body)
-    task = asyncio.create_task(h.orchestrator().start(durably.WorkflowCall("wf", None)))
-    await asyncio.wait_for(entered.wait(), 5)
-    elsewhere = h.orchestrator()  # another layer: it cannot reach the running task
-    assert (await elsewhere.cancel(reason="from afar")).unwrap() == CancelResult(
-        True, None, "Running"
-    )
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert not task.done()  # still in its step
-    assert "workflow:cancelled" not in h.handle.storage_snapshot()  # only the holder writes
-    release.set()
-    result = (await asyncio.wait_for(task, 5)).unwrap()
-    assert result.status == Cancelled(1000, "from afar")
-    assert after == []
-    assert (await h.status()).completed_steps == ("wait",)  # the running step still committed
-
-
-async def test_cancel_without_a_reason_records_none() -> None:
-    h = harness()
-    await h.start()
-    (await h.orchestrator().cancel()).unwrap()
-    assert (await h.status()).status == Cancelled(1000, None)
 
 
 # --- status and alarms that do nothing ------------------------------------------------------------
 
 
-async def test_get_status_and_exists() -> None:
-    h = harness()
-    assert await h.status() == WorkflowStatusResult(None, (), False)
+async def test_get_status_and_exists(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
+    assert await h.get_status() == WorkflowStatusResult(None, (), False)
     assert (await h.orchestrator().exists()).unwrap() is False
     await h.start()
-    assert await h.status() == WorkflowStatusResult(Paused("sleep", 6000), ("a",), True)
+    assert await h.get_status() == WorkflowStatusResult(Paused("sleep", 6000), ("a",), True)
     assert (await h.orchestrator().exists()).unwrap() is True
 
 
-async def test_handle_alarm_with_no_instance_does_nothing() -> None:
-    h = harness()
+async def test_handle_alarm_with_no_instance_does_nothing(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
     assert (await h.orchestrator().handle_alarm()).unwrap() is None
     assert h.handle.storage_snapshot() == {}
     assert h.handle.commits == 0
 
 
-async def test_handle_alarm_of_a_pending_instance_does_nothing() -> None:
-    h = harness()
+async def test_handle_alarm_of_a_pending_instance_does_nothing(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
     sm: WorkflowStateMachine = h.layer().state_machine()
     (await sm.initialize("wf", None)).unwrap()
     before, commits = h.handle.storage_snapshot(), h.handle.commits
     assert (await h.orchestrator().handle_alarm()).unwrap() is None
     assert h.handle.storage_snapshot() == before
     assert h.handle.commits == commits
-    assert (await h.status()).status == Pending()
+    assert (await h.get_status()).status == Pending()
 
 
-async def test_handle_alarm_of_a_terminal_instance_does_nothing() -> None:
+async def test_handle_alarm_of_a_terminal_instance_does_nothing(runtimes: RuntimeFactory) -> None:
     ran: list[int] = []
 
     async def body(_: Any) -> None:
         await durably.step("a", lambda: ran.append(1))
 
-    h = harness(body)
+    h = harness(runtimes, body)
     await h.start()
     before, commits = h.handle.storage_snapshot(), h.handle.commits
     await h.alarm_at(99_000)
@@ -543,124 +260,10 @@ async def test_handle_alarm_of_a_terminal_instance_does_nothing() -> None:
     assert ran == [1]
 
 
-# --- infrastructure failures ----------------------------------------------------------------------
-
-
-def failing_runtime(h: Harness) -> tuple[InstanceRuntime, FailingStorage]:
-    storage = FailingStorage(h.runtime.storage)
-    return attrs.evolve(h.runtime, storage=storage), storage
-
-
-async def test_every_operation_fails_as_an_orchestrator_error_and_keeps_the_state() -> None:
-    h = harness()
-    runtime, storage = failing_runtime(h)
-    (await h.orchestrator(runtime).start(durably.WorkflowCall("wf", "x"))).unwrap()
-    before = h.handle.storage_snapshot()
-    storage.fail_on = {"get"}
-    h.handle.set_time(6000)
-    call = durably.WorkflowCall("wf", "x")
-    operations: dict[str, Callable[[WorkflowOrchestrator], Awaitable[Result[Any, Any]]]] = {
-        "start": lambda o: o.start(call),
-        "queue": lambda o: o.queue(call),
-        "alarm": lambda o: o.handle_alarm(),
-        "cancel": lambda o: o.cancel(reason="r"),
-        "status": lambda o: o.get_status(),
-        "exists": lambda o: o.exists(),
-    }
-    for name, operation in operations.items():
-        error = failure(await operation(h.orchestrator(runtime)))
-        assert error.operation == name
-        assert isinstance(error.cause, StorageError)
-        assert str(error).startswith(f"{name} failed: StorageError")
-    assert h.handle.storage_snapshot() == before
-    assert h.handle.scheduled_time() == 6000
-    storage.fail_on = set()
-    (await h.orchestrator(runtime).handle_alarm()).unwrap()
-    assert (await h.status()).status == Completed(6000)
-
-
-async def test_a_failed_commit_on_resume_leaves_the_instance_paused() -> None:
-    h = harness()
-    runtime, storage = failing_runtime(h)
-    await h.start()
-    before = h.handle.storage_snapshot()
-    storage.fail_on = {"commit"}
-    h.handle.set_time(6000)
-    error = failure(await h.orchestrator(runtime).handle_alarm())
-    assert isinstance(error.cause, StorageError)
-    assert h.handle.storage_snapshot() == before
-    assert (await h.status()).status == Paused("sleep", 6000)
-
-
-async def test_a_failed_step_commit_is_an_execute_error_and_leaves_it_running() -> None:
-    h = harness()
-    runtime, storage = failing_runtime(h)
-    calls: list[str] = []
-
-    def a() -> str:
-        calls.append("a")
-        if len(calls) == 1:
-            storage.fail_on = {"commit"}  # the database goes away while the step runs
-        return "A"
-
-    async def body(_: Any) -> str:
-        await durably.step("a", a)
-        return "done"
-
-    h.workflows["wf"] = durably.make(body, name="wf")
-    error = failure(await h.orchestrator(runtime).start(durably.WorkflowCall("wf", None)))
-    assert error.operation == "execute"
-    assert isinstance(error.cause, StorageError)
-    assert "execute failed" in str(error)
-    storage.fail_on = set()
-    status = await h.status()
-    assert status.status == Running(1000)  # the last committed state
-    assert status.completed_steps == ()
-    assert "step:a:result" not in h.handle.storage_snapshot()
-    h.handle.set_time(2000)
-    (await h.orchestrator(runtime).handle_alarm()).unwrap()  # recovery replays it
-    assert calls == ["a", "a"]
-    assert (await h.status()).status == Completed(2000)
-
-
-async def test_a_commit_the_storage_refuses_for_good_fails_the_step_at_once() -> None:
-    """A refusal a retry cannot change (the database refuses the value itself): the step
-    fails now, naming the cause, instead of the instance running it again and again."""
-
-    class RefusingOnce(FailingStorage):
-        async def put_batch(self, entries: Any) -> Any:
-            result = await super().put_batch(entries)
-            self.fail_on = set()  # only the step's commit is refused
-            return result
-
-    h = harness()
-    storage = RefusingOnce(h.runtime.storage, permanent=True)
-    runtime = attrs.evolve(h.runtime, storage=storage)
-    calls: list[str] = []
-
-    def a() -> str:
-        calls.append("a")
-        storage.fail_on = {"put_batch"}  # the step's commit: one batch
-        return "A"
-
-    async def body(_: Any) -> str:
-        await durably.step("a", a)
-        return "done"
-
-    h.workflows["wf"] = durably.make(body, name="wf")
-    result = (await h.orchestrator(runtime).start(durably.WorkflowCall("wf", None))).unwrap()
-    assert isinstance(result.status, Failed)
-    error = result.status.error
-    assert (error.type, error.step_name) == ("SerializationError", "a")
-    assert "refused" in error.message
-    assert "injected fault" in error.message
-    assert calls == ["a"]
-
-
 # --- concurrent workflows in one event loop -------------------------------------------------------
 
 
-async def test_concurrent_workflows_never_see_each_others_context() -> None:
+async def test_concurrent_workflows_never_see_each_others_context(runtimes: RuntimeFactory) -> None:
     log: list[tuple[str, str, str]] = []
 
     async def look(tag: str) -> str:
@@ -677,8 +280,8 @@ async def test_concurrent_workflows_never_see_each_others_context() -> None:
         return durably.context().workflow_id
 
     definition = durably.make(body, name="wf")
-    rt1, h1 = create_in_memory_runtime("c1", 1000)
-    rt2, h2 = create_in_memory_runtime("c2", 1000, backend=h1.backend)  # one shared store
+    rt1, h1 = runtimes("c1", 1000)
+    rt2, h2 = runtimes("c2", 1000, backend=h1.backend)  # one shared store
     layer1 = WorkflowLayer(runtime=rt1, workflows=[definition])
     layer2 = WorkflowLayer(runtime=rt2, workflows=[definition])
     r1, r2 = await asyncio.gather(

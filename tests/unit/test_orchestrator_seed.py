@@ -1,6 +1,6 @@
 """The seed document's orchestrator test suite ("Testing Strategy"), ported unchanged in meaning.
 
-Same workflows, same assertions; a layer is built per call over one in-memory runtime,
+Same workflows, same assertions; a layer is built per call over one runtime (on each backend),
 as the original built an Effect layer per call.
 """
 
@@ -16,8 +16,8 @@ import durably
 from durably.containers import WorkflowLayer
 from durably.ports import InstanceRuntime
 from durably.services import WorkflowOrchestrator
-from durably.testing import TestRuntimeHandle, create_in_memory_runtime
 from durably.types import WorkflowCall
+from tests.support.runtimes import RuntimeFactory, RuntimeHandle
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -59,17 +59,18 @@ TEST_WORKFLOWS = {
 
 
 @pytest.fixture
-def runtime() -> tuple[InstanceRuntime, TestRuntimeHandle]:
-    return create_in_memory_runtime(initial_time=1000, instance_id="orch-test-123")
+def runtime(runtimes: RuntimeFactory) -> tuple[InstanceRuntime, RuntimeHandle]:
+    """The instance's runtime, over each backend in turn."""
+    return runtimes(initial_time=1000, instance_id="orch-test-123")
 
 
 @pytest.fixture
-def handle(runtime: tuple[InstanceRuntime, TestRuntimeHandle]) -> TestRuntimeHandle:
+def handle(runtime: tuple[InstanceRuntime, RuntimeHandle]) -> RuntimeHandle:
     return runtime[1]
 
 
 @pytest.fixture
-def run_orchestrator(runtime: tuple[InstanceRuntime, TestRuntimeHandle]) -> Any:
+def run_orchestrator(runtime: tuple[InstanceRuntime, RuntimeHandle]) -> Any:
     """Build the layers afresh and run one orchestrator operation, unwrapping its result."""
 
     async def run(op: Callable[[WorkflowOrchestrator], Awaitable[Result[Any, Any]]]) -> Any:
@@ -80,7 +81,7 @@ def run_orchestrator(runtime: tuple[InstanceRuntime, TestRuntimeHandle]) -> Any:
 
 
 @pytest.fixture
-def run_either(runtime: tuple[InstanceRuntime, TestRuntimeHandle]) -> Any:
+def run_either(runtime: tuple[InstanceRuntime, RuntimeHandle]) -> Any:
     """Like ``run_orchestrator`` but returns the Result itself (``Effect.either``)."""
 
     async def run(op: Callable[[WorkflowOrchestrator], Awaitable[Result[Any, Any]]]) -> Any:
@@ -132,7 +133,7 @@ class TestStart:
 
 class TestQueue:
     async def test_should_queue_workflow_for_async_execution(
-        self, run_orchestrator: Any, handle: TestRuntimeHandle
+        self, run_orchestrator: Any, handle: RuntimeHandle
     ) -> None:
         result = await run_orchestrator(
             lambda o: o.queue(WorkflowCall(workflow="simpleWorkflow", input={"value": 5}))
@@ -155,7 +156,7 @@ class TestHandleAlarm:
         assert status.status.tag == "Completed"
 
     async def test_should_resume_paused_workflow(
-        self, run_orchestrator: Any, handle: TestRuntimeHandle
+        self, run_orchestrator: Any, handle: RuntimeHandle
     ) -> None:
         await run_orchestrator(
             lambda o: o.start(WorkflowCall(workflow="sleepingWorkflow", input={}))

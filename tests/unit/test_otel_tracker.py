@@ -12,7 +12,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,7 +20,7 @@ from opentelemetry.trace import StatusCode
 import durably
 from durably import Retry
 from durably.adapters.otel_tracker import OtelTracker, run_trace_ids
-from durably.containers import WorkflowLayer, build_root
+from durably.containers import build_root
 from durably.domain.events import (
     SleepCompleted,
     StepCompleted,
@@ -33,7 +32,7 @@ from durably.domain.events import (
 from durably.domain.status import WorkflowError
 from durably.status import Completed, Failed, Paused
 from durably.testing import create_in_memory_runtime
-from durably.types import StartResult, WorkflowCall, WorkflowStatusResult
+from tests.support.harness import Harness
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -51,42 +50,6 @@ def provider(exporter: InMemorySpanExporter) -> TracerProvider:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     return tracer_provider
-
-
-class Harness:
-    """One instance on the in-memory runtime, its events going to ``tracker``."""
-
-    def __init__(
-        self, workflow: durably.WorkflowDefinition[Any, Any], tracker: Any, instance_id: str
-    ) -> None:
-        self.runtime, self.handle = create_in_memory_runtime(instance_id, T0)
-        self.workflow = workflow
-        self.tracker = tracker
-
-    def orchestrator(self, tracker: Any = None) -> Any:
-        layer = WorkflowLayer(
-            runtime=self.runtime,
-            workflows=[self.workflow],
-            tracker=providers.Object(tracker if tracker is not None else self.tracker),
-        )
-        return layer.orchestrator()
-
-    async def start(self) -> StartResult:
-        call = WorkflowCall(self.workflow.name, "order-7", execution_id="exec-1")
-        result: StartResult = (await self.orchestrator().start(call)).unwrap()
-        return result
-
-    async def status(self) -> Any:
-        result: WorkflowStatusResult = (await self.orchestrator().get_status()).unwrap()
-        return result.status
-
-    async def resume(self, tracker: Any = None) -> Any:
-        status = await self.status()
-        assert isinstance(status, Paused), status
-        assert status.resume_at is not None
-        self.handle.set_time(status.resume_at)
-        (await self.orchestrator(tracker).handle_alarm()).unwrap()
-        return await self.status()
 
 
 def checkout_workflow() -> durably.WorkflowDefinition[Any, Any]:
@@ -124,8 +87,9 @@ def parent_id(span: ReadableSpan) -> int:
 
 
 async def run_checkout(tracker: OtelTracker) -> Harness:
-    h = Harness(checkout_workflow(), tracker, "wf-checkout")
-    assert isinstance((await h.start()).status, Paused)  # the retry's back-off
+    h = Harness(create_in_memory_runtime("wf-checkout", T0), checkout_workflow(), tracker=tracker)
+    started = await h.start("order-7", execution_id="exec-1")
+    assert isinstance(started.status, Paused)  # the retry's back-off
     assert isinstance(await h.resume(), Paused)  # the sleep
     assert isinstance(await h.resume(), Completed)
     return h
@@ -232,11 +196,13 @@ async def test_segments_run_by_two_processes_share_the_trace(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     # Each "process" has its own tracker; the retry's resume runs in the second one.
-    h = Harness(checkout_workflow(), OtelTracker(provider), "wf-split")
-    await h.start()
+    h = Harness(
+        create_in_memory_runtime("wf-split", T0), checkout_workflow(), tracker=OtelTracker(provider)
+    )
+    await h.start("order-7", execution_id="exec-1")
     other = OtelTracker(provider)
-    await h.resume(other)
-    await h.resume(other)
+    await h.resume(tracker=other)
+    await h.resume(tracker=other)
     spans = exporter.get_finished_spans()
     trace_id, root_id = run_trace_ids("wf-split")
     assert {s.context.trace_id for s in spans} == {trace_id}
@@ -259,8 +225,8 @@ async def test_a_failed_run_has_an_error_status(
         await durably.step("ok", lambda: 1)
         await durably.step("boom", broken)
 
-    h = Harness(fragile, OtelTracker(provider), "wf-fail")
-    await h.start()
+    h = Harness(create_in_memory_runtime("wf-fail", T0), fragile, tracker=OtelTracker(provider))
+    await h.start("order-7", execution_id="exec-1")
     assert isinstance(await h.status(), Failed)
     spans = exporter.get_finished_spans()
     (segment,) = by_name(spans, "workflow fragile")
@@ -287,7 +253,8 @@ async def test_a_timeout_is_an_event_of_the_step_span(
     async def slowpoke(_: Any) -> None:
         await durably.step("slow", slow, timeout="20ms")
 
-    await Harness(slowpoke, OtelTracker(provider), "wf-timeout").start()
+    h = Harness(create_in_memory_runtime("wf-timeout", T0), slowpoke, tracker=OtelTracker(provider))
+    await h.start("order-7", execution_id="exec-1")
     (step,) = by_name(exporter.get_finished_spans(), "step slow")
     assert event_names(step) == ["timeout.exceeded", "exception"]
     assert step.events[0].attributes is not None
@@ -299,8 +266,8 @@ async def test_cancelling_a_paused_run_records_an_outcome_segment(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     tracker = OtelTracker(provider)
-    h = Harness(checkout_workflow(), tracker, "wf-cancel")
-    await h.start()  # paused for the retry: no segment is open
+    h = Harness(create_in_memory_runtime("wf-cancel", T0), checkout_workflow(), tracker=tracker)
+    await h.start("order-7", execution_id="exec-1")  # paused for the retry: no segment is open
     h.handle.set_time(T0 + 500)
     (await h.orchestrator().cancel(reason="customer left")).unwrap()
     segments = by_name(exporter.get_finished_spans(), "workflow checkout")
@@ -355,8 +322,8 @@ async def test_close_ends_the_open_segments_as_interrupted(
     async def gated(_: Any) -> str:
         return await durably.step("wait", wait_for_gate)
 
-    h = Harness(gated, tracker, "wf-gated")
-    run = asyncio.create_task(h.start())
+    h = Harness(create_in_memory_runtime("wf-gated", T0), gated, tracker=tracker)
+    run = asyncio.create_task(h.start("order-7", execution_id="exec-1"))
     await inside.wait()  # the segment and the step's span are open
     await tracker.close()
     spans = exporter.get_finished_spans()
@@ -376,5 +343,5 @@ async def test_close_ends_the_open_segments_as_interrupted(
 
 
 def test_the_otel_profile_builds_an_otel_tracker() -> None:
-    container = build_root([], {"backend": {"kind": "memory"}, "tracker": {"kind": "otel"}})
+    container = build_root([], {"backend": {"url": "memory://"}, "tracker": {"kind": "otel"}})
     assert isinstance(container.tracker(), OtelTracker)

@@ -52,6 +52,7 @@ EXPECTED_TOP_LEVEL = {
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",
+    "ProfileError",
     "SerializationError",
     "WorkflowFailedError",
     "WorkflowCancelledError",

@@ -5,61 +5,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 import pytest
-from dependency_injector import providers
 
 import durably
-from durably.containers import WorkflowLayer
 from durably.domain.events import WorkflowPurged
 from durably.domain.status import Cancelled, Completed, Failed
-from durably.ports import InstanceRuntime
-from durably.services import PurgeConfig, PurgeManager, WorkflowOrchestrator
-from durably.services.types import StartResult
-from durably.testing import TestRuntimeHandle, create_in_memory_runtime
-from durably.trackers import InMemoryTracker
+from durably.services import PurgeConfig, PurgeManager
+from tests.support.harness import Harness
+from tests.support.runtimes import RuntimeFactory
 
 pytestmark = pytest.mark.timeout(10)
 
 Body = Callable[[Any], Awaitable[Any]]
 TOMBSTONE_KEYS = {"workflow:status", "workflow:name", "workflow:tombstone"}
-
-
-@attrs.define
-class Harness:
-    runtime: InstanceRuntime
-    handle: TestRuntimeHandle
-    tracker: InMemoryTracker
-    body: Body
-    purge: PurgeConfig
-    runs: list[int] = attrs.field(factory=list)
-
-    def layer(self) -> Any:
-        runs = self.runs
-        body = self.body
-
-        async def counted(x: Any) -> Any:
-            runs.append(1)
-            return await body(x)
-
-        return WorkflowLayer(
-            runtime=self.runtime,
-            workflows={"wf": durably.make(counted, name="wf")},
-            tracker=providers.Object(self.tracker),
-            purge=providers.Object(self.purge),
-        )
-
-    def orchestrator(self) -> WorkflowOrchestrator:
-        orchestrator: WorkflowOrchestrator = self.layer().orchestrator()
-        return orchestrator
-
-    async def start(self, input: Any = "x") -> StartResult:
-        return (await self.orchestrator().start(durably.WorkflowCall("wf", input))).unwrap()
-
-    async def alarm_at(self, at: int) -> None:
-        self.handle.set_time(at)
-        self.handle.clear_alarm()
-        (await self.orchestrator().handle_alarm()).unwrap()
 
 
 async def finishes(x: Any) -> str:
@@ -78,10 +36,23 @@ async def fails(x: Any) -> None:
     raise ValueError("broken")
 
 
-def harness(body: Body = finishes, *, enabled: bool = True, delay_ms: int = 60_000) -> Harness:
-    runtime, handle = create_in_memory_runtime("p1", 1000)
+def harness(
+    runtimes: RuntimeFactory,
+    body: Body = finishes,
+    *,
+    enabled: bool = True,
+    delay_ms: int = 60_000,
+    runs: list[int] | None = None,
+) -> Harness:
+    """Instance ``p1`` of workflow ``wf`` running ``body``; ``runs`` counts its runs."""
+    counter = runs if runs is not None else []
+
+    async def counted(x: Any) -> Any:
+        counter.append(1)
+        return await body(x)
+
     config = PurgeConfig(enabled=enabled, delay_ms=delay_ms)
-    return Harness(runtime, handle, InMemoryTracker(), body, config)
+    return Harness(runtimes("p1", 1000), durably.make(counted, name="wf"), purge=config)
 
 
 def test_config_defaults() -> None:
@@ -96,9 +67,11 @@ def test_config_rejects_a_bad_delay(delay: Any) -> None:
         PurgeConfig(enabled=True, delay_ms=delay)
 
 
-async def test_a_terminal_status_stores_the_purge_time_and_sets_the_alarm() -> None:
-    h = harness()
-    await h.start()
+async def test_a_terminal_status_stores_the_purge_time_and_sets_the_alarm(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
+    await h.start("x")
     snapshot = h.handle.storage_snapshot()
     assert snapshot["workflow:purgeAt"] == 61_000
     assert h.handle.scheduled_time() == 61_000
@@ -106,21 +79,23 @@ async def test_a_terminal_status_stores_the_purge_time_and_sets_the_alarm() -> N
     assert (await manager.get_purge_at()).unwrap() == 61_000
 
 
-async def test_an_early_purge_alarm_is_re_armed_and_deletes_nothing() -> None:
-    h = harness()
-    await h.start()
+async def test_an_early_purge_alarm_is_re_armed_and_deletes_nothing(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes)
+    await h.start("x")
     before = h.handle.storage_snapshot()
-    await h.alarm_at(30_000)
+    await h.fire_alarm(30_000)
     assert h.handle.scheduled_time() == 61_000
     assert h.handle.storage_snapshot() == before
     assert h.tracker.of_type(WorkflowPurged) == []
 
 
-async def test_a_due_purge_keeps_only_the_tombstone() -> None:
-    h = harness()
-    await h.start()
+async def test_a_due_purge_keeps_only_the_tombstone(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
+    await h.start("x")
     assert len(h.handle.storage_snapshot()) > len(TOMBSTONE_KEYS)
-    await h.alarm_at(61_000)
+    await h.fire_alarm(61_000)
     snapshot = h.handle.storage_snapshot()
     assert set(snapshot) == TOMBSTONE_KEYS
     assert snapshot["workflow:status"] == {"tag": "Completed", "completed_at": 1000}
@@ -137,49 +112,53 @@ async def test_a_due_purge_keeps_only_the_tombstone() -> None:
     assert tombstone.status == Completed(1000)
 
 
-async def test_a_second_purge_alarm_does_nothing() -> None:
-    h = harness()
-    await h.start()
-    await h.alarm_at(61_000)
+async def test_a_second_purge_alarm_does_nothing(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes)
+    await h.start("x")
+    await h.fire_alarm(61_000)
     before, commits = h.handle.storage_snapshot(), h.handle.commits
-    await h.alarm_at(200_000)
+    await h.fire_alarm(200_000)
     assert h.handle.storage_snapshot() == before
     assert h.handle.commits == commits
     assert len(h.tracker.of_type(WorkflowPurged)) == 1
 
 
-async def test_a_start_after_the_purge_returns_the_old_status_without_running() -> None:
-    h = harness()
-    await h.start()
-    await h.alarm_at(61_000)
-    assert h.runs == [1]
+async def test_a_start_after_the_purge_returns_the_old_status_without_running(
+    runtimes: RuntimeFactory,
+) -> None:
+    runs: list[int] = []
+    h = harness(runtimes, runs=runs)
+    await h.start("x")
+    await h.fire_alarm(61_000)
+    assert runs == [1]
     again = await h.start("y")
     assert again.completed is True
     assert again.status == Completed(1000)
-    assert h.runs == [1]  # fix: the workflow did not run a second time
+    assert runs == [1]  # fix: the workflow did not run a second time
     assert set(h.handle.storage_snapshot()) == TOMBSTONE_KEYS
     status = (await h.orchestrator().get_status()).unwrap()
     assert (status.exists, status.status) == (True, Completed(1000))
 
 
-async def test_disabled_purge_sets_no_alarm() -> None:
-    h = harness(enabled=False)
-    await h.start()
+async def test_disabled_purge_sets_no_alarm(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes, enabled=False)
+    await h.start("x")
     assert h.handle.scheduled_time() is None
     assert "workflow:purgeAt" not in h.handle.storage_snapshot()
     before = h.handle.storage_snapshot()
-    await h.alarm_at(10_000_000)
+    await h.fire_alarm(10_000_000)
     assert h.handle.storage_snapshot() == before
 
 
-async def test_a_cancelled_instance_is_purged() -> None:
-    h = harness(sleeps, delay_ms=1000)
-    await h.start()
+async def test_a_cancelled_instance_is_purged(runtimes: RuntimeFactory) -> None:
+    runs: list[int] = []
+    h = harness(runtimes, sleeps, delay_ms=1000, runs=runs)
+    await h.start("x")
     h.handle.set_time(2000)
     (await h.orchestrator().cancel(reason="stop")).unwrap()
     assert h.handle.storage_snapshot()["workflow:purgeAt"] == 3000
     assert h.handle.scheduled_time() == 3000
-    await h.alarm_at(3000)
+    await h.fire_alarm(3000)
     snapshot = h.handle.storage_snapshot()
     assert set(snapshot) == TOMBSTONE_KEYS
     assert snapshot["workflow:tombstone"]["status"] == {
@@ -187,33 +166,34 @@ async def test_a_cancelled_instance_is_purged() -> None:
         "cancelled_at": 2000,
         "reason": "stop",
     }
-    again = await h.start()
+    again = await h.start("x")
     assert (again.completed, again.status) == (False, Cancelled(2000, "stop"))
-    assert h.runs == [1]
+    assert runs == [1]
 
 
-async def test_a_failed_instance_is_purged() -> None:
-    h = harness(fails, delay_ms=0)
-    result = await h.start()
+async def test_a_failed_instance_is_purged(runtimes: RuntimeFactory) -> None:
+    runs: list[int] = []
+    h = harness(runtimes, fails, delay_ms=0, runs=runs)
+    result = await h.start("x")
     assert isinstance(result.status, Failed)
     assert h.handle.scheduled_time() == 1000
-    await h.alarm_at(1000)
+    await h.fire_alarm(1000)
     snapshot = h.handle.storage_snapshot()
     assert set(snapshot) == TOMBSTONE_KEYS
     assert snapshot["workflow:status"]["tag"] == "Failed"
     assert snapshot["workflow:status"]["error"]["message"] == "broken"
-    again = await h.start()
+    again = await h.start("x")
     assert again.completed is False
     assert isinstance(again.status, Failed)
-    assert h.runs == [1]
+    assert runs == [1]
 
 
-async def test_a_paused_instance_is_not_purged() -> None:
-    h = harness(sleeps, delay_ms=0)
-    await h.start()
+async def test_a_paused_instance_is_not_purged(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes, sleeps, delay_ms=0)
+    await h.start("x")
     assert "workflow:purgeAt" not in h.handle.storage_snapshot()
     assert h.handle.scheduled_time() == 6000  # the sleep's alarm, not a purge
-    await h.alarm_at(6000)
+    await h.fire_alarm(6000)
     assert h.handle.scheduled_time() == 6000  # completed at 6000, purge due at once
-    await h.alarm_at(6000)
+    await h.fire_alarm(6000)
     assert set(h.handle.storage_snapshot()) == TOMBSTONE_KEYS

@@ -31,7 +31,7 @@ from durably.services.recovery import (
 )
 from durably.services.state_machine import WorkflowStateMachine
 from durably.services.trackers import EventEmitter, InMemoryTracker
-from durably.testing import TestRuntimeHandle, create_in_memory_runtime
+from tests.support.runtimes import RuntimeFactory, RuntimeHandle
 
 NOW = 1_000_000
 INSTANCE = "rec-1"
@@ -40,14 +40,16 @@ INSTANCE = "rec-1"
 @attrs.define
 class Setup:
     runtime: InstanceRuntime
-    handle: TestRuntimeHandle
+    handle: RuntimeHandle
     sm: WorkflowStateMachine
     manager: RecoveryManager
     tracker: InMemoryTracker
 
 
-def make(config: RecoveryConfig | None = None, *, via_layer: bool = True) -> Setup:
-    runtime, handle = create_in_memory_runtime(instance_id=INSTANCE, initial_time=NOW)
+def make(
+    runtimes: RuntimeFactory, config: RecoveryConfig | None = None, *, via_layer: bool = True
+) -> Setup:
+    runtime, handle = runtimes(instance_id=INSTANCE, initial_time=NOW)
     tracker = InMemoryTracker()
     if via_layer:
         overrides: dict[str, object] = {"tracker": providers.Object(tracker)}
@@ -101,16 +103,16 @@ def test_config_accepts_zero() -> None:
 # --- check_and_schedule_recovery -----------------------------------------------------------------
 
 
-async def test_check_without_a_workflow_schedules_nothing() -> None:
-    s = make()
+async def test_check_without_a_workflow_schedules_nothing(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes)
     result = (await s.manager.check_and_schedule_recovery()).unwrap()
     assert result.scheduled is False
     assert result.reason == "no_workflow"
     assert s.handle.scheduled_time() is None
 
 
-async def test_check_stale_running_schedules_after_the_delay() -> None:
-    s = make(RecoveryConfig(stale_threshold_ms=10_000, recovery_delay_ms=250))
+async def test_check_stale_running_schedules_after_the_delay(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes, RecoveryConfig(stale_threshold_ms=10_000, recovery_delay_ms=250))
     await start(s, Running(NOW - 10_000))
     (await s.sm.increment_recovery_attempts()).unwrap()
     result = (await s.manager.check_and_schedule_recovery()).unwrap()
@@ -121,8 +123,8 @@ async def test_check_stale_running_schedules_after_the_delay() -> None:
     assert (await s.sm.get_recovery_attempts()).unwrap() == 1
 
 
-async def test_check_stale_running_first_attempt_is_one() -> None:
-    s = make()
+async def test_check_stale_running_first_attempt_is_one(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes)
     await start(s, Running(NOW - 60_000))
     result = (await s.manager.check_and_schedule_recovery()).unwrap()
     assert result.scheduled is True
@@ -130,8 +132,8 @@ async def test_check_stale_running_first_attempt_is_one() -> None:
     assert s.handle.scheduled_time() == NOW + 100
 
 
-async def test_check_fresh_running_schedules_nothing() -> None:
-    s = make()
+async def test_check_fresh_running_schedules_nothing(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes)
     await start(s, Running(NOW - 29_999))
     result = (await s.manager.check_and_schedule_recovery()).unwrap()
     assert result == RecoveryCheckResult(False, "running_not_stale", 29_999, "Running")
@@ -148,9 +150,9 @@ async def test_check_fresh_running_schedules_nothing() -> None:
     ],
 )
 async def test_check_paused_arms_the_alarm_at_max_of_resume_at_and_now_plus_delay(
-    resume_at: int, expected_alarm: int
+    runtimes: RuntimeFactory, resume_at: int, expected_alarm: int
 ) -> None:
-    s = make()
+    s = make(runtimes)
     await start(s, Paused("sleep", resume_at))
     result = (await s.manager.check_and_schedule_recovery()).unwrap()
     assert result.scheduled is True
@@ -160,8 +162,8 @@ async def test_check_paused_arms_the_alarm_at_max_of_resume_at_and_now_plus_dela
     assert (await s.sm.get_status()).unwrap() == Paused("sleep", resume_at)  # not resumed
 
 
-async def test_check_queued_sets_the_alarm() -> None:
-    s = make(RecoveryConfig(recovery_delay_ms=7))
+async def test_check_queued_sets_the_alarm(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes, RecoveryConfig(recovery_delay_ms=7))
     await start(s, Queued(NOW - 5))
     result = (await s.manager.check_and_schedule_recovery()).unwrap()
     assert result.scheduled is True
@@ -173,8 +175,10 @@ async def test_check_queued_sets_the_alarm() -> None:
     "status",
     [Pending(), Completed(1), Failed(1, WorkflowError("boom")), Cancelled(1, "why")],
 )
-async def test_check_not_started_or_terminal_schedules_nothing(status: WorkflowStatus) -> None:
-    s = make()
+async def test_check_not_started_or_terminal_schedules_nothing(
+    runtimes: RuntimeFactory, status: WorkflowStatus
+) -> None:
+    s = make(runtimes)
     await start(s, status)
     result = (await s.manager.check_and_schedule_recovery()).unwrap()
     assert result.scheduled is False
@@ -183,8 +187,10 @@ async def test_check_not_started_or_terminal_schedules_nothing(status: WorkflowS
     assert (await s.sm.get_status()).unwrap() == status
 
 
-async def test_check_running_with_attempts_at_max_fails_the_workflow() -> None:
-    s = make()
+async def test_check_running_with_attempts_at_max_fails_the_workflow(
+    runtimes: RuntimeFactory,
+) -> None:
+    s = make(runtimes)
     await start(s, Running(NOW - 60_000))
     for _ in range(3):
         (await s.sm.increment_recovery_attempts()).unwrap()
@@ -205,8 +211,8 @@ async def test_check_running_with_attempts_at_max_fails_the_workflow() -> None:
     assert failed[0].workflow_name == "order"
 
 
-async def test_check_paused_is_not_limited_by_attempts() -> None:
-    s = make()
+async def test_check_paused_is_not_limited_by_attempts(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes)
     await start(s, Paused("retry", NOW + 1_000, "charge"))
     for _ in range(5):
         (await s.sm.increment_recovery_attempts()).unwrap()
@@ -223,8 +229,10 @@ async def test_check_paused_is_not_limited_by_attempts() -> None:
     "status",
     [Paused("sleep", NOW + 5), Queued(1), Pending(), Completed(1), Cancelled(1)],
 )
-async def test_execute_when_not_running_does_nothing(status: WorkflowStatus) -> None:
-    s = make()
+async def test_execute_when_not_running_does_nothing(
+    runtimes: RuntimeFactory, status: WorkflowStatus
+) -> None:
+    s = make(runtimes)
     await start(s, status)
     result = (await s.manager.execute_recovery()).unwrap()
     assert result == RecoveryExecuteResult(False, 0, "not_running", status.tag)
@@ -233,15 +241,17 @@ async def test_execute_when_not_running_does_nothing(status: WorkflowStatus) -> 
     assert s.tracker.events == []
 
 
-async def test_execute_without_a_workflow() -> None:
-    s = make()
+async def test_execute_without_a_workflow(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes)
     result = (await s.manager.execute_recovery()).unwrap()
     assert result == RecoveryExecuteResult(False, 0, "not_running", None)
 
 
 @pytest.mark.parametrize("via_layer", [True, False])
-async def test_execute_recovers_a_running_workflow(via_layer: bool) -> None:
-    s = make(via_layer=via_layer)
+async def test_execute_recovers_a_running_workflow(
+    runtimes: RuntimeFactory, via_layer: bool
+) -> None:
+    s = make(runtimes, via_layer=via_layer)
     await start(s, Running(NOW - 60_000))
     s.handle.advance_time(10)
     before = s.handle.commits
@@ -263,15 +273,17 @@ async def test_execute_recovers_a_running_workflow(via_layer: bool) -> None:
     assert event.timestamp == NOW + 10
 
 
-async def test_execute_default_reason_is_infrastructure_restart() -> None:
-    s = make()
+async def test_execute_default_reason_is_infrastructure_restart(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes)
     await start(s, Running(NOW))
     (await s.manager.execute_recovery()).unwrap()
     assert s.tracker.of_type("workflow.recovered")[0].reason == "infrastructure_restart"
 
 
-async def test_a_workflow_that_crashes_on_every_replay_fails_after_max_attempts() -> None:
-    s = make(RecoveryConfig(max_recovery_attempts=3))
+async def test_a_workflow_that_crashes_on_every_replay_fails_after_max_attempts(
+    runtimes: RuntimeFactory,
+) -> None:
+    s = make(runtimes, RecoveryConfig(max_recovery_attempts=3))
     await start(s, Running(NOW))
     (await s.runtime.scheduler.schedule(NOW + 1)).unwrap()
     for attempt in (1, 2, 3):
@@ -304,8 +316,10 @@ async def test_a_workflow_that_crashes_on_every_replay_fails_after_max_attempts(
     assert len(s.tracker.of_type("workflow.failed")) == 1
 
 
-async def test_failing_on_max_attempts_keeps_the_completed_steps_in_the_event() -> None:
-    s = make(RecoveryConfig(max_recovery_attempts=1))
+async def test_failing_on_max_attempts_keeps_the_completed_steps_in_the_event(
+    runtimes: RuntimeFactory,
+) -> None:
+    s = make(runtimes, RecoveryConfig(max_recovery_attempts=1))
     await start(s, Running(NOW))
     (await s.sm.mark_step_completed("fetch")).unwrap()
     (await s.manager.execute_recovery()).unwrap()
@@ -315,8 +329,8 @@ async def test_failing_on_max_attempts_keeps_the_completed_steps_in_the_event() 
     assert failed[0].completed_steps == ("fetch",)
 
 
-async def test_max_zero_attempts_fails_at_the_first_recovery() -> None:
-    s = make(RecoveryConfig(max_recovery_attempts=0))
+async def test_max_zero_attempts_fails_at_the_first_recovery(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes, RecoveryConfig(max_recovery_attempts=0))
     await start(s, Running(NOW))
     result = (await s.manager.execute_recovery()).unwrap()
     assert result.success is False
@@ -324,8 +338,8 @@ async def test_max_zero_attempts_fails_at_the_first_recovery() -> None:
     assert isinstance((await s.sm.get_status()).unwrap(), Failed)
 
 
-async def test_reset_recovery_attempts_starts_the_count_again() -> None:
-    s = make(RecoveryConfig(max_recovery_attempts=2))
+async def test_reset_recovery_attempts_starts_the_count_again(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes, RecoveryConfig(max_recovery_attempts=2))
     await start(s, Running(NOW))
     assert (await s.manager.execute_recovery()).unwrap().attempt == 1
     assert (await s.manager.execute_recovery()).unwrap().attempt == 2
@@ -339,8 +353,8 @@ async def test_reset_recovery_attempts_starts_the_count_again() -> None:
 # --- get_stats -----------------------------------------------------------------------------------
 
 
-async def test_get_stats() -> None:
-    s = make(RecoveryConfig(max_recovery_attempts=2))
+async def test_get_stats(runtimes: RuntimeFactory) -> None:
+    s = make(runtimes, RecoveryConfig(max_recovery_attempts=2))
     assert (await s.manager.get_stats()).unwrap() == RecoveryStats(0, 2, None, False)
     await start(s, Running(NOW))
     (await s.manager.execute_recovery()).unwrap()

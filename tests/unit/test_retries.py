@@ -13,63 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 from returns.result import Failure, Result, Success
 
 import durably
 from durably import Backoff, Retry
-from durably.containers import WorkflowLayer
-from durably.domain.records import JsonValue
-from durably.status import Completed, Failed, Paused, WorkflowError, WorkflowStatus
-from durably.testing import create_in_memory_runtime
-from durably.trackers import InMemoryTracker
-from durably.types import StartResult, WorkflowCall, WorkflowStatusResult
+from durably.status import Completed, Failed, Paused, WorkflowError
+from tests.support.harness import Harness
+from tests.support.runtimes import RuntimeFactory
 
 T0 = 1_000
-
-
-class Harness:
-    """One instance over an in-memory runtime; a fresh layer per operation, as a host does."""
-
-    def __init__(self, *workflows: durably.WorkflowDefinition[Any, Any], instance_id: str = "r1"):
-        self.runtime, self.handle = create_in_memory_runtime(instance_id, T0)
-        self.workflows = list(workflows)
-        self.tracker = InMemoryTracker()
-
-    def layer(self) -> Any:
-        return WorkflowLayer(
-            runtime=self.runtime,
-            workflows=self.workflows,
-            tracker=providers.Object(self.tracker),
-        )
-
-    async def start(self) -> StartResult:
-        call = WorkflowCall(self.workflows[0].name)
-        result: StartResult = (await self.layer().orchestrator().start(call)).unwrap()
-        return result
-
-    async def status(self) -> WorkflowStatus | None:
-        result: WorkflowStatusResult = (await self.layer().orchestrator().get_status()).unwrap()
-        return result.status
-
-    async def alarm_at(self, at: int) -> WorkflowStatus | None:
-        self.handle.set_time(at)
-        (await self.layer().orchestrator().handle_alarm()).unwrap()
-        return await self.status()
-
-    async def resume(self) -> WorkflowStatus | None:
-        """Move the clock to the pause's resume time and fire the alarm."""
-        status = await self.status()
-        assert isinstance(status, Paused), status
-        assert status.resume_at is not None
-        return await self.alarm_at(status.resume_at)
-
-    async def completed_steps(self) -> tuple[str, ...]:
-        result: WorkflowStatusResult = (await self.layer().orchestrator().get_status()).unwrap()
-        return result.completed_steps
-
-    def snapshot(self) -> dict[str, JsonValue]:
-        return self.handle.storage_snapshot()
 
 
 async def failed_error(h: Harness) -> WorkflowError:
@@ -116,13 +68,13 @@ def failing(times: int, calls: list[int]) -> Callable[[], str]:
 # -- failures without retry ---------------------------------------------------------
 
 
-async def test_a_returned_failure_fails_the_step() -> None:
+async def test_a_returned_failure_fails_the_step(runtimes: RuntimeFactory) -> None:
     @durably.workflow
     async def failing(_: Any) -> str:
         await durably.step("f", lambda: Failure(KeyError("missing")))
         return "unreachable"
 
-    h = Harness(failing)
+    h = Harness(runtimes("r1", T0), failing)
     await h.start()
     error = await failed_error(h)
     assert error.type == "KeyError"
@@ -131,20 +83,22 @@ async def test_a_returned_failure_fails_the_step() -> None:
     assert "step:f:result" not in h.snapshot()
 
 
-async def test_a_returned_failure_of_a_non_exception_still_fails() -> None:
+async def test_a_returned_failure_of_a_non_exception_still_fails(runtimes: RuntimeFactory) -> None:
     @durably.workflow
     async def failing(_: Any) -> str:
         await durably.step("f", lambda: Failure("plain text"))
         return "unreachable"
 
-    h = Harness(failing)
+    h = Harness(runtimes("r1", T0), failing)
     await h.start()
     error = await failed_error(h)
     assert "plain text" in error.message
     assert error.step_name == "f"
 
 
-async def test_a_raising_step_without_retry_fails_the_workflow_with_details() -> None:
+async def test_a_raising_step_without_retry_fails_the_workflow_with_details(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
 
     def boom() -> int:
@@ -156,7 +110,7 @@ async def test_a_raising_step_without_retry_fails_the_workflow_with_details() ->
         await durably.step("ok", lambda: 1)
         return await durably.step("boom", boom)
 
-    h = Harness(failing)
+    h = Harness(runtimes("r1", T0), failing)
     result = await h.start()
     assert not result.completed
     error = await failed_error(h)
@@ -175,7 +129,7 @@ async def test_a_raising_step_without_retry_fails_the_workflow_with_details() ->
     ]
 
 
-async def test_user_code_may_catch_a_step_failure_and_continue() -> None:
+async def test_user_code_may_catch_a_step_failure_and_continue(runtimes: RuntimeFactory) -> None:
     @durably.workflow
     async def recovering(_: Any) -> str:
         try:
@@ -184,14 +138,16 @@ async def test_user_code_may_catch_a_step_failure_and_continue() -> None:
             return await durably.step("fallback", lambda: "fallback")
         return "unreachable"
 
-    h = Harness(recovering)
+    h = Harness(runtimes("r1", T0), recovering)
     result = await h.start()
     assert result.completed
     assert result.output == "fallback"
     assert await h.completed_steps() == ("fallback",)
 
 
-async def test_an_unserializable_result_is_a_serialization_error_naming_step_and_type() -> None:
+async def test_an_unserializable_result_is_a_serialization_error_naming_step_and_type(
+    runtimes: RuntimeFactory,
+) -> None:
     seen: list[durably.SerializationError] = []
 
     @durably.workflow
@@ -203,7 +159,7 @@ async def test_an_unserializable_result_is_a_serialization_error_naming_step_and
             raise
         return "unreachable"
 
-    h = Harness(unserializable)
+    h = Harness(runtimes("r1", T0), unserializable)
     await h.start()
     assert len(seen) == 1
     assert seen[0].step_name == "weird"
@@ -220,13 +176,14 @@ async def test_an_unserializable_result_is_a_serialization_error_naming_step_and
 # -- attempts --------------------------------------------------------------------------
 
 
-async def test_max_attempts_2_runs_three_times_then_exhausts() -> None:
+async def test_max_attempts_2_runs_three_times_then_exhausts(runtimes: RuntimeFactory) -> None:
     calls: list[int] = []
     caught: list[BaseException] = []
     h = Harness(
+        runtimes("r1", T0),
         one_step(
             failing(10, calls), retry=Retry(max_attempts=2, delay="1s", jitter=False), caught=caught
-        )
+        ),
     )
     first = await h.start()
     assert first.status == Paused(reason="retry", resume_at=T0 + 1_000, step_name="x")
@@ -246,9 +203,12 @@ async def test_max_attempts_2_runs_three_times_then_exhausts() -> None:
     assert "step:x:result" not in h.snapshot()
 
 
-async def test_success_on_the_second_attempt_records_the_attempt() -> None:
+async def test_success_on_the_second_attempt_records_the_attempt(runtimes: RuntimeFactory) -> None:
     calls: list[int] = []
-    h = Harness(one_step(failing(1, calls), retry=Retry(max_attempts=3, delay="1s", jitter=False)))
+    h = Harness(
+        runtimes("r1", T0),
+        one_step(failing(1, calls), retry=Retry(max_attempts=3, delay="1s", jitter=False)),
+    )
     first = await h.start()
     assert isinstance(first.status, Paused)
     attempt_record = h.snapshot()["step:x:attempt"]
@@ -266,15 +226,19 @@ async def test_success_on_the_second_attempt_records_the_attempt() -> None:
     assert history["failures"][0]["error"]["message"] == "failure 1"
 
 
-async def test_max_attempts_0_fails_on_the_first_failure_as_exhausted() -> None:
+async def test_max_attempts_0_fails_on_the_first_failure_as_exhausted(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
-    h = Harness(one_step(failing(1, calls), retry=Retry(max_attempts=0, jitter=False)))
+    h = Harness(
+        runtimes("r1", T0), one_step(failing(1, calls), retry=Retry(max_attempts=0, jitter=False))
+    )
     await h.start()
     assert calls == [1]
     assert (await failed_error(h)).type == "RetryExhaustedError"
 
 
-async def test_a_non_retryable_error_fails_at_once() -> None:
+async def test_a_non_retryable_error_fails_at_once(runtimes: RuntimeFactory) -> None:
     calls: list[int] = []
     seen: list[BaseException] = []
 
@@ -287,7 +251,7 @@ async def test_a_non_retryable_error_fails_at_once() -> None:
         raise PermissionError("denied")
 
     retry = Retry(max_attempts=5, delay="1s", jitter=False, is_retryable=only_connection_errors)
-    h = Harness(one_step(fn, retry=retry))
+    h = Harness(runtimes("r1", T0), one_step(fn, retry=retry))
     await h.start()
     error = await failed_error(h)
     assert error.type == "PermissionError"
@@ -297,23 +261,25 @@ async def test_a_non_retryable_error_fails_at_once() -> None:
     assert h.tracker.of_type("retry.scheduled") == []
 
 
-async def test_is_retryable_false_for_everything_means_no_retry() -> None:
+async def test_is_retryable_false_for_everything_means_no_retry(runtimes: RuntimeFactory) -> None:
     calls: list[int] = []
     retry = Retry(max_attempts=5, jitter=False, is_retryable=lambda _: False)
-    h = Harness(one_step(failing(1, calls), retry=retry))
+    h = Harness(runtimes("r1", T0), one_step(failing(1, calls), retry=retry))
     await h.start()
     assert (await failed_error(h)).type == "ConnectionError"
     assert calls == [1]
 
 
-async def test_a_returned_failure_is_retried_like_a_raised_one() -> None:
+async def test_a_returned_failure_is_retried_like_a_raised_one(runtimes: RuntimeFactory) -> None:
     calls: list[int] = []
 
     def fn() -> Result[str, Exception]:
         calls.append(1)
         return Failure(ConnectionError("nope")) if len(calls) == 1 else Success("yes")
 
-    h = Harness(one_step(fn, retry=Retry(max_attempts=1, delay="1s", jitter=False)))
+    h = Harness(
+        runtimes("r1", T0), one_step(fn, retry=Retry(max_attempts=1, delay="1s", jitter=False))
+    )
     first = await h.start()
     assert first.status == Paused(reason="retry", resume_at=T0 + 1_000, step_name="x")
     assert isinstance(await h.resume(), Completed)
@@ -323,9 +289,9 @@ async def test_a_returned_failure_is_retried_like_a_raised_one() -> None:
 # -- delays ----------------------------------------------------------------------------
 
 
-async def resume_times(retry: Retry, failures: int) -> list[int]:
+async def resume_times(runtimes: RuntimeFactory, retry: Retry, failures: int) -> list[int]:
     """The ``resume_at - failure time`` of each retry pause, failing ``failures`` times."""
-    h = Harness(one_step(failing(failures, []), retry=retry))
+    h = Harness(runtimes("r1", T0), one_step(failing(failures, []), retry=retry))
     delays: list[int] = []
     status = (await h.start()).status
     now = T0
@@ -352,21 +318,24 @@ async def resume_times(retry: Retry, failures: int) -> list[int]:
     ],
 )
 async def test_delay_strategies_give_the_expected_resume_times(
-    delay: Any, expected: list[int]
+    runtimes: RuntimeFactory, delay: Any, expected: list[int]
 ) -> None:
-    assert await resume_times(Retry(max_attempts=5, delay=delay, jitter=False), 3) == expected
+    assert (
+        await resume_times(runtimes, Retry(max_attempts=5, delay=delay, jitter=False), 3)
+        == expected
+    )
 
 
-async def test_the_default_delay_is_capped_at_60_seconds() -> None:
-    delays = await resume_times(Retry(max_attempts=8, jitter=False), 8)
+async def test_the_default_delay_is_capped_at_60_seconds(runtimes: RuntimeFactory) -> None:
+    delays = await resume_times(runtimes, Retry(max_attempts=8, jitter=False), 8)
     assert delays == [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
 
 
-async def test_jitter_stays_within_ten_percent() -> None:
+async def test_jitter_stays_within_ten_percent(runtimes: RuntimeFactory) -> None:
     delays: list[int] = []
     for i in range(20):
         h = Harness(
-            one_step(failing(1, []), retry=Retry(max_attempts=1, delay="1s")), instance_id=f"j{i}"
+            runtimes(f"j{i}", T0), one_step(failing(1, []), retry=Retry(max_attempts=1, delay="1s"))
         )
         status = (await h.start()).status
         assert isinstance(status, Paused)
@@ -376,11 +345,13 @@ async def test_jitter_stays_within_ten_percent() -> None:
     assert len(set(delays)) > 1
 
 
-async def test_max_duration_refuses_a_retry_that_would_resume_past_the_budget() -> None:
+async def test_max_duration_refuses_a_retry_that_would_resume_past_the_budget(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
     caught: list[BaseException] = []
     retry = Retry(max_attempts=5, delay="3s", jitter=False, max_duration="5s")
-    h = Harness(one_step(failing(10, calls), retry=retry, caught=caught))
+    h = Harness(runtimes("r1", T0), one_step(failing(10, calls), retry=retry, caught=caught))
     first = await h.start()
     assert first.status == Paused(reason="retry", resume_at=T0 + 3_000, step_name="x")
     final = await h.resume()  # attempt 2 fails at T0+3000: T0+6000 would pass T0+5000
@@ -395,9 +366,11 @@ async def test_max_duration_refuses_a_retry_that_would_resume_past_the_budget() 
     assert h.handle.scheduled_time() is None
 
 
-async def test_max_duration_allows_a_retry_that_lands_exactly_on_the_budget() -> None:
+async def test_max_duration_allows_a_retry_that_lands_exactly_on_the_budget(
+    runtimes: RuntimeFactory,
+) -> None:
     retry = Retry(max_attempts=5, delay="2500ms", jitter=False, max_duration="5s")
-    assert await resume_times(retry, 2) == [2_500, 2_500]
+    assert await resume_times(runtimes, retry, 2) == [2_500, 2_500]
 
 
 def test_invalid_retry_options_are_refused_naming_the_field() -> None:
@@ -418,9 +391,11 @@ async def slow() -> str:
     return "slow"
 
 
-async def test_a_slow_attempt_times_out_with_the_real_elapsed_time() -> None:
+async def test_a_slow_attempt_times_out_with_the_real_elapsed_time(
+    runtimes: RuntimeFactory,
+) -> None:
     caught: list[BaseException] = []
-    h = Harness(one_step(slow, timeout="50ms", caught=caught))
+    h = Harness(runtimes("r1", T0), one_step(slow, timeout="50ms", caught=caught))
     await h.start()
     [timeout] = caught
     assert isinstance(timeout, durably.StepTimeoutError)
@@ -434,13 +409,15 @@ async def test_a_slow_attempt_times_out_with_the_real_elapsed_time() -> None:
     ]
 
 
-async def test_a_blocking_sync_step_past_its_timeout_fails_after_it_returns() -> None:
+async def test_a_blocking_sync_step_past_its_timeout_fails_after_it_returns(
+    runtimes: RuntimeFactory,
+) -> None:
     def blocking() -> str:
         time.sleep(0.08)
         return "late"
 
     caught: list[BaseException] = []
-    h = Harness(one_step(blocking, timeout="50ms", caught=caught))
+    h = Harness(runtimes("r1", T0), one_step(blocking, timeout="50ms", caught=caught))
     await h.start()
     [timeout] = caught
     assert isinstance(timeout, durably.StepTimeoutError)
@@ -448,7 +425,9 @@ async def test_a_blocking_sync_step_past_its_timeout_fails_after_it_returns() ->
     assert "step:x:result" not in h.snapshot()
 
 
-async def test_a_timed_out_attempt_is_retried_and_the_timeout_counts_per_attempt() -> None:
+async def test_a_timed_out_attempt_is_retried_and_the_timeout_counts_per_attempt(
+    runtimes: RuntimeFactory,
+) -> None:
     attempts: list[int] = []
 
     async def slow_then_fast() -> str:
@@ -459,11 +438,12 @@ async def test_a_timed_out_attempt_is_retried_and_the_timeout_counts_per_attempt
         return f"attempt {attempt}"
 
     retry = Retry(max_attempts=2, delay="1h", jitter=False)
-    h = Harness(one_step(slow_then_fast, retry=retry, timeout="50ms"))
+    h = Harness(runtimes("r1", T0), one_step(slow_then_fast, retry=retry, timeout="50ms"))
     first = await h.start()
     assert first.status == Paused(reason="retry", resume_at=T0 + 3_600_000, step_name="x")
     # Far past the first attempt's start plus its timeout: the new attempt gets its own 50 ms.
-    final = await h.alarm_at(T0 + 10 * 3_600_000)
+    await h.alarm_at(T0 + 10 * 3_600_000)
+    final = await h.status()
     assert isinstance(final, Completed)
     assert attempts == [1, 2]
     assert h.snapshot()["step:x:result"]["value"] == "attempt 2"
@@ -471,8 +451,8 @@ async def test_a_timed_out_attempt_is_retried_and_the_timeout_counts_per_attempt
     assert [(e.error.type, e.will_retry) for e in failed] == [("StepTimeoutError", True)]
 
 
-async def test_a_fast_step_within_its_timeout_succeeds() -> None:
-    h = Harness(one_step(lambda: "quick", timeout="10s"))
+async def test_a_fast_step_within_its_timeout_succeeds(runtimes: RuntimeFactory) -> None:
+    h = Harness(runtimes("r1", T0), one_step(lambda: "quick", timeout="10s"))
     assert (await h.start()).output == "quick"
     assert h.tracker.of_type("timeout.exceeded") == []
 
@@ -486,7 +466,9 @@ def test_zero_or_negative_timeouts_are_invalid(timeout: Any) -> None:
 # -- pauses are never swallowed --------------------------------------------------------
 
 
-async def test_except_exception_around_a_retried_step_does_not_swallow_the_pause() -> None:
+async def test_except_exception_around_a_retried_step_does_not_swallow_the_pause(
+    runtimes: RuntimeFactory,
+) -> None:
     swallowed: list[bool] = []
     fn = failing(1, [])
 
@@ -498,7 +480,7 @@ async def test_except_exception_around_a_retried_step_does_not_swallow_the_pause
             swallowed.append(True)
         return "done"
 
-    h = Harness(careless)
+    h = Harness(runtimes("r1", T0), careless)
     first = await h.start()
     assert first.status == Paused(reason="retry", resume_at=T0 + 1_000, step_name="x")
     assert isinstance(await h.resume(), Completed)
@@ -508,8 +490,11 @@ async def test_except_exception_around_a_retried_step_does_not_swallow_the_pause
 # -- events ----------------------------------------------------------------------------
 
 
-async def test_events_of_a_step_that_fails_once_then_succeeds() -> None:
-    h = Harness(one_step(failing(1, []), retry=Retry(max_attempts=2, delay="1s", jitter=False)))
+async def test_events_of_a_step_that_fails_once_then_succeeds(runtimes: RuntimeFactory) -> None:
+    h = Harness(
+        runtimes("r1", T0),
+        one_step(failing(1, []), retry=Retry(max_attempts=2, delay="1s", jitter=False)),
+    )
     await h.start()
     assert h.tracker.types() == [
         "workflow.started",
@@ -546,8 +531,11 @@ async def test_events_of_a_step_that_fails_once_then_succeeds() -> None:
     assert all(e.workflow_id == "r1" and e.workflow_name == "flaky" for e in h.tracker.events)
 
 
-async def test_events_of_exhaustion() -> None:
-    h = Harness(one_step(failing(10, []), retry=Retry(max_attempts=1, delay="1s", jitter=False)))
+async def test_events_of_exhaustion(runtimes: RuntimeFactory) -> None:
+    h = Harness(
+        runtimes("r1", T0),
+        one_step(failing(10, []), retry=Retry(max_attempts=1, delay="1s", jitter=False)),
+    )
     await h.start()
     h.tracker.clear()
     await h.resume()

@@ -6,25 +6,20 @@ import datetime
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 import pytest
-from dependency_injector import providers
 
 import durably
-from durably.containers import WorkflowLayer
 from durably.domain.errors import InvalidDurationError, StepScopeError, WorkflowScopeError
 from durably.domain.events import SleepCompleted, SleepStarted
 from durably.domain.status import Cancelled, Completed, Failed, Paused
-from durably.ports import InstanceRuntime
 from durably.services import (
     ExecutionContext,
     ExecutionPaused,
     WorkflowExecutor,
     WorkflowOrchestrator,
 )
-from durably.services.types import StartResult
-from durably.testing import TestRuntimeHandle, create_in_memory_runtime
-from durably.trackers import InMemoryTracker
+from tests.support.harness import Harness
+from tests.support.runtimes import RuntimeFactory
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -32,47 +27,12 @@ Body = Callable[[Any], Awaitable[Any]]
 UTC = datetime.UTC
 
 
-@attrs.define
-class Harness:
-    runtime: InstanceRuntime
-    handle: TestRuntimeHandle
-    tracker: InMemoryTracker
-    body: Body
-
-    def layer(self, body: Body | None = None) -> Any:
-        return WorkflowLayer(
-            runtime=self.runtime,
-            workflows={"wf": durably.make(body or self.body, name="wf")},
-            tracker=providers.Object(self.tracker),
-        )
-
-    def orchestrator(self) -> WorkflowOrchestrator:
-        orchestrator: WorkflowOrchestrator = self.layer().orchestrator()
-        return orchestrator
-
-    async def start(self, input: Any = None) -> StartResult:
-        return (await self.orchestrator().start(durably.WorkflowCall("wf", input))).unwrap()
-
-    async def alarm_at(self, at: int) -> None:
-        self.handle.set_time(at)
-        self.handle.clear_alarm()
-        (await self.orchestrator().handle_alarm()).unwrap()
-
-    async def run_to_end(self) -> list[int]:
-        """Fire each alarm at its time until none is set; the times fired."""
-        fired: list[int] = []
-        while (at := self.handle.scheduled_time()) is not None:
-            fired.append(at)
-            await self.alarm_at(at)
-        return fired
-
-    def sleep_record(self, key: str) -> Any:
-        return self.handle.storage_snapshot().get(f"sleep:{key}")
+def harness(runtimes: RuntimeFactory, body: Body) -> Harness:
+    return Harness(runtimes("s1", 1000), durably.make(body, name="wf"))
 
 
-def harness(body: Body) -> Harness:
-    runtime, handle = create_in_memory_runtime("s1", 1000)
-    return Harness(runtime, handle, InMemoryTracker(), body)
+def sleep_record(h: Harness, key: str) -> Any:
+    return h.handle.storage_snapshot().get(f"sleep:{key}")
 
 
 # --- scope ----------------------------------------------------------------------------------------
@@ -85,7 +45,7 @@ async def test_sleep_outside_a_workflow_is_a_workflow_scope_error() -> None:
         await durably.sleep_until(5000)
 
 
-async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
+async def test_sleep_inside_a_step_is_a_step_scope_error(runtimes: RuntimeFactory) -> None:
     caught: list[StepScopeError] = []
 
     async def inner() -> None:
@@ -98,7 +58,7 @@ async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
     async def body(_: Any) -> None:
         await durably.step("s", inner)
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert [(e.operation, e.step_name) for e in caught] == [("sleep", "s")]
     assert isinstance(result.status, Failed)
@@ -107,14 +67,14 @@ async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
     assert h.handle.scheduled_time() is None
 
 
-async def test_sleep_until_inside_a_step_is_a_step_scope_error() -> None:
+async def test_sleep_until_inside_a_step_is_a_step_scope_error(runtimes: RuntimeFactory) -> None:
     async def inner() -> None:
         await durably.sleep_until(99_000)
 
     async def body(_: Any) -> None:
         await durably.step("s", inner)
 
-    result = await harness(body).start()
+    result = await harness(runtimes, body).start()
     assert isinstance(result.status, Failed)
     assert result.status.error.type == "StepScopeError"
 
@@ -127,34 +87,40 @@ async def nap(_: Any) -> str:
     return "rested"
 
 
-async def test_first_arrival_stores_the_resume_time_once_and_pauses() -> None:
-    h = harness(nap)
+async def test_first_arrival_stores_the_resume_time_once_and_pauses(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = harness(runtimes, nap)
     before = h.handle.commits
     result = await h.start()
     assert result.status == Paused("sleep", 6000)
-    assert h.sleep_record("sleep#1") == {"resume_at": 6000, "duration_ms": 5000, "completed": False}
+    assert sleep_record(h, "sleep#1") == {
+        "resume_at": 6000,
+        "duration_ms": 5000,
+        "completed": False,
+    }
     assert h.handle.scheduled_time() == 6000
     assert h.handle.commits - before == 2  # start, then record + Paused + alarm together
     assert h.handle.storage_snapshot()["workflow:pendingResumeAt"] == 6000
 
 
-async def test_early_alarms_re_arm_at_the_same_resume_time() -> None:
-    h = harness(nap)
+async def test_early_alarms_re_arm_at_the_same_resume_time(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes, nap)
     await h.start()
     for early in (2000, 3000, 5999):
-        await h.alarm_at(early)
+        await h.fire_alarm(early)
         assert h.handle.scheduled_time() == 6000
         assert (await h.orchestrator().get_status()).unwrap().status == Paused("sleep", 6000)
-        assert h.sleep_record("sleep#1")["resume_at"] == 6000
-    await h.alarm_at(6000)
+        assert sleep_record(h, "sleep#1")["resume_at"] == 6000
+    await h.fire_alarm(6000)
     status = (await h.orchestrator().get_status()).unwrap().status
     assert status == Completed(6000)  # not 5999 + 5000
     assert len(h.tracker.of_type(SleepStarted)) == 1
 
 
-async def test_an_early_replay_pauses_until_the_same_resume_time() -> None:
+async def test_an_early_replay_pauses_until_the_same_resume_time(runtimes: RuntimeFactory) -> None:
     # A body replayed before its sleep is due (e.g. a racing worker) must not move the sleep.
-    h = harness(nap)
+    h = harness(runtimes, nap)
     await h.start()
     h.handle.set_time(3000)
     executor: WorkflowExecutor = h.layer().executor()
@@ -163,11 +129,13 @@ async def test_an_early_replay_pauses_until_the_same_resume_time() -> None:
     assert isinstance(result, ExecutionPaused)
     assert (result.reason, result.resume_at) == ("sleep", 6000)  # fix: not 3000 + 5000
     assert all(v["resume_at"] == 6000 for k, v in result.writes.items() if k.startswith("sleep:"))
-    assert h.sleep_record("sleep#1")["resume_at"] == 6000
+    assert sleep_record(h, "sleep#1")["resume_at"] == 6000
     assert len(h.tracker.of_type(SleepStarted)) == 1
 
 
-async def test_duplicate_alarms_at_the_resume_time_complete_the_sleep_once() -> None:
+async def test_duplicate_alarms_at_the_resume_time_complete_the_sleep_once(
+    runtimes: RuntimeFactory,
+) -> None:
     ran: list[int] = []
 
     async def body(_: Any) -> None:
@@ -175,20 +143,20 @@ async def test_duplicate_alarms_at_the_resume_time_complete_the_sleep_once() -> 
         await durably.step("after", lambda: ran.append(1))
         await durably.sleep("10s")
 
-    h = harness(body)
+    h = harness(runtimes, body)
     await h.start()
-    await h.alarm_at(6000)
-    await h.alarm_at(6000)  # a duplicate: the instance is Paused until 16 000 now
+    await h.fire_alarm(6000)
+    await h.fire_alarm(6000)  # a duplicate: the instance is Paused until 16 000 now
     assert ran == [1]
     assert len(h.tracker.of_type(SleepCompleted)) == 1
     assert h.handle.scheduled_time() == 16_000
-    assert h.sleep_record("sleep#2") == {
+    assert sleep_record(h, "sleep#2") == {
         "resume_at": 16_000,
         "duration_ms": 10_000,
         "completed": False,
     }
-    await h.alarm_at(16_000)
-    await h.alarm_at(16_000)
+    await h.fire_alarm(16_000)
+    await h.fire_alarm(16_000)
     assert len(h.tracker.of_type(SleepCompleted)) == 2
     assert h.tracker.types().count("workflow.completed") == 1
     assert ran == [1]
@@ -197,41 +165,45 @@ async def test_duplicate_alarms_at_the_resume_time_complete_the_sleep_once() -> 
 # --- sleeps that are not in the future ------------------------------------------------------------
 
 
-async def test_sleep_zero_completes_at_once_and_is_recorded() -> None:
+async def test_sleep_zero_completes_at_once_and_is_recorded(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> str:
         await durably.sleep(0)
         return "ok"
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert (result.completed, result.output) == (True, "ok")
-    assert h.sleep_record("sleep#1") == {"resume_at": 1000, "duration_ms": 0, "completed": True}
+    assert sleep_record(h, "sleep#1") == {"resume_at": 1000, "duration_ms": 0, "completed": True}
     assert "workflow.paused" not in h.tracker.types()
     assert [e.duration_ms for e in h.tracker.of_type(SleepCompleted)] == [0]
 
 
-async def test_sleep_until_the_past_completes_at_once_and_is_recorded() -> None:
+async def test_sleep_until_the_past_completes_at_once_and_is_recorded(
+    runtimes: RuntimeFactory,
+) -> None:
     async def body(_: Any) -> str:
         await durably.sleep_until(500, name="deadline")
         return "ok"
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert result.completed is True
-    assert h.sleep_record("deadline") == {"resume_at": 500, "duration_ms": 0, "completed": True}
+    assert sleep_record(h, "deadline") == {"resume_at": 500, "duration_ms": 0, "completed": True}
     assert "workflow.paused" not in h.tracker.types()
     assert h.handle.scheduled_time() is None
 
 
-async def test_sleep_until_now_completes_at_once() -> None:
+async def test_sleep_until_now_completes_at_once(runtimes: RuntimeFactory) -> None:
     async def body(_: Any) -> str:
         await durably.sleep_until(1000)
         return "ok"
 
-    assert (await harness(body).start()).completed is True
+    assert (await harness(runtimes, body).start()).completed is True
 
 
-async def test_a_past_sleep_until_then_a_sleep_sleeps_exactly_once() -> None:
+async def test_a_past_sleep_until_then_a_sleep_sleeps_exactly_once(
+    runtimes: RuntimeFactory,
+) -> None:
     after: list[int] = []
 
     async def body(_: Any) -> str:
@@ -240,12 +212,16 @@ async def test_a_past_sleep_until_then_a_sleep_sleeps_exactly_once() -> None:
         await durably.step("after", lambda: after.append(1))
         return "ok"
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert result.status == Paused("sleep", 6000)
     # The past sleep's record rode along with the pause commit.
-    assert h.sleep_record("sleep#1") == {"resume_at": 500, "duration_ms": 0, "completed": True}
-    assert h.sleep_record("sleep#2") == {"resume_at": 6000, "duration_ms": 5000, "completed": False}
+    assert sleep_record(h, "sleep#1") == {"resume_at": 500, "duration_ms": 0, "completed": True}
+    assert sleep_record(h, "sleep#2") == {
+        "resume_at": 6000,
+        "duration_ms": 5000,
+        "completed": False,
+    }
     fired = await h.run_to_end()
     assert fired == [6000]
     assert after == [1]
@@ -268,15 +244,17 @@ async def test_a_past_sleep_until_then_a_sleep_sleeps_exactly_once() -> None:
     ],
     ids=["utc", "plus-one-hour", "ms"],
 )
-async def test_sleep_until_pauses_until_the_given_time(when: datetime.datetime | int) -> None:
+async def test_sleep_until_pauses_until_the_given_time(
+    runtimes: RuntimeFactory, when: datetime.datetime | int
+) -> None:
     async def body(_: Any) -> str:
         await durably.sleep_until(when)
         return "ok"
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert result.status == Paused("sleep", 10_000)
-    assert h.sleep_record("sleep#1") == {
+    assert sleep_record(h, "sleep#1") == {
         "resume_at": 10_000,
         "duration_ms": 9000,
         "completed": False,
@@ -285,7 +263,7 @@ async def test_sleep_until_pauses_until_the_given_time(when: datetime.datetime |
     assert (await h.orchestrator().get_status()).unwrap().status == Completed(10_000)
 
 
-async def test_sleep_until_a_naive_datetime_is_a_value_error() -> None:
+async def test_sleep_until_a_naive_datetime_is_a_value_error(runtimes: RuntimeFactory) -> None:
     naive = datetime.datetime(2030, 1, 1)
     with pytest.raises(ValueError, match="aware"):
         await durably.sleep_until(naive)
@@ -293,7 +271,7 @@ async def test_sleep_until_a_naive_datetime_is_a_value_error() -> None:
     async def body(_: Any) -> None:
         await durably.sleep_until(naive)
 
-    result = await harness(body).start()
+    result = await harness(runtimes, body).start()
     assert isinstance(result.status, Failed)
     assert result.status.error.type == "ValueError"
 
@@ -306,7 +284,9 @@ async def test_sleep_until_rejects_other_types() -> None:
 # --- keys -----------------------------------------------------------------------------------------
 
 
-async def test_named_repeated_and_unnamed_sleeps_get_distinct_keys() -> None:
+async def test_named_repeated_and_unnamed_sleeps_get_distinct_keys(
+    runtimes: RuntimeFactory,
+) -> None:
     async def body(_: Any) -> str:
         await durably.sleep("1s", name="wait")
         await durably.sleep("1s", name="wait")
@@ -315,7 +295,7 @@ async def test_named_repeated_and_unnamed_sleeps_get_distinct_keys() -> None:
         await durably.sleep("1s", name="wait")
         return "ok"
 
-    h = harness(body)
+    h = harness(runtimes, body)
     await h.start()
     assert await h.run_to_end() == [2000, 3000, 4000, 5000, 6000]
     snapshot = h.handle.storage_snapshot()
@@ -335,14 +315,14 @@ async def test_named_repeated_and_unnamed_sleeps_get_distinct_keys() -> None:
 
 
 @pytest.mark.parametrize("duration", ["5x", "", "-1s", -5, float("nan")])
-async def test_invalid_durations_are_rejected(duration: Any) -> None:
+async def test_invalid_durations_are_rejected(runtimes: RuntimeFactory, duration: Any) -> None:
     with pytest.raises(InvalidDurationError):
         await durably.sleep(duration)
 
     async def body(_: Any) -> None:
         await durably.sleep(duration)
 
-    h = harness(body)
+    h = harness(runtimes, body)
     result = await h.start()
     assert isinstance(result.status, Failed)
     assert result.status.error.type == "InvalidDurationError"
@@ -352,14 +332,13 @@ async def test_invalid_durations_are_rejected(duration: Any) -> None:
 # --- cancel ---------------------------------------------------------------------------------------
 
 
-async def test_a_cancelled_workflow_stops_at_its_next_sleep() -> None:
+async def test_a_cancelled_workflow_stops_at_its_next_sleep(runtimes: RuntimeFactory) -> None:
     ran: list[str] = []
-    h = harness(nap)
 
     async def cancel_elsewhere() -> None:
         ran.append("a")
         # Another process's orchestrator: it can only raise the flag.
-        other: WorkflowOrchestrator = h.layer(body).orchestrator()
+        other: WorkflowOrchestrator = h.orchestrator()
         assert (await other.cancel(reason="stop")).unwrap().cancelled is True
 
     async def body(_: Any) -> None:
@@ -367,11 +346,11 @@ async def test_a_cancelled_workflow_stops_at_its_next_sleep() -> None:
         await durably.sleep("5s")
         await durably.step("b", lambda: ran.append("b"))
 
-    h.body = body
+    h = harness(runtimes, body)
     result = await h.start()
     assert result.status == Cancelled(1000, "stop")
     assert ran == ["a"]
-    assert h.sleep_record("sleep#1") is None
+    assert sleep_record(h, "sleep#1") is None
     assert "sleep.started" not in h.tracker.types()
     (cancelled,) = h.tracker.of_type("workflow.cancelled")
     assert cancelled.reason == "stop"
@@ -382,13 +361,13 @@ async def test_a_cancelled_workflow_stops_at_its_next_sleep() -> None:
 # --- events ---------------------------------------------------------------------------------------
 
 
-async def test_sleep_events_carry_duration_and_resume_time() -> None:
-    h = harness(nap)
+async def test_sleep_events_carry_duration_and_resume_time(runtimes: RuntimeFactory) -> None:
+    h = harness(runtimes, nap)
     await h.start()
     (started,) = h.tracker.of_type(SleepStarted)
     assert (started.duration_ms, started.resume_at, started.timestamp) == (5000, 6000, 1000)
     assert h.tracker.of_type(SleepCompleted) == []
-    await h.alarm_at(6000)
+    await h.fire_alarm(6000)
     (completed,) = h.tracker.of_type(SleepCompleted)
     assert (completed.duration_ms, completed.timestamp) == (5000, 6000)
     types = h.tracker.types()

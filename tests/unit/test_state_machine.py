@@ -27,13 +27,16 @@ from durably.domain.status import (
 from durably.domain.transitions import Complete, Pause, Resume, Start
 from durably.ports import InstanceRuntime, StorageAdapter
 from durably.services.state_machine import RecoverabilityInfo, WorkflowState, WorkflowStateMachine
-from durably.testing import FailingStorage, TestRuntimeHandle, create_in_memory_runtime
+from durably.testing import FailingStorage
+from tests.support.runtimes import RuntimeFactory, RuntimeHandle
 
 T0 = 1_000
 
 
-def make(initial_time: int = T0) -> tuple[WorkflowStateMachine, InstanceRuntime, TestRuntimeHandle]:
-    runtime, handle = create_in_memory_runtime(instance_id="sm-1", initial_time=initial_time)
+def make(
+    runtimes: RuntimeFactory, initial_time: int = T0
+) -> tuple[WorkflowStateMachine, InstanceRuntime, RuntimeHandle]:
+    runtime, handle = runtimes(instance_id="sm-1", initial_time=initial_time)
     return WorkflowStateMachine(runtime.storage, runtime.runtime), runtime, handle
 
 
@@ -107,8 +110,10 @@ class CountingStorage:
 # --- initialize ----------------------------------------------------------------------------------
 
 
-async def test_initialize_stores_pending_name_input_and_execution_id() -> None:
-    sm, _, handle = make()
+async def test_initialize_stores_pending_name_input_and_execution_id(
+    runtimes: RuntimeFactory,
+) -> None:
+    sm, _, handle = make(runtimes)
     assert (await sm.initialize("order", {"id": 7}, "exec-1")).unwrap() is None
     snapshot = handle.storage_snapshot()
     assert snapshot[keys.STATUS] == {"tag": "Pending"}
@@ -118,8 +123,8 @@ async def test_initialize_stores_pending_name_input_and_execution_id() -> None:
     assert (await sm.get_status()).unwrap() == Pending()
 
 
-async def test_initialize_without_execution_id_stores_none() -> None:
-    sm, _, handle = make()
+async def test_initialize_without_execution_id_stores_none(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     (await sm.initialize("order", None)).unwrap()
     assert keys.EXECUTION_ID not in handle.storage_snapshot()
     state = (await sm.get_state()).unwrap()
@@ -128,16 +133,18 @@ async def test_initialize_without_execution_id_stores_none() -> None:
     assert state.input is None
 
 
-async def test_initialize_is_one_commit() -> None:
-    sm, _, handle = make()
+async def test_initialize_is_one_commit(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     before = handle.commits
     (await sm.initialize("order", [1, 2], "e")).unwrap()
     assert handle.commits == before + 1
 
 
 @pytest.mark.parametrize("bad_input", [object(), {1: "int key"}, float("nan"), {"a": {1, 2j}}])
-async def test_initialize_unserializable_input_fails_and_stores_nothing(bad_input: object) -> None:
-    sm, _, handle = make()
+async def test_initialize_unserializable_input_fails_and_stores_nothing(
+    runtimes: RuntimeFactory, bad_input: object
+) -> None:
+    sm, _, handle = make(runtimes)
     result = await sm.initialize("order", bad_input, "exec-1")
     assert isinstance(result, Failure)
     error = result.failure()
@@ -152,14 +159,16 @@ async def test_initialize_unserializable_input_fails_and_stores_nothing(bad_inpu
 # --- get_status / get_state ----------------------------------------------------------------------
 
 
-async def test_get_status_and_state_are_none_without_a_workflow() -> None:
-    sm, _, _ = make()
+async def test_get_status_and_state_are_none_without_a_workflow(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes)
     assert (await sm.get_status()).unwrap() is None
     assert (await sm.get_state()).unwrap() is None
 
 
-async def test_get_state_defaults_name_to_unknown_when_the_name_key_is_missing() -> None:
-    sm, runtime, _ = make()
+async def test_get_state_defaults_name_to_unknown_when_the_name_key_is_missing(
+    runtimes: RuntimeFactory,
+) -> None:
+    sm, runtime, _ = make(runtimes)
     await put_status(runtime, Running(5))
     state = (await sm.get_state()).unwrap()
     assert state is not None
@@ -167,8 +176,8 @@ async def test_get_state_defaults_name_to_unknown_when_the_name_key_is_missing()
     assert state.status == Running(5)
 
 
-async def test_get_state_has_every_field() -> None:
-    sm, _, handle = make()
+async def test_get_state_has_every_field(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     (await sm.initialize("order", {"items": [1, 2]}, "exec-9")).unwrap()
     handle.set_time(2_000)
     (await sm.apply_transition(Start(input={"items": [1, 2]}))).unwrap()
@@ -190,8 +199,8 @@ async def test_get_state_has_every_field() -> None:
     )
 
 
-async def test_get_state_of_a_fresh_workflow() -> None:
-    sm, _, _ = make()
+async def test_get_state_of_a_fresh_workflow(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes)
     (await sm.initialize("order", 3)).unwrap()
     state = (await sm.get_state()).unwrap()
     assert state == WorkflowState(
@@ -206,8 +215,10 @@ async def test_get_state_of_a_fresh_workflow() -> None:
     )
 
 
-async def test_a_stored_status_that_cannot_be_read_is_a_serialization_failure() -> None:
-    sm, runtime, _ = make()
+async def test_a_stored_status_that_cannot_be_read_is_a_serialization_failure(
+    runtimes: RuntimeFactory,
+) -> None:
+    sm, runtime, _ = make(runtimes)
     (await runtime.storage.put(keys.STATUS, {"tag": "Hibernating"})).unwrap()
     result = await sm.get_status()
     assert isinstance(result, Failure)
@@ -220,8 +231,8 @@ async def test_a_stored_status_that_cannot_be_read_is_a_serialization_failure() 
 # --- apply_transition ----------------------------------------------------------------------------
 
 
-async def test_legal_transition_is_stamped_with_the_runtime_clock() -> None:
-    sm, _, handle = make(initial_time=5_000)
+async def test_legal_transition_is_stamped_with_the_runtime_clock(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes, initial_time=5_000)
     (await sm.initialize("order", None)).unwrap()
     assert (await sm.apply_transition(Start())).unwrap() == Running(5_000)
     assert (await sm.get_status()).unwrap() == Running(5_000)
@@ -230,21 +241,23 @@ async def test_legal_transition_is_stamped_with_the_runtime_clock() -> None:
     assert handle.storage_snapshot()[keys.STATUS] == {"tag": "Completed", "completed_at": 5_250}
 
 
-async def test_transition_from_no_workflow() -> None:
-    sm, _, _ = make(initial_time=42)
+async def test_transition_from_no_workflow(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes, initial_time=42)
     assert (await sm.apply_transition(Start(input=1))).unwrap() == Running(42)
 
 
-async def test_pause_copies_its_fields() -> None:
-    sm, runtime, _ = make()
+async def test_pause_copies_its_fields(runtimes: RuntimeFactory) -> None:
+    sm, runtime, _ = make(runtimes)
     await put_status(runtime, Running(1))
     new = (await sm.apply_transition(Pause("retry", 9_000, "charge"))).unwrap()
     assert new == Paused("retry", 9_000, "charge")
     assert (await sm.get_status()).unwrap() == Paused("retry", 9_000, "charge")
 
 
-async def test_illegal_transition_fails_and_leaves_the_status_unchanged() -> None:
-    sm, runtime, handle = make()
+async def test_illegal_transition_fails_and_leaves_the_status_unchanged(
+    runtimes: RuntimeFactory,
+) -> None:
+    sm, runtime, handle = make(runtimes)
     await put_status(runtime, Completed(10))
     before = handle.commits
     result = await sm.apply_transition(Resume())
@@ -258,8 +271,8 @@ async def test_illegal_transition_fails_and_leaves_the_status_unchanged() -> Non
     assert handle.commits == before
 
 
-async def test_illegal_transition_from_no_workflow_names_none() -> None:
-    sm, _, handle = make()
+async def test_illegal_transition_from_no_workflow_names_none(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     result = await sm.apply_transition(Resume())
     assert isinstance(result, Failure)
     error = result.failure()
@@ -269,16 +282,18 @@ async def test_illegal_transition_from_no_workflow_names_none() -> None:
     assert handle.storage_snapshot() == {}
 
 
-async def test_transition_is_one_commit() -> None:
-    sm, _, handle = make()
+async def test_transition_is_one_commit(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     (await sm.initialize("order", None)).unwrap()
     before = handle.commits
     (await sm.apply_transition(Start())).unwrap()
     assert handle.commits == before + 1
 
 
-async def test_transition_reads_checks_and_writes_inside_one_transaction() -> None:
-    runtime, _ = create_in_memory_runtime(instance_id="sm-tx", initial_time=T0)
+async def test_transition_reads_checks_and_writes_inside_one_transaction(
+    runtimes: RuntimeFactory,
+) -> None:
+    runtime, _ = runtimes(instance_id="sm-tx", initial_time=T0)
     counting = CountingStorage(runtime.storage)
     sm = WorkflowStateMachine(counting, runtime.runtime)
     (await sm.initialize("order", None)).unwrap()
@@ -291,8 +306,10 @@ async def test_transition_reads_checks_and_writes_inside_one_transaction() -> No
     assert all(depth == 1 for _, depth in status_ops)
 
 
-async def test_a_failed_commit_is_a_storage_failure_and_changes_nothing() -> None:
-    runtime, _ = create_in_memory_runtime(instance_id="sm-fail", initial_time=T0)
+async def test_a_failed_commit_is_a_storage_failure_and_changes_nothing(
+    runtimes: RuntimeFactory,
+) -> None:
+    runtime, _ = runtimes(instance_id="sm-fail", initial_time=T0)
     failing = FailingStorage(runtime.storage)
     sm = WorkflowStateMachine(failing, runtime.runtime)
     (await sm.initialize("order", None)).unwrap()
@@ -305,8 +322,8 @@ async def test_a_failed_commit_is_a_storage_failure_and_changes_nothing() -> Non
     assert (await sm.get_status()).unwrap() == Pending()
 
 
-async def test_a_failed_read_is_a_storage_failure() -> None:
-    runtime, _ = create_in_memory_runtime(instance_id="sm-fail-get", initial_time=T0)
+async def test_a_failed_read_is_a_storage_failure(runtimes: RuntimeFactory) -> None:
+    runtime, _ = runtimes(instance_id="sm-fail-get", initial_time=T0)
     failing = FailingStorage(runtime.storage, fail_on={"get"})
     sm = WorkflowStateMachine(failing, runtime.runtime)
     result = await sm.apply_transition(Start())
@@ -345,20 +362,24 @@ THRESHOLD = 30_000
         (Cancelled(1, "why"), RecoverabilityInfo(False, "terminal", None, "Cancelled")),
     ],
 )
-async def test_check_recoverability(status: WorkflowStatus, expected: RecoverabilityInfo) -> None:
-    sm, runtime, _ = make(initial_time=NOW)
+async def test_check_recoverability(
+    runtimes: RuntimeFactory, status: WorkflowStatus, expected: RecoverabilityInfo
+) -> None:
+    sm, runtime, _ = make(runtimes, initial_time=NOW)
     await put_status(runtime, status)
     assert (await sm.check_recoverability(THRESHOLD)).unwrap() == expected
 
 
-async def test_check_recoverability_without_a_workflow() -> None:
-    sm, _, _ = make(initial_time=NOW)
+async def test_check_recoverability_without_a_workflow(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes, initial_time=NOW)
     info = (await sm.check_recoverability(THRESHOLD)).unwrap()
     assert info == RecoverabilityInfo(False, "no_workflow", None, None)
 
 
-async def test_check_recoverability_zero_threshold_makes_any_running_stale() -> None:
-    sm, runtime, _ = make(initial_time=NOW)
+async def test_check_recoverability_zero_threshold_makes_any_running_stale(
+    runtimes: RuntimeFactory,
+) -> None:
+    sm, runtime, _ = make(runtimes, initial_time=NOW)
     await put_status(runtime, Running(NOW))
     info = (await sm.check_recoverability(0)).unwrap()
     assert info.can_recover
@@ -368,8 +389,10 @@ async def test_check_recoverability_zero_threshold_makes_any_running_stale() -> 
 # --- completed steps -----------------------------------------------------------------------------
 
 
-async def test_mark_step_completed_is_idempotent_and_keeps_first_completion_order() -> None:
-    sm, _, handle = make()
+async def test_mark_step_completed_is_idempotent_and_keeps_first_completion_order(
+    runtimes: RuntimeFactory,
+) -> None:
+    sm, _, handle = make(runtimes)
     for name in ["b", "a", "c"]:
         (await sm.mark_step_completed(name)).unwrap()
     before = handle.commits
@@ -380,21 +403,21 @@ async def test_mark_step_completed_is_idempotent_and_keeps_first_completion_orde
     assert (await sm.get_completed_steps()).unwrap() == ("b", "a", "c", "d")
 
 
-async def test_get_completed_steps_is_empty_at_first() -> None:
-    sm, _, _ = make()
+async def test_get_completed_steps_is_empty_at_first(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes)
     assert (await sm.get_completed_steps()).unwrap() == ()
 
 
-async def test_completed_step_order_is_not_key_order() -> None:
-    sm, _, _ = make()
+async def test_completed_step_order_is_not_key_order(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes)
     names = [f"step-{i}" for i in (10, 9, 2, 1, 100)]
     for name in names:
         (await sm.mark_step_completed(name)).unwrap()
     assert (await sm.get_completed_steps()).unwrap() == tuple(names)
 
 
-async def test_step_names_with_colons_and_percents_round_trip() -> None:
-    sm, _, handle = make()
+async def test_step_names_with_colons_and_percents_round_trip(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     names = ["a:b", "50%", "x%3Ay", "%25", "::", "plain", "a%3Ab"]
     for name in names:
         (await sm.mark_step_completed(name)).unwrap()
@@ -403,15 +426,15 @@ async def test_step_names_with_colons_and_percents_round_trip() -> None:
     assert len(markers) == len(names)  # no two names collide on one key
 
 
-async def test_mark_step_completed_is_one_commit() -> None:
-    sm, _, handle = make()
+async def test_mark_step_completed_is_one_commit(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     before = handle.commits
     (await sm.mark_step_completed("a")).unwrap()
     assert handle.commits == before + 1
 
 
-async def test_mark_step_completed_does_constant_storage_work() -> None:
-    runtime, handle = create_in_memory_runtime(instance_id="sm-scale", initial_time=T0)
+async def test_mark_step_completed_does_constant_storage_work(runtimes: RuntimeFactory) -> None:
+    runtime, handle = runtimes(instance_id="sm-scale", initial_time=T0)
     counting = CountingStorage(runtime.storage)
     sm = WorkflowStateMachine(counting, runtime.runtime)
     per_mark: dict[int, tuple[dict[str, int], int, int]] = {}
@@ -436,8 +459,8 @@ async def test_mark_step_completed_does_constant_storage_work() -> None:
 # --- recovery attempts ---------------------------------------------------------------------------
 
 
-async def test_recovery_attempt_counter() -> None:
-    sm, _, handle = make(initial_time=7_000)
+async def test_recovery_attempt_counter(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes, initial_time=7_000)
     assert (await sm.get_recovery_attempts()).unwrap() == 0
     assert (await sm.get_last_recovery_at()).unwrap() is None
     assert (await sm.increment_recovery_attempts()).unwrap() == 1
@@ -451,15 +474,15 @@ async def test_recovery_attempt_counter() -> None:
     assert (await sm.increment_recovery_attempts()).unwrap() == 1
 
 
-async def test_increment_recovery_attempts_is_one_commit() -> None:
-    sm, _, handle = make()
+async def test_increment_recovery_attempts_is_one_commit(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     before = handle.commits
     (await sm.increment_recovery_attempts()).unwrap()
     assert handle.commits == before + 1
 
 
-async def test_reset_without_attempts_is_fine() -> None:
-    sm, _, _ = make()
+async def test_reset_without_attempts_is_fine(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes)
     assert isinstance(await sm.reset_recovery_attempts(), Success)
     assert (await sm.get_recovery_attempts()).unwrap() == 0
 
@@ -467,8 +490,8 @@ async def test_reset_without_attempts_is_fine() -> None:
 # --- cancel flag ---------------------------------------------------------------------------------
 
 
-async def test_cancel_flag_and_reason() -> None:
-    sm, _, _ = make()
+async def test_cancel_flag_and_reason(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes)
     assert (await sm.is_cancelled()).unwrap() is False
     assert (await sm.get_cancel_reason()).unwrap() is None
     (await sm.set_cancelled("no longer needed")).unwrap()
@@ -476,8 +499,8 @@ async def test_cancel_flag_and_reason() -> None:
     assert (await sm.get_cancel_reason()).unwrap() == "no longer needed"
 
 
-async def test_cancel_without_a_reason() -> None:
-    sm, _, _ = make()
+async def test_cancel_without_a_reason(runtimes: RuntimeFactory) -> None:
+    sm, _, _ = make(runtimes)
     (await sm.set_cancelled()).unwrap()
     assert (await sm.is_cancelled()).unwrap() is True
     assert (await sm.get_cancel_reason()).unwrap() is None
@@ -486,8 +509,8 @@ async def test_cancel_without_a_reason() -> None:
 # --- pending resume time -------------------------------------------------------------------------
 
 
-async def test_pending_resume_at_set_get_clear() -> None:
-    sm, _, handle = make()
+async def test_pending_resume_at_set_get_clear(runtimes: RuntimeFactory) -> None:
+    sm, _, handle = make(runtimes)
     assert (await sm.get_pending_resume_at()).unwrap() is None
     (await sm.set_pending_resume_at(12_345)).unwrap()
     assert (await sm.get_pending_resume_at()).unwrap() == 12_345
@@ -506,8 +529,8 @@ def _result(index: int | None) -> JsonValue:
     return {"value": None, "meta": meta}
 
 
-async def test_a_result_is_its_step_completion_marker() -> None:
-    sm, runtime, _ = make()
+async def test_a_result_is_its_step_completion_marker(runtimes: RuntimeFactory) -> None:
+    sm, runtime, _ = make(runtimes)
     assert await sm.completion_order() == (0, [])
     for index, name in enumerate(["z", "a:b", "m"]):
         assert isinstance(
@@ -518,8 +541,10 @@ async def test_a_result_is_its_step_completion_marker() -> None:
     assert await sm.completion_order() == (3, ["z", "a:b", "m"])
 
 
-async def test_markers_of_older_databases_keep_their_order_and_the_count_goes_on() -> None:
-    sm, runtime, _ = make()
+async def test_markers_of_older_databases_keep_their_order_and_the_count_goes_on(
+    runtimes: RuntimeFactory,
+) -> None:
+    sm, runtime, _ = make(runtimes)
     # Written before results carried their place: markers, a count, results without index.
     for name in ("b", "a"):
         (await sm.mark_step_completed(name)).unwrap()

@@ -10,55 +10,15 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from dependency_injector import providers
-
 import durably
 from durably import Retry
-from durably.containers import WorkflowLayer
-from durably.domain.records import KEPT_FAILURES, JsonValue, StepAttempt
+from durably.domain.records import KEPT_FAILURES, StepAttempt
 from durably.domain.serialization import decode
-from durably.status import Completed, Failed, Paused, WorkflowStatus
-from durably.testing import create_in_memory_runtime
-from durably.trackers import InMemoryTracker
-from durably.types import StartResult, WorkflowCall, WorkflowStatusResult
+from durably.status import Completed, Failed, Paused
+from tests.support.harness import Harness
+from tests.support.runtimes import RuntimeFactory
 
 T0 = 1_000
-
-
-class Harness:
-    """One instance over an in-memory runtime; a fresh layer per operation, as a host does."""
-
-    def __init__(self, *workflows: durably.WorkflowDefinition[Any, Any]) -> None:
-        self.runtime, self.handle = create_in_memory_runtime("h1", T0)
-        self.workflows = list(workflows)
-
-    def layer(self) -> Any:
-        return WorkflowLayer(
-            runtime=self.runtime,
-            workflows=self.workflows,
-            tracker=providers.Object(InMemoryTracker()),
-        )
-
-    async def start(self) -> StartResult:
-        call = WorkflowCall(self.workflows[0].name)
-        result: StartResult = (await self.layer().orchestrator().start(call)).unwrap()
-        return result
-
-    async def status(self) -> WorkflowStatus | None:
-        result: WorkflowStatusResult = (await self.layer().orchestrator().get_status()).unwrap()
-        return result.status
-
-    async def resume(self) -> WorkflowStatus | None:
-        """Move the clock to the pause's resume time and fire the alarm."""
-        status = await self.status()
-        assert isinstance(status, Paused), status
-        assert status.resume_at is not None
-        self.handle.set_time(status.resume_at)
-        (await self.layer().orchestrator().handle_alarm()).unwrap()
-        return await self.status()
-
-    def snapshot(self) -> dict[str, JsonValue]:
-        return self.handle.storage_snapshot()
 
 
 def one_step(fn: Callable[[], Any], *, retry: Retry | None = None) -> Any:
@@ -103,8 +63,10 @@ def clocked(h: Harness, fails: int, took_ms: int) -> Any:
     return fn
 
 
-async def test_every_failed_attempt_is_kept_with_its_times_and_error_after_success() -> None:
-    h = Harness()
+async def test_every_failed_attempt_is_kept_with_its_times_and_error_after_success(
+    runtimes: RuntimeFactory,
+) -> None:
+    h = Harness(runtimes("h1", T0))
     h.workflows = [one_step(clocked(h, 2, 50), retry=Retry(3, delay="1s", jitter=False))]
     first = await h.start()
     assert first.status == Paused(reason="retry", resume_at=T0 + 50 + 1_000, step_name="x")
@@ -124,9 +86,11 @@ async def test_every_failed_attempt_is_kept_with_its_times_and_error_after_succe
     assert h.snapshot()["step:x:result"]["meta"]["attempt"] == 3
 
 
-async def test_a_step_that_fails_for_good_records_its_failure_in_the_failing_commit() -> None:
+async def test_a_step_that_fails_for_good_records_its_failure_in_the_failing_commit(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
-    h = Harness(one_step(failing(5, calls)))
+    h = Harness(runtimes("h1", T0), one_step(failing(5, calls)))
     result = await h.start()
     assert isinstance(result.status, Failed)
     assert h.handle.commits == 3  # start, warmup, the end: the failure rides with the end
@@ -137,9 +101,13 @@ async def test_a_step_that_fails_for_good_records_its_failure_in_the_failing_com
     assert record.last_error.message == "failure 1"
 
 
-async def test_exhausted_retries_record_every_attempt_and_the_last_with_the_failure() -> None:
+async def test_exhausted_retries_record_every_attempt_and_the_last_with_the_failure(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
-    h = Harness(one_step(failing(5, calls), retry=Retry(1, delay="1s", jitter=False)))
+    h = Harness(
+        runtimes("h1", T0), one_step(failing(5, calls), retry=Retry(1, delay="1s", jitter=False))
+    )
     await h.start()
     commits = h.handle.commits
     final = await h.resume()
@@ -153,7 +121,9 @@ async def test_exhausted_retries_record_every_attempt_and_the_last_with_the_fail
     assert record.failed_for_good
 
 
-async def test_a_caught_failure_is_kept_and_a_replay_runs_the_step_with_fresh_attempts() -> None:
+async def test_a_caught_failure_is_kept_and_a_replay_runs_the_step_with_fresh_attempts(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
     fn = failing(100, calls)
 
@@ -164,7 +134,7 @@ async def test_a_caught_failure_is_kept_and_a_replay_runs_the_step_with_fresh_at
         await durably.sleep("10s")
         return "done"
 
-    h = Harness(tolerant)
+    h = Harness(runtimes("h1", T0), tolerant)
     await h.start()  # attempt 1 fails: retry
     assert isinstance(await h.resume(), Paused)  # attempt 2 fails for good, caught: the sleep
     record = attempt_record(h)
@@ -179,10 +149,13 @@ async def test_a_caught_failure_is_kept_and_a_replay_runs_the_step_with_fresh_at
     assert [f.attempt for f in attempt_record(h).failures] == [1, 2, 1, 2]
 
 
-async def test_the_history_keeps_only_the_most_recent_failures() -> None:
+async def test_the_history_keeps_only_the_most_recent_failures(runtimes: RuntimeFactory) -> None:
     calls: list[int] = []
     total = KEPT_FAILURES + 5
-    h = Harness(one_step(failing(total, calls), retry=Retry(total, delay="1ms", jitter=False)))
+    h = Harness(
+        runtimes("h1", T0),
+        one_step(failing(total, calls), retry=Retry(total, delay="1ms", jitter=False)),
+    )
     await h.start()
     while isinstance(await h.status(), Paused):
         await h.resume()
@@ -192,9 +165,11 @@ async def test_the_history_keeps_only_the_most_recent_failures() -> None:
     assert [f.attempt for f in failures] == list(range(6, total + 1))
 
 
-async def test_a_step_that_succeeds_at_once_writes_no_attempt_record() -> None:
+async def test_a_step_that_succeeds_at_once_writes_no_attempt_record(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
-    h = Harness(one_step(failing(0, calls)))
+    h = Harness(runtimes("h1", T0), one_step(failing(0, calls)))
     assert (await h.start()).completed
     assert not [k for k in h.snapshot() if k.endswith(":attempt")]
     assert h.handle.commits == 4  # start, two steps, the end: as before

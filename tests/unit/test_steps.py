@@ -1,109 +1,25 @@
-"""Steps (semantics.md section 3): scope, keys, replay, cancel, values, step_info, failures.
+"""Steps (semantics.md section 3): scope, keys, replay, step_info, the decorator.
 
-Retries and timeouts are in ``test_retries.py``. Every test drives a real orchestrator
-over the in-memory runtime, with a virtual clock moved by hand.
+Cancels are in ``test_step_cancel.py``, what a step may return in ``test_step_values.py``,
+its commits in ``test_step_commits.py``, retries and timeouts in ``test_retries.py``. Every
+test drives a real orchestrator over each backend's runtime, with a virtual clock moved
+by hand.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-import attrs
 import pytest
-from dependency_injector import providers
-from returns.result import Result, Success
 
 import durably
-from durably.containers import WorkflowLayer
-from durably.domain.inbox import CANCEL, Outgoing
-from durably.domain.records import JsonValue
-from durably.domain.serialization import dumps
-from durably.ports import InstanceRuntime, StorageAdapter
 from durably.services import WorkflowStateMachine
-from durably.status import Cancelled, Completed, Failed, Paused, WorkflowStatus
-from durably.testing import TestRuntimeHandle, create_in_memory_runtime
-from durably.trackers import InMemoryTracker
-from durably.types import StartResult, WorkflowCall, WorkflowStatusResult
+from durably.status import Completed, Failed, Paused
+from tests.support.harness import Harness
+from tests.support.runtimes import RuntimeFactory
+from tests.support.steps import logged
 
 T0 = 1_000
-V = TypeVar("V")
-
-
-@attrs.frozen
-class Point:
-    """A declared step return type (an attrs class stored as JSON)."""
-
-    x: int
-    y: int
-
-
-class Harness:
-    """One instance over an in-memory runtime; a fresh layer per operation, as a host does."""
-
-    def __init__(
-        self,
-        *workflows: durably.WorkflowDefinition[Any, Any],
-        instance_id: str = "i1",
-        runtime: tuple[InstanceRuntime, TestRuntimeHandle] | None = None,
-    ) -> None:
-        self.runtime, self.handle = (
-            runtime if runtime is not None else create_in_memory_runtime(instance_id, T0)
-        )
-        self.workflows = list(workflows)
-        self.tracker = InMemoryTracker()
-
-    def layer(self) -> Any:
-        return WorkflowLayer(
-            runtime=self.runtime,
-            workflows=self.workflows,
-            tracker=providers.Object(self.tracker),
-        )
-
-    async def start(self, input: Any = None, workflow: str | None = None) -> StartResult:
-        name = workflow if workflow is not None else self.workflows[0].name
-        result: StartResult = (
-            await self.layer().orchestrator().start(WorkflowCall(name, input))
-        ).unwrap()
-        return result
-
-    async def status(self) -> WorkflowStatus | None:
-        result: WorkflowStatusResult = (await self.layer().orchestrator().get_status()).unwrap()
-        return result.status
-
-    async def completed_steps(self) -> tuple[str, ...]:
-        result: WorkflowStatusResult = (await self.layer().orchestrator().get_status()).unwrap()
-        return result.completed_steps
-
-    async def resume(self) -> WorkflowStatus | None:
-        """Move the clock to the pause's resume time and fire the alarm."""
-        status = await self.status()
-        assert isinstance(status, Paused), status
-        assert status.resume_at is not None
-        self.handle.set_time(status.resume_at)
-        (await self.layer().orchestrator().handle_alarm()).unwrap()
-        return await self.status()
-
-    async def output(self) -> Any:
-        """The stored output, as ``start`` on the existing instance returns it."""
-        again = await self.start()
-        assert again.completed
-        return again.output
-
-    def snapshot(self) -> dict[str, JsonValue]:
-        return self.handle.storage_snapshot()
-
-
-def logged(log: list[V], value: V) -> Callable[[], V]:
-    """A step function that appends ``value`` to ``log`` (to count calls) and returns it."""
-
-    def fn() -> V:
-        log.append(value)
-        return value
-
-    return fn
 
 
 async def failed_error(h: Harness) -> durably.status.WorkflowError:
@@ -120,7 +36,9 @@ async def test_step_outside_a_workflow_is_a_workflow_scope_error() -> None:
         await durably.step("x", lambda: 1)
 
 
-async def test_nested_step_is_a_step_scope_error_naming_the_outer_key() -> None:
+async def test_nested_step_is_a_step_scope_error_naming_the_outer_key(
+    runtimes: RuntimeFactory,
+) -> None:
     seen: list[durably.StepScopeError] = []
     inner_calls: list[int] = []
 
@@ -136,7 +54,7 @@ async def test_nested_step_is_a_step_scope_error_naming_the_outer_key() -> None:
         await durably.step("outer", lambda: 0)
         return await durably.step("outer", outer)  # keyed outer#2
 
-    h = Harness(nesting)
+    h = Harness(runtimes("i1", T0), nesting)
     result = await h.start()
     assert not result.completed
     assert len(seen) == 1
@@ -147,7 +65,7 @@ async def test_nested_step_is_a_step_scope_error_naming_the_outer_key() -> None:
     assert error.step_name == "outer#2"
 
 
-async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
+async def test_sleep_inside_a_step_is_a_step_scope_error(runtimes: RuntimeFactory) -> None:
     seen: list[durably.StepScopeError] = []
 
     async def sleepy() -> int:
@@ -162,7 +80,7 @@ async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
     async def sleeping_step(_: Any) -> int:
         return await durably.step("s", sleepy)
 
-    h = Harness(sleeping_step)
+    h = Harness(runtimes("i1", T0), sleeping_step)
     await h.start()
     assert [(e.operation, e.step_name) for e in seen] == [("sleep", "s")]
     assert (await failed_error(h)).type == "StepScopeError"
@@ -171,7 +89,9 @@ async def test_sleep_inside_a_step_is_a_step_scope_error() -> None:
 # -- keys and replay -------------------------------------------------------------------
 
 
-async def test_repeated_names_get_their_own_keys_and_results_and_replay_them() -> None:
+async def test_repeated_names_get_their_own_keys_and_results_and_replay_them(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
 
     def count() -> int:
@@ -184,7 +104,7 @@ async def test_repeated_names_get_their_own_keys_and_results_and_replay_them() -
         await durably.sleep("5s")
         return values
 
-    h = Harness(repeated)
+    h = Harness(runtimes("i1", T0), repeated)
     first = await h.start()
     assert isinstance(first.status, Paused)
     snapshot = h.snapshot()
@@ -199,6 +119,7 @@ async def test_repeated_names_get_their_own_keys_and_results_and_replay_them() -
 
 
 async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_listing_them(
+    runtimes: RuntimeFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Completed steps are counted as they commit: the end of a segment does not list the
@@ -229,7 +150,7 @@ async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_
         return real(self)
 
     monkeypatch.setattr(WorkflowStateMachine, "completed_steps", spied)
-    h = Harness(segments)
+    h = Harness(runtimes("i1", T0), segments)
     await h.start()  # a, then the sleep
     await h.resume()  # a#2, then b fails and waits for its retry
     paused = await h.status()
@@ -246,7 +167,9 @@ async def test_the_end_of_a_segment_names_every_completed_step_in_order_without_
     assert attempts == [1, 2]
 
 
-async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions() -> None:
+async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
 
     @durably.workflow
@@ -257,7 +180,7 @@ async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions() ->
         await durably.sleep("1 minute")
         return total
 
-    h = Harness(hundred)
+    h = Harness(runtimes("i1", T0), hundred)
     await h.start()
     assert len(calls) == 100
     assert not [e for e in h.tracker.of_type("step.completed") if e.cached]
@@ -272,231 +195,12 @@ async def test_replay_of_100_steps_calls_no_fn_and_emits_cached_completions() ->
     assert await h.output() == sum(range(100))
 
 
-# -- cancel ----------------------------------------------------------------------------
-
-
-def cancel_from_afar(h: Harness, reason: str) -> Callable[[], Awaitable[str]]:
-    """A step body that sends a cancel to its own instance's inbox, as another process
-    does while the step runs."""
-
-    async def send() -> str:
-        message = Outgoing(h.runtime.instance_id, CANCEL, payload=dumps({"reason": reason}))
-        (await h.runtime.inbox.append(message)).unwrap()
-        return "sent"
-
-    return send
-
-
-async def test_a_cancel_sent_while_a_step_runs_stops_the_next_step_with_the_users_reason() -> None:
-    calls: list[str] = []
-    h: Harness
-
-    @durably.workflow
-    async def cancellable(_: Any) -> str:
-        await durably.step("a", cancel_from_afar(h, "user said stop"))
-        await durably.step("b", logged(calls, "b"))
-        return "done"
-
-    h = Harness(cancellable)
-    status = (await h.start()).status
-    assert isinstance(status, Cancelled)
-    assert status.reason == "user said stop"
-    assert calls == []
-    snapshot = h.snapshot()
-    assert "step:a:result" in snapshot  # the step that was running committed
-    assert "step:b:result" not in snapshot
-    assert [e.reason for e in h.tracker.of_type("workflow.cancelled")] == ["user said stop"]
-
-
-async def test_cancel_while_paused_then_a_late_alarm_runs_nothing() -> None:
-    calls: list[str] = []
-
-    @durably.workflow
-    async def paused(_: Any) -> str:
-        await durably.sleep("5s")
-        return await durably.step("b", logged(calls, "b"))
-
-    h = Harness(paused)
-    await h.start()
-    cancelled = (await h.layer().orchestrator().cancel("no longer needed")).unwrap()
-    assert cancelled.cancelled
-    h.handle.set_time(T0 + 10_000)
-    (await h.layer().orchestrator().handle_alarm()).unwrap()
-    status = await h.status()
-    assert isinstance(status, Cancelled)
-    assert status.reason == "no longer needed"
-    assert calls == []
-
-
-async def test_cancel_of_a_running_workflow_interrupts_it_even_under_except_exception() -> None:
-    calls: list[str] = []
-    finished: list[bool] = []
-
-    async def cancel_then_wait() -> str:
-        (await layer.orchestrator().cancel("stop now")).unwrap()
-        calls.append("a")
-        await asyncio.sleep(5)  # interrupted: the cancel reaches the running task here
-        finished.append(True)
-        return "a"
-
-    @durably.workflow
-    async def running(_: Any) -> str:
-        with contextlib.suppress(Exception):  # must not swallow the cancellation
-            await durably.step("a", cancel_then_wait)
-        await durably.step("b", logged(calls, "b"))
-        return "done"
-
-    h = Harness(running)
-    layer = h.layer()  # one layer: its executions registry sees the running task
-    result = (await layer.orchestrator().start(WorkflowCall("running"))).unwrap()
-    assert not result.completed
-    status = await h.status()
-    assert isinstance(status, Cancelled)
-    assert status.reason == "stop now"
-    assert calls == ["a"]
-    assert finished == []
-    assert "step:a:result" not in h.snapshot()
-
-
-async def test_except_exception_around_a_cancelled_step_does_not_swallow_it() -> None:
-    calls: list[str] = []
-    h: Harness
-
-    @durably.workflow
-    async def swallowing(_: Any) -> str:
-        await durably.step("a", cancel_from_afar(h, "bye"))
-        try:
-            await durably.step("b", logged(calls, "b"))
-        except Exception:
-            calls.append("swallowed")
-        await durably.step("c", logged(calls, "c"))
-        return "done"
-
-    h = Harness(swallowing)
-    status = (await h.start()).status
-    assert isinstance(status, Cancelled)
-    assert status.reason == "bye"
-    assert calls == []
-
-
-# -- what fn may return ---------------------------------------------------------------
-
-
-async def async_value() -> int:
-    return 7
-
-
-async def async_point() -> Point:
-    return Point(1, 2)
-
-
-async def async_success() -> Result[Point, ValueError]:
-    return Success(Point(3, 4))
-
-
-def sync_point() -> Point:
-    return Point(5, 6)
-
-
-@durably.step
-async def make_point(x: int) -> Point:
-    return Point(x, x * 10)
-
-
-async def test_values_awaitables_and_results_are_unwrapped_and_stored() -> None:
-    @durably.workflow
-    async def values(_: Any) -> list[Any]:
-        return [
-            await durably.step("plain", lambda: 1),
-            await durably.step("async", async_value),
-            await durably.step("coroutine", lambda: async_value()),
-            await durably.step("success", lambda: Success({"a": 1})),
-            await durably.step("none", lambda: None),
-        ]
-
-    h = Harness(values)
-    result = await h.start()
-    assert result.completed
-    assert result.output == [1, 7, 7, {"a": 1}, None]
-    snapshot = h.snapshot()
-    assert snapshot["step:success:result"]["value"] == {"a": 1}
-    assert snapshot["step:coroutine:result"]["value"] == 7
-    assert snapshot["step:none:result"]["value"] is None
-    assert await h.completed_steps() == ("plain", "async", "coroutine", "success", "none")
-
-
-async def test_step_values_are_the_same_objects_on_the_first_run_and_on_replay() -> None:
-    seen: list[list[Any]] = []
-
-    @durably.workflow
-    async def typed(_: Any) -> str:
-        values = [
-            await durably.step("async_point", async_point),
-            await durably.step("result_point", async_success),
-            await durably.step("sync_point", sync_point),
-            await make_point(7),
-            await durably.step("lambda_point", lambda: Point(8, 9)),
-        ]
-        seen.append(values)
-        await durably.sleep("1s")
-        return "done"
-
-    h = Harness(typed)
-    await h.start()
-    assert isinstance(await h.resume(), Completed)
-    first, replayed = seen
-    expected = [Point(1, 2), Point(3, 4), Point(5, 6), Point(7, 70), Point(8, 9)]
-    assert first == expected
-    assert replayed == expected
-    # Declared or not (the lambda's Point is stored tagged with its class), the same type.
-    assert all(type(v) is Point for v in first + replayed)
-
-
-async def test_a_generic_return_annotation_replays_the_stored_json() -> None:
-    calls: list[list[int]] = []
-
-    def boxed(value: V) -> Callable[[], list[V]]:
-        def fn() -> list[V]:  # a type variable: nothing concrete to convert into
-            return [value]
-
-        return fn
-
-    @durably.workflow
-    async def generic(_: Any) -> list[Any]:
-        calls.append(await durably.step("boxed", boxed(3)))
-        await durably.sleep("1s")
-        return [await durably.step("counted", logged(calls, [4]))]
-
-    h = Harness(generic)
-    await h.start()
-    assert isinstance(await h.resume(), Completed)
-    assert calls == [[3], [3], [4]]
-    assert await h.output() == [[4]]
-
-
-async def test_a_step_declared_to_return_none_replays() -> None:
-    sent: list[str] = []
-
-    @durably.step
-    async def notify(to: str) -> None:
-        sent.append(to)
-
-    @durably.workflow
-    async def notifying(_: Any) -> str:
-        await notify("ann")
-        await durably.sleep("1s")
-        return "done"
-
-    h = Harness(notifying)
-    await h.start()
-    assert isinstance(await h.resume(), Completed)
-    assert sent == ["ann"]
-
-
 # -- step_info -------------------------------------------------------------------------
 
 
-async def test_step_info_names_the_workflow_the_key_and_the_attempt() -> None:
+async def test_step_info_names_the_workflow_the_key_and_the_attempt(
+    runtimes: RuntimeFactory,
+) -> None:
     infos: list[durably.StepInfo] = []
 
     def record() -> int:
@@ -508,7 +212,7 @@ async def test_step_info_names_the_workflow_the_key_and_the_attempt() -> None:
         await durably.step("x", record)
         return await durably.step("x", record)
 
-    h = Harness(informed, instance_id="wf-42")
+    h = Harness(runtimes("wf-42", T0), informed)
     assert (await h.start()).completed
     assert [(i.workflow_id, i.step_name, i.attempt) for i in infos] == [
         ("wf-42", "x", 1),
@@ -517,7 +221,9 @@ async def test_step_info_names_the_workflow_the_key_and_the_attempt() -> None:
     assert [i.idempotency_key for i in infos] == ["wf-42/x", "wf-42/x#2"]
 
 
-async def test_step_info_idempotency_key_is_stable_across_attempts() -> None:
+async def test_step_info_idempotency_key_is_stable_across_attempts(
+    runtimes: RuntimeFactory,
+) -> None:
     infos: list[durably.StepInfo] = []
 
     def flaky() -> str:
@@ -534,14 +240,14 @@ async def test_step_info_idempotency_key_is_stable_across_attempts() -> None:
             "charge", flaky, retry=durably.Retry(max_attempts=1, delay="1s", jitter=False)
         )
 
-    h = Harness(retried, instance_id="order-1")
+    h = Harness(runtimes("order-1", T0), retried)
     await h.start()
     assert isinstance(await h.resume(), Completed)
     assert [(i.step_name, i.attempt) for i in infos] == [("charge#2", 1), ("charge#2", 2)]
     assert {i.idempotency_key for i in infos} == {"order-1/charge#2"}
 
 
-async def test_step_info_outside_a_step_is_a_workflow_scope_error() -> None:
+async def test_step_info_outside_a_step_is_a_workflow_scope_error(runtimes: RuntimeFactory) -> None:
     with pytest.raises(durably.WorkflowScopeError):
         durably.step_info()
     seen: list[BaseException] = []
@@ -554,7 +260,7 @@ async def test_step_info_outside_a_step_is_a_workflow_scope_error() -> None:
             seen.append(e)
         return "ok"
 
-    h = Harness(body)
+    h = Harness(runtimes("i1", T0), body)
     assert (await h.start()).completed
     assert len(seen) == 1
 
@@ -562,7 +268,9 @@ async def test_step_info_outside_a_step_is_a_workflow_scope_error() -> None:
 # -- the decorator ---------------------------------------------------------------------
 
 
-async def test_bare_decorator_names_steps_after_the_function_and_keys_repeats() -> None:
+async def test_bare_decorator_names_steps_after_the_function_and_keys_repeats(
+    runtimes: RuntimeFactory,
+) -> None:
     calls: list[int] = []
 
     @durably.step
@@ -577,7 +285,7 @@ async def test_bare_decorator_names_steps_after_the_function_and_keys_repeats() 
         return values
 
     assert fetch.__name__ == "fetch"
-    h = Harness(decorated)
+    h = Harness(runtimes("i1", T0), decorated)
     await h.start()
     assert await h.completed_steps() == ("fetch", "fetch#2", "fetch#3")
     assert isinstance(await h.resume(), Completed)
@@ -585,7 +293,7 @@ async def test_bare_decorator_names_steps_after_the_function_and_keys_repeats() 
     assert await h.output() == [2, 4, 6]
 
 
-async def test_decorator_with_name_retry_and_timeout() -> None:
+async def test_decorator_with_name_retry_and_timeout(runtimes: RuntimeFactory) -> None:
     attempts: list[int] = []
 
     @durably.step(
@@ -603,7 +311,7 @@ async def test_decorator_with_name_retry_and_timeout() -> None:
     async def paying(_: Any) -> str:
         return await charge(30)
 
-    h = Harness(paying)
+    h = Harness(runtimes("i1", T0), paying)
     first = await h.start()
     assert first.status == Paused(reason="retry", resume_at=T0 + 2_000, step_name="charge-card")
     assert isinstance(await h.resume(), Completed)
@@ -622,7 +330,9 @@ def test_decorator_validates_its_options_when_applied() -> None:
 # -- control flow is never swallowed ---------------------------------------------------
 
 
-async def test_except_exception_around_a_sleep_does_not_swallow_the_pause() -> None:
+async def test_except_exception_around_a_sleep_does_not_swallow_the_pause(
+    runtimes: RuntimeFactory,
+) -> None:
     after: list[str] = []
 
     @durably.workflow
@@ -634,92 +344,9 @@ async def test_except_exception_around_a_sleep_does_not_swallow_the_pause() -> N
         after.append("after")
         return "done"
 
-    h = Harness(careless)
+    h = Harness(runtimes("i1", T0), careless)
     first = await h.start()
     assert first.status == Paused(reason="sleep", resume_at=T0 + 1_000)
     assert after == []
     assert isinstance(await h.resume(), Completed)
     assert after == ["after"]
-
-
-# -- durability and scale --------------------------------------------------------------
-
-
-def steps_workflow(n: int, calls: list[int]) -> durably.WorkflowDefinition[Any, Any]:
-    @durably.workflow(name=f"steps{n}")
-    async def many(_: Any) -> int:
-        for i in range(n):
-            await durably.step("s", logged(calls, i))
-        return n
-
-    return many
-
-
-@pytest.mark.parametrize("n", [1, 5, 20])
-async def test_each_completed_step_is_exactly_one_commit(n: int) -> None:
-    h = Harness(steps_workflow(n, []))
-    assert h.handle.commits == 0
-    result = await h.start()
-    assert result.completed
-    assert h.handle.commits == n + 2  # start, one per step, the final commit
-
-
-@attrs.define
-class CountingStorage:
-    """A storage that counts the operations it is asked for."""
-
-    inner: StorageAdapter
-    calls: int = 0
-
-    async def get(self, key: str) -> Result[JsonValue | None, durably.StorageError]:
-        self.calls += 1
-        return await self.inner.get(key)
-
-    async def get_many(
-        self, keys: Sequence[str]
-    ) -> Result[dict[str, JsonValue], durably.StorageError]:
-        self.calls += 1
-        return await self.inner.get_many(keys)
-
-    async def put(self, key: str, value: JsonValue) -> Result[None, durably.StorageError]:
-        self.calls += 1
-        return await self.inner.put(key, value)
-
-    async def put_batch(self, entries: Mapping[str, JsonValue]) -> Result[None, Any]:
-        self.calls += 1
-        return await self.inner.put_batch(entries)
-
-    async def delete(self, key: str) -> Result[bool, durably.StorageError]:
-        self.calls += 1
-        return await self.inner.delete(key)
-
-    async def delete_all(self) -> Result[None, durably.StorageError]:
-        self.calls += 1
-        return await self.inner.delete_all()
-
-    async def list(self, prefix: str) -> Result[dict[str, JsonValue], durably.StorageError]:
-        self.calls += 1
-        return await self.inner.list(prefix)
-
-    def transaction(self) -> Any:
-        return self.inner.transaction()
-
-
-async def storage_calls(n: int) -> int:
-    calls: list[int] = []
-    rt, handle = create_in_memory_runtime(f"scale-{n}", T0)
-    counting = CountingStorage(rt.storage)
-    runtime = attrs.evolve(rt, storage=counting)
-    h = Harness(steps_workflow(n, calls), runtime=(runtime, handle))
-    result = await h.start()
-    assert result.completed
-    assert len(calls) == n
-    assert len(await h.completed_steps()) == n
-    return counting.calls
-
-
-async def test_a_thousand_steps_complete_with_constant_storage_work_per_step() -> None:
-    small, medium, large = [await storage_calls(n) for n in (10, 100, 1_000)]
-    per_step = (medium - small) / 90
-    assert per_step == (large - medium) / 900
-    assert per_step <= 6

@@ -12,8 +12,8 @@ from durably.domain.events import StepCompleted, WorkflowRecovered
 from durably.domain.status import Completed, Paused, Running
 from durably.ports import InstanceRuntime
 from durably.services import WorkflowOrchestrator
-from durably.testing import TestRuntimeHandle, create_in_memory_runtime
 from durably.trackers import InMemoryTracker
+from tests.support.runtimes import RuntimeFactory, RuntimeHandle
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -51,7 +51,7 @@ class Order:
 @attrs.define
 class World:
     runtime: InstanceRuntime
-    handle: TestRuntimeHandle
+    handle: RuntimeHandle
     tracker: InMemoryTracker
     order: Order
 
@@ -66,13 +66,13 @@ class World:
         return orchestrator
 
 
-def world(crash_b: int = 0) -> World:
-    runtime, handle = create_in_memory_runtime("i1", 1000)
+def world(runtimes: RuntimeFactory, crash_b: int = 0) -> World:
+    runtime, handle = runtimes("i1", 1000)
     return World(runtime, handle, InMemoryTracker(), Order(crash_b=crash_b))
 
 
-async def test_step_1_start_runs_a_and_pauses_at_the_sleep() -> None:
-    w = world()
+async def test_step_1_start_runs_a_and_pauses_at_the_sleep(runtimes: RuntimeFactory) -> None:
+    w = world(runtimes)
     before = w.handle.commits
     result = (await w.orchestrator().start(durably.WorkflowCall("order", "x"))).unwrap()
     assert result.id == "i1"
@@ -98,8 +98,8 @@ async def test_step_1_start_runs_a_and_pauses_at_the_sleep() -> None:
     assert w.order.calls == ["a"]
 
 
-async def test_the_first_commit_writes_name_input_and_running() -> None:
-    w = world()
+async def test_the_first_commit_writes_name_input_and_running(runtimes: RuntimeFactory) -> None:
+    w = world(runtimes)
     seen: dict[str, object] = {}
 
     def a() -> str:
@@ -118,8 +118,10 @@ async def test_the_first_commit_writes_name_input_and_running() -> None:
     assert not any(k.startswith(("step:", "completed:", "sleep:")) for k in seen)
 
 
-async def test_step_2_an_early_alarm_re_arms_and_changes_nothing_else() -> None:
-    w = world()
+async def test_step_2_an_early_alarm_re_arms_and_changes_nothing_else(
+    runtimes: RuntimeFactory,
+) -> None:
+    w = world(runtimes)
     (await w.orchestrator().start(durably.WorkflowCall("order", "x"))).unwrap()
     w.handle.set_time(3000)
     w.handle.clear_alarm()  # the host clears the alarm it fires
@@ -134,8 +136,10 @@ async def test_step_2_an_early_alarm_re_arms_and_changes_nothing_else() -> None:
     assert status.status == Paused("sleep", 6000)
 
 
-async def test_step_3_the_alarm_at_6000_resumes_replays_and_completes() -> None:
-    w = world()
+async def test_step_3_the_alarm_at_6000_resumes_replays_and_completes(
+    runtimes: RuntimeFactory,
+) -> None:
+    w = world(runtimes)
     (await w.orchestrator().start(durably.WorkflowCall("order", "x"))).unwrap()
     w.handle.set_time(3000)
     (await w.orchestrator().handle_alarm()).unwrap()
@@ -172,8 +176,8 @@ async def test_step_3_the_alarm_at_6000_resumes_replays_and_completes() -> None:
     assert status.exists is True
 
 
-async def test_step_3_resume_goes_through_running_at_6000() -> None:
-    w = world()
+async def test_step_3_resume_goes_through_running_at_6000(runtimes: RuntimeFactory) -> None:
+    w = world(runtimes)
     seen: list[object] = []
 
     async def order(x: str) -> str:
@@ -189,8 +193,8 @@ async def test_step_3_resume_goes_through_running_at_6000() -> None:
     assert seen == [{"tag": "Running", "running_at": 6000}]
 
 
-async def test_step_3_with_purge_enabled_schedules_the_purge() -> None:
-    w = world()
+async def test_step_3_with_purge_enabled_schedules_the_purge(runtimes: RuntimeFactory) -> None:
+    w = world(runtimes)
     layer = WorkflowLayer(
         runtime=w.runtime,
         workflows=[w.order.definition()],
@@ -203,8 +207,10 @@ async def test_step_3_with_purge_enabled_schedules_the_purge() -> None:
     assert w.handle.scheduled_time() == 66_000
 
 
-async def test_step_4_a_later_start_with_other_input_returns_the_stored_output() -> None:
-    w = world()
+async def test_step_4_a_later_start_with_other_input_returns_the_stored_output(
+    runtimes: RuntimeFactory,
+) -> None:
+    w = world(runtimes)
     (await w.orchestrator().start(durably.WorkflowCall("order", "x"))).unwrap()
     w.handle.set_time(6000)
     (await w.orchestrator().handle_alarm()).unwrap()
@@ -221,8 +227,8 @@ async def test_step_4_a_later_start_with_other_input_returns_the_stored_output()
     assert w.handle.storage_snapshot() == before  # the input "y" was ignored
 
 
-async def test_crash_after_b_ran_recovers_and_completes() -> None:
-    w = world(crash_b=1)
+async def test_crash_after_b_ran_recovers_and_completes(runtimes: RuntimeFactory) -> None:
+    w = world(runtimes, crash_b=1)
     (await w.orchestrator().start(durably.WorkflowCall("order", "x"))).unwrap()
     w.handle.set_time(6000)
     with pytest.raises(Crash):
@@ -257,8 +263,8 @@ async def test_crash_after_b_ran_recovers_and_completes() -> None:
     assert (again.completed, again.output) == (True, "done")
 
 
-async def test_crash_during_start_propagates_and_leaves_running() -> None:
-    w = world()
+async def test_crash_during_start_propagates_and_leaves_running(runtimes: RuntimeFactory) -> None:
+    w = world(runtimes)
 
     async def order(x: str) -> str:
         await durably.step("a", lambda: w.order.run("a"))

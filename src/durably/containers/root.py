@@ -2,13 +2,16 @@
 
 One container is built per ``Engine``; the services of an instance are one call of its
 ``instance`` provider with the instance's runtime (``wire_instance``), not a new
-container.
+container. Every setting is read from ``config``: the built-in ``DEFAULTS``, then the
+profile (``read_profile``), then the engine's keyword arguments, merged in that order.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from operator import attrgetter
+from pathlib import Path
+from typing import Any, Literal
 
 from dependency_injector import containers, providers
 
@@ -16,6 +19,10 @@ from durably.adapters.clock import SystemClock
 from durably.adapters.memory import MemoryBackend
 from durably.adapters.sqlite import SqliteHost
 from durably.containers.instance import wire_instance
+from durably.containers.profile import DEFAULTS, read_profile
+from durably.domain.backend_url import BackendUrl, parse_backend_url
+from durably.domain.durations import Duration, parse_duration
+from durably.domain.lease import Lease
 from durably.services.context import ActiveExecutions
 from durably.services.purge import PurgeConfig
 from durably.services.recovery import RecoveryConfig
@@ -34,7 +41,27 @@ async def _opened(host: Any) -> AsyncIterator[Any]:
         await host.close()
 
 
-def _postgres_host(dsn: str, *, schema: str | None, clock: Any, read_only: bool = False) -> Any:
+_SYNCHRONOUS: dict[str, Literal["FULL", "NORMAL"]] = {"FULL": "FULL", "NORMAL": "NORMAL"}
+
+
+def _path_of(url: BackendUrl) -> str:
+    if url.path is None:  # pragma: no cover - parse_backend_url gives every SQL URL one
+        raise ValueError(f"a {url.kind} backend URL needs a database")
+    return url.path
+
+
+def _sqlite_host(
+    url: BackendUrl, *, synchronous: str | None, clock: Any, read_only: bool
+) -> SqliteHost:
+    """A ``SqliteHost``; ``synchronous`` (the setting, else the URL's ``?synchronous=``)."""
+    sync = (synchronous or url.options.get("synchronous", "FULL")).upper()
+    mode = _SYNCHRONOUS.get(sync)
+    if mode is None:
+        raise ValueError(f"synchronous must be FULL or NORMAL, got {sync!r}")
+    return SqliteHost(_path_of(url), synchronous=mode, clock=clock, read_only=read_only)
+
+
+def _postgres_host(url: BackendUrl, *, clock: Any, read_only: bool) -> Any:
     """A ``PostgresHost`` (imported here: psycopg is the optional extra ``durably[postgres]``)."""
     try:
         from durably.adapters.postgres import PostgresHost
@@ -42,7 +69,13 @@ def _postgres_host(dsn: str, *, schema: str | None, clock: Any, read_only: bool 
         raise ImportError(
             "the PostgreSQL backend needs psycopg: pip install 'durably[postgres]'"
         ) from e
-    return PostgresHost(dsn, schema=schema or "durably", clock=clock, read_only=read_only)
+    schema = url.options.get("schema", "durably")
+    return PostgresHost(_path_of(url), schema=schema, clock=clock, read_only=read_only)
+
+
+def _purge(enabled: bool, delay: Duration) -> PurgeConfig:
+    """The purge settings of the services."""
+    return PurgeConfig(enabled=enabled, delay_ms=parse_duration(delay, field="purge.delay"))
 
 
 def _http_tracker(
@@ -83,26 +116,27 @@ def _otel_tracker() -> Any:
 
 
 class Durably(containers.DeclarativeContainer):
-    """Root container: ``config`` (a profile) picks the backend and the tracker."""
+    """Root container: ``config`` (``DEFAULTS``, a profile, the engine's options) picks the
+    backend and the tracker and gives every setting."""
 
     config = providers.Configuration(strict=False)
     workflows: providers.Dependency[Any] = providers.Dependency()
 
     clock = providers.Singleton(SystemClock)
+    backend_url = providers.Singleton(parse_backend_url, config.backend.url)
     backend = providers.Selector(
-        config.backend.kind,
+        providers.Callable(attrgetter("kind"), backend_url),
         memory=providers.Singleton(MemoryBackend, clock=clock),
         sqlite=providers.Singleton(
-            SqliteHost,
-            config.backend.path,
+            _sqlite_host,
+            backend_url,
             synchronous=config.backend.synchronous,
             clock=clock,
             read_only=config.backend.read_only.as_(bool),
         ),
         postgres=providers.Singleton(
             _postgres_host,
-            config.backend.dsn,
-            schema=config.backend.schema,
+            backend_url,
             clock=clock,
             read_only=config.backend.read_only.as_(bool),
         ),
@@ -124,8 +158,17 @@ class Durably(containers.DeclarativeContainer):
         ),
         otel=providers.Singleton(_otel_tracker),
     )
-    recovery = providers.Object(RecoveryConfig())
-    purge = providers.Object(PurgeConfig())
+    lease = providers.Singleton(Lease, config.lease.duration, config.lease.renew_every)
+    recovery = providers.Singleton(
+        RecoveryConfig,
+        stale_threshold_ms=config.recovery.stale_threshold_ms,
+        max_recovery_attempts=config.recovery.max_recovery_attempts,
+        recovery_delay_ms=config.recovery.recovery_delay_ms,
+    )
+    purge = providers.Singleton(_purge, config.purge.enabled.as_(bool), config.purge.delay)
+    poll_interval_ms = providers.Singleton(
+        parse_duration, config.worker.poll_interval, field="poll_interval"
+    )
 
     registry = providers.Singleton(WorkflowRegistry, workflows)
     executions = providers.Singleton(ActiveExecutions)
@@ -145,23 +188,28 @@ class Durably(containers.DeclarativeContainer):
 
 def build_root(
     workflows: Any,
-    config: dict[str, Any],
+    settings: Mapping[str, Any] | None = None,
     *,
+    profile: str | Path | Mapping[str, Any] | None = None,
     tracker: object | None = None,
     clock: object | None = None,
-    recovery: RecoveryConfig | None = None,
-    purge: PurgeConfig | None = None,
 ) -> Any:
-    """A ``Durably`` container over ``config``, with the given objects in place of defaults."""
+    """A ``Durably`` container whose ``config`` is ``DEFAULTS``, then the ``profile`` (a
+    path or a shipped profile's name, read and checked here: ``ProfileError``; or what
+    ``read_profile`` gave), then ``settings`` (the profile's shape, such as
+    ``{"backend": {"url": "memory://"}}``); ``tracker`` and ``clock`` are objects in
+    place of the configured ones."""
     container = Durably(workflows=workflows)
-    container.config.from_dict(config)
+    # Copies: the configuration's merge may share or change the dicts it is given.
+    container.config.from_dict({section: dict(values) for section, values in DEFAULTS.items()})
+    if isinstance(profile, str | Path):
+        profile = read_profile(profile)
+    for layer in (profile, settings):
+        if layer:
+            container.config.from_dict({section: dict(values) for section, values in layer.items()})
     if tracker is not None:
         container.tracker.override(providers.Object(tracker))
     if clock is not None:
         container.clock.override(providers.Object(clock))
-    if recovery is not None:
-        container.recovery.override(providers.Object(recovery))
-    if purge is not None:
-        container.purge.override(providers.Object(purge))
     container.check_dependencies()
     return container

@@ -7,6 +7,7 @@ The tree::
     │   ├── WorkflowNotFoundError   no workflow is registered under a name
     │   ├── InstanceNotFoundError   no instance has this id
     │   ├── InvalidDurationError    a duration (a delay, a timeout) is malformed (a ValueError)
+    │   ├── ProfileError            a profile (YAML) cannot be used: names its file and key
     │   ├── SerializationError      a value cannot be stored, or read back as its type
     │   ├── InvalidTransitionError  a status transition the table forbids
     │   ├── WorkflowScopeError      a primitive was used outside a workflow
@@ -66,6 +67,7 @@ __all__ = [
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",
+    "ProfileError",
     "SerializationError",
     "WorkflowFailedError",
     "WorkflowCancelledError",
@@ -334,6 +336,22 @@ class InvalidDurationError(UsageError, ValueError):
     def message(self) -> str:
         where = f"{self.field}: " if self.field else ""
         return f"{where}invalid duration {self.value!r}: {self.reason}"
+
+
+@attrs.frozen(eq=False)
+class ProfileError(UsageError, ValueError):
+    """A profile (YAML) cannot be used; the message names its file, and the key when one
+    is at fault (``deploy.yaml: lease.duration: ...``). It never quotes a line of the file:
+    a line may hold a password."""
+
+    path: str
+    problem: str
+    key: str | None = None
+
+    @property
+    def message(self) -> str:
+        where = f"{self.key}: " if self.key else ""
+        return f"{self.path}: {where}{self.problem}"
 
 
 @attrs.frozen(eq=False)

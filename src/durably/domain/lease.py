@@ -1,4 +1,5 @@
-"""``LeaseHold``: one execution's hold on an instance's lease, as that execution knows it.
+"""Leases: the setting (``Lease``), and one execution's hold on an instance's lease
+(``LeaseHold``), as that execution knows it.
 
 The database is the judge of a lease (every commit of its owner is fenced). This is
 what the owner itself can tell without a query: whether it still holds the lease (a
@@ -15,7 +16,32 @@ from collections.abc import Callable
 
 import attrs
 
-__all__ = ["LeaseHold"]
+from durably.domain.durations import Duration, parse_duration
+
+__all__ = ["Lease", "LeaseHold"]
+
+
+@attrs.frozen
+class Lease:
+    """How long a worker holds an instance without renewing (the crash-recovery delay)."""
+
+    duration: Duration = "30s"
+    renew_every: Duration = "10s"
+    duration_ms: int = attrs.field(init=False)
+    renew_every_ms: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        duration = parse_duration(self.duration, field="Lease.duration")
+        renew = parse_duration(self.renew_every, field="Lease.renew_every")
+        if duration <= 0 or renew <= 0:
+            raise ValueError("Lease.duration and Lease.renew_every must be greater than 0")
+        if renew >= duration:
+            raise ValueError(
+                f"Lease.renew_every ({renew} ms) must be shorter than "
+                f"Lease.duration ({duration} ms)"
+            )
+        object.__setattr__(self, "duration_ms", duration)
+        object.__setattr__(self, "renew_every_ms", renew)
 
 
 @attrs.define(eq=False)

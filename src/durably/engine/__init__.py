@@ -1,7 +1,7 @@
 """The engine host: ``Engine``, its settings, the worker loop and what its queries answer."""
 
 from durably.domain.records import AlarmFailure
-from durably.engine.config import Lease, Purge, parse_backend_url
+from durably.engine.config import EngineOptions, Lease, Purge, parse_backend_url
 from durably.engine.engine import Engine
 from durably.engine.records import (
     MessageRow,
@@ -18,6 +18,7 @@ from durably.engine.records import (
 
 __all__ = [
     "Engine",
+    "EngineOptions",
     "Lease",
     "Purge",
     "StepRecord",

@@ -11,11 +11,12 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import attrs
 from returns.result import Failure, Result, Success
 
-from durably.containers import build_root
+from durably.containers import build_root, read_profile
 from durably.domain import keys
-from durably.domain.durations import parse_duration
+from durably.domain.durations import Duration, parse_duration
 from durably.domain.errors import (
     DurablyError,
     OrchestratorError,
@@ -24,9 +25,10 @@ from durably.domain.errors import (
 from durably.domain.events import uuid7
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.owner import owner_token
+from durably.domain.results import ok
 from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
-from durably.engine.config import Lease, Purge, engine_options, parse_backend_url, profile_path
+from durably.engine.config import EngineOptions, Lease, Purge
 from durably.engine.purge import purge_candidates, purge_finished
 from durably.engine.queries import EngineQueries
 from durably.engine.server import InstanceServer
@@ -65,47 +67,59 @@ class Engine(EngineQueries):
         self,
         workflows: Workflows,
         *,
-        backend: str = "sqlite:///durably.db",
+        backend: str | None = None,
         recovery: RecoveryConfig | None = None,
         purge: Purge | None = None,
         tracker: Any = None,
         clock: Any = None,
         lease: Lease | None = None,
         synchronous: str | None = None,
-        poll_interval: Any = "1s",
-        tracker_kind: str = "noop",
-        tracker_settings: dict[str, Any] | None = None,
+        poll_interval: Duration | None = None,
         read_only: bool = False,
+        profile: str | Path | None = None,
     ) -> None:
-        url = parse_backend_url(backend)
-        sync = (synchronous or url.options.get("synchronous", "FULL")).upper()
-        if sync not in ("FULL", "NORMAL"):
-            raise ValueError(f"synchronous must be FULL or NORMAL, got {sync!r}")
-        self.backend_url = backend
-        self.read_only = read_only
-        """Opened to inspect: the backend is neither created nor migrated (it must exist),
-        and every operation that would write (start, cancel, purge, workers) is refused."""
-        self.lease = lease if lease is not None else Lease()
-        self.poll_interval_ms = parse_duration(poll_interval, field="poll_interval")
-        self._clock = clock  # a time-skipping clock changes how result() waits
-        self._container = build_root(
-            workflows,
-            {
-                "backend": {
-                    "kind": url.kind,
-                    "path": url.path,
-                    "synchronous": sync,
-                    "dsn": url.path if url.kind == "postgres" else None,
-                    "schema": url.options.get("schema", "durably"),
-                    "read_only": read_only,
-                },
-                "tracker": {**(tracker_settings or {}), "kind": tracker_kind},
-            },
+        """An engine over ``backend`` (``sqlite:///durably.db`` when neither it nor a
+        profile names one). An option left ``None`` comes from ``profile`` when one is
+        given (a path, or a shipped profile's name), else from its built-in default
+        (``durably.containers.DEFAULTS``); ``Engine.options`` keeps what was given."""
+        options = EngineOptions(
+            profile=profile,
+            backend=backend,
+            synchronous=synchronous,
+            lease=lease,
+            poll_interval=poll_interval,
+            recovery=recovery,
+            purge=purge,
             tracker=tracker,
             clock=clock,
-            recovery=recovery,
-            purge=purge.to_config() if purge is not None else None,
+            read_only=read_only,
         )
+        self._build(workflows, options, read_profile(profile) if profile is not None else {})
+
+    def _build(
+        self, workflows: Workflows, options: EngineOptions, profile: Mapping[str, Any]
+    ) -> None:
+        self.options = options
+        """The options this engine was built with (``None``: from the profile or default)."""
+        self._workflows: Workflows = (
+            dict(workflows) if isinstance(workflows, Mapping) else list(workflows)
+        )
+        self._profile = profile  # as read: a sibling (with_options) does not read it again
+        self._container = build_root(
+            self._workflows,
+            options.settings(),
+            profile=profile,
+            tracker=options.tracker,
+            clock=options.clock,
+        )
+        config = self._container.config
+        self.backend_url: str = config.backend.url()
+        self.read_only = options.read_only
+        """Opened to inspect: the backend is neither created nor migrated (it must exist),
+        and every operation that would write (start, cancel, purge, workers) is refused."""
+        self.lease: Lease = self._container.lease()
+        self.poll_interval_ms: int = self._container.poll_interval_ms()
+        self._clock = options.clock  # a time-skipping clock changes how result() waits
         self._host: InstanceHost = self._container.backend()
         self.registry = self._container.registry()
         self.tracker = self._container.tracker()
@@ -119,16 +133,43 @@ class Engine(EngineQueries):
         self._worker = AlarmWorker(self._server, self.poll_interval_ms)
         self._opened = False
 
-    # -- construction from a profile --------------------------------------------------
+    # -- construction from a profile, and from another engine ------------------------------
 
     @classmethod
     def from_profile(cls, path: str | Path, workflows: Workflows, **overrides: Any) -> Engine:
         """An engine configured by a profile of ``containers/`` (YAML): a path, or the
         bare name of a profile shipped in the package (``"sqlite"``, ``"postgres"``,
-        ``"memory"``). ``overrides`` replace the profile's values (``backend=...``)."""
-        options = engine_options(profile_path(path))
-        options.update(overrides)
-        return cls(workflows, **options)
+        ``"memory"``). ``overrides`` are ``Engine``'s keyword arguments: each one given
+        (not ``None``) replaces the profile's value (``backend=...``)."""
+        return cls(workflows, profile=path, **overrides)
+
+    def with_options(self, **changes: Any) -> Engine:
+        """A new engine with this one's workflows and options, but for ``changes``
+        (``Engine``'s keyword arguments: ``engine.with_options(backend=url)``).
+
+        What this engine's options did not give comes, as for this one, from the
+        profile or the defaults: ``profile=`` in ``changes`` replaces this engine's
+        profile (its values then apply where no option is given). The new engine's
+        events go to this engine's tracker unless ``changes`` gives a tracker or a
+        profile. Objects (tracker, clock) are shared, not copied: open one of the two
+        engines at a time.
+        """
+        options = attrs.evolve(self.options, **changes)
+        profile = self._profile
+        if "profile" in changes:
+            profile = read_profile(options.profile) if options.profile is not None else {}
+        elif options.tracker is None:
+            options = attrs.evolve(options, tracker=self.tracker)
+        sibling = type(self).__new__(type(self))
+        sibling._build(self._workflows, options, profile)
+        return sibling
+
+    @property
+    def worker_concurrency(self) -> int:
+        """How many instances ``durably worker`` runs at once unless told otherwise: the
+        profile's ``worker.concurrency`` (100 by default)."""
+        concurrency: int = self._container.config.worker.concurrency()
+        return concurrency
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -269,8 +310,12 @@ class Engine(EngineQueries):
             result = await self._server.reader(instance_id).start(call)
             if isinstance(result, Failure) or not isinstance(result.unwrap().status, Running):
                 return result
-            if not self._executions.running(instance_id) and await self._worker.take(instance_id):
-                continue  # its owner was gone (the lease was free or expired): recovered here
+            if not self._executions.running(instance_id):
+                try:
+                    if await self._worker.take(instance_id):
+                        continue  # its owner was gone (the lease was free or expired): run here
+                except StorageError as e:
+                    return Failure(OrchestratorError("start", e))
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
@@ -310,19 +355,24 @@ class Engine(EngineQueries):
         Sleeps and retries are waited out in this process (a worker runs meanwhile, so
         other due instances of this backend are served too).
         """
-        started = await self.start(workflow, input, id=id, execution_id=execution_id)
-        if isinstance(started, Failure):
-            return Failure(started.failure())
-        answer = started.unwrap()
-        if is_terminal(answer.status):
-            return await self._outcome(answer.id, answer.status)
+        limit_ms = None if timeout is None else parse_duration(timeout, field="timeout")
+        try:
+            started = ok(await self.start(workflow, input, id=id, execution_id=execution_id))
+            return Success(await self._drive(started, limit_ms))
+        except DurablyError as e:  # converted here only: the start's, the outcome, the store's
+            return Failure(e)
+
+    async def _drive(self, started: StartResult, limit_ms: int | None) -> Any:
+        """Run due alarms here until the started instance ends; its output (raises why not)."""
+        if is_terminal(started.status):
+            return await self._output(started.id, started.status)
         stop = asyncio.Event()
         worker = asyncio.get_running_loop().create_task(self.run_worker(stop=stop))
         try:
-            return await self.result(answer.id, timeout=timeout)
+            return await self._wait_for_output(started.id, limit_ms)
         finally:
             stop.set()
-            await worker
+            await worker  # a worker that failed (its store did) raises its error here
 
     async def queue(
         self,

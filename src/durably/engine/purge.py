@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from returns.result import Failure, Result, Success
 
 from durably.domain import keys
-from durably.domain.errors import StorageError
+from durably.domain.errors import DurablyError, StorageError
 from durably.domain.status import TERMINAL_TAGS
 from durably.ports import InstanceHost
 from durably.services.types import InstanceSummary
@@ -45,24 +45,25 @@ async def purge_candidates(
 
 async def purge_finished(engine: Engine, cutoff: int) -> Result[int, StorageError]:
     """Purge every finished instance last updated at or before ``cutoff``; how many were."""
-    host = engine.host
     try:
-        rows = await _candidates(host, cutoff)
-    except StorageError as e:
+        return Success(await _purge_finished(engine, cutoff))
+    except StorageError as e:  # converted here only
         return Failure(e)
+
+
+async def _purge_finished(engine: Engine, cutoff: int) -> int:
+    host, server = engine.host, engine.server
     purged = 0
-    for row in rows:
-        server = engine.server
+    for row in await _candidates(host, cutoff):
         started = time.monotonic()
         if not await host.acquire(row.id, engine.owner, engine.now(), engine.lease.duration_ms):
             continue  # someone else works on it: leave it to the next purge
         hold = server.new_hold(taken_at=started)
         async with server.serve(row.id, hold):
-            done = await server.services(row.id, hold).purge_manager.purge_now()
-        if isinstance(done, Failure):
-            error = done.failure()
-            if not isinstance(error, StorageError):
-                error = StorageError("purge", row.id, error)
-            return Failure(error)
-        purged += int(done.unwrap())
-    return Success(purged)
+            try:
+                purged += await server.services(row.id, hold).purge_manager.purge()
+            except StorageError:
+                raise
+            except DurablyError as e:  # a stored status this version cannot read
+                raise StorageError("purge", row.id, e) from e
+    return purged

@@ -26,7 +26,7 @@ from durably.domain.serialization import decode, decode_value, loads
 from durably.domain.status import Cancelled, Completed, Failed, is_terminal
 from durably.engine.records import StepRecord, Timeline
 from durably.engine.server import InstanceServer, Signal
-from durably.engine.skipping import result_skipping_time
+from durably.engine.skipping import output_skipping_time
 from durably.engine.timeline import build_timeline, step_records
 from durably.ports import InstanceHost, TimeSkippingClock
 from durably.services import WorkflowRegistry
@@ -51,11 +51,19 @@ class EngineQueries:
         """The status and completed steps of instance ``id``."""
         self._require_open()
         try:
-            return Success(await self._server.reader(id).report())
+            return Success(await self._report(id))
         except StorageError as e:
             return Failure(e)
-        except DurablyError as e:  # a stored status this version cannot read
-            return Failure(StorageError("status", None, e))
+
+    async def _report(self, id: str) -> WorkflowStatusResult:
+        """``status``, raising: a ``StorageError`` when the store fails or holds a status
+        this version cannot read."""
+        try:
+            return await self._server.reader(id).report()
+        except StorageError:
+            raise
+        except DurablyError as e:
+            raise StorageError("status", None, e) from e
 
     async def result(self, id: str, *, timeout: Any = None) -> Result[Any, DurablyError]:
         """Wait until instance ``id`` ends: its output, or why it did not complete.
@@ -65,21 +73,25 @@ class EngineQueries:
         """
         self._require_open()
         limit_ms = None if timeout is None else parse_duration(timeout, field="timeout")
+        try:
+            return Success(await self._wait_for_output(id, limit_ms))
+        except DurablyError as e:  # the outcome, or the store's failure: converted here only
+            return Failure(e)
+
+    async def _wait_for_output(self, id: str, limit_ms: int | None) -> Any:
+        """``result``, raising why the instance did not complete (or why it is unknown)."""
         if isinstance(self._clock, TimeSkippingClock):
-            return await result_skipping_time(self, id, self._clock, limit_ms)
+            return await output_skipping_time(self, id, self._clock, limit_ms)
         deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
         pause = 0.005
         while True:
-            status_result = await self.status(id)
-            if isinstance(status_result, Failure):
-                return Failure(status_result.failure())
-            status = status_result.unwrap().status
+            status = (await self._report(id)).status
             if status is None:
-                return Failure(InstanceNotFoundError(id))
+                raise InstanceNotFoundError(id)
             if is_terminal(status):
-                return await self._outcome(id, status)
+                return await self._output(id, status)
             if deadline is not None and time.monotonic() >= deadline:
-                return Failure(ResultTimeoutError(id, limit_ms or 0, status.tag))
+                raise ResultTimeoutError(id, limit_ms or 0, status.tag)
             wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
             await self._changed.wait(wait)
             pause = min(pause * 2, 0.25)
@@ -116,30 +128,26 @@ class EngineQueries:
             await self._changed.wait(min(pause, left))
             pause = min(pause * 2, 0.25)
 
-    async def _outcome(self, id: str, status: Any) -> Result[Any, DurablyError]:
+    async def _output(self, id: str, status: Any) -> Any:
+        """The output of an instance that ended with ``status``; raises why there is none."""
         # A purged instance keeps only its final status: its output is gone, and its
         # answer says so rather than passing for a workflow that returned None.
         if await self._host.read(id, keys.TOMBSTONE) is not None:
-            return Failure(InstancePurgedError(id, status))
-        if isinstance(status, Completed):
-            raw = await self._host.read(id, keys.OUTPUT)
-            name = await self._host.read(id, keys.NAME)
-            output_type: Any = Any
-            if name is not None:
-                found = self.registry.get(decode(loads(name), str))
-                if isinstance(found, Success):
-                    output_type = found.unwrap().output_type
-            if raw is None:
-                return Success(None)
-            try:
-                return Success(decode_value(loads(raw), output_type, key=keys.OUTPUT))
-            except DurablyError as e:
-                return Failure(e)
+            raise InstancePurgedError(id, status)
         if isinstance(status, Failed):
-            return Failure(WorkflowFailedError(id, status.error))
+            raise WorkflowFailedError(id, status.error)
         if isinstance(status, Cancelled):
-            return Failure(WorkflowCancelledError(id, status.reason))
-        return Failure(InstanceNotFoundError(id))  # pragma: no cover - not terminal
+            raise WorkflowCancelledError(id, status.reason)
+        if not isinstance(status, Completed):  # pragma: no cover - not terminal
+            raise InstanceNotFoundError(id)
+        raw = await self._host.read(id, keys.OUTPUT)
+        name = await self._host.read(id, keys.NAME)
+        output_type: Any = Any
+        if name is not None:
+            found = self.registry.get(decode(loads(name), str))
+            if isinstance(found, Success):
+                output_type = found.unwrap().output_type
+        return None if raw is None else decode_value(loads(raw), output_type, key=keys.OUTPUT)
 
     async def list(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100

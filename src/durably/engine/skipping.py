@@ -12,22 +12,21 @@ import time
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from returns.result import Failure, Result
-
-from durably.domain.errors import DurablyError, InstanceNotFoundError, ResultTimeoutError
+from durably.domain.errors import InstanceNotFoundError, ResultTimeoutError
 from durably.domain.status import is_terminal
 from durably.ports.clock import MAX_SKIPPED_ALARMS, TimeSkippingClock
 
 if TYPE_CHECKING:
     from durably.engine.queries import EngineQueries
 
-__all__ = ["result_skipping_time"]
+__all__ = ["output_skipping_time"]
 
 
-async def result_skipping_time(
+async def output_skipping_time(
     engine: EngineQueries, id: str, clock: TimeSkippingClock, limit_ms: int | None
-) -> Result[Any, DurablyError]:
-    """Wait for instance ``id`` to end, moving ``clock`` from alarm to alarm.
+) -> Any:
+    """Wait for instance ``id`` to end, moving ``clock`` from alarm to alarm: its output;
+    raises why there is none (as ``Engine.result`` answers it).
 
     ``limit_ms`` bounds the wall-clock time spent (as ``result``'s ``timeout`` does);
     the virtual time skipped is bounded by the number of alarms only.
@@ -44,20 +43,15 @@ async def result_skipping_time(
         with suppress(TimeoutError):  # out of time: the status below says where it stands
             async with asyncio.timeout(left()):
                 await clock.settle(engine)
-        status_result = await engine.status(id)
-        if isinstance(status_result, Failure):
-            return Failure(status_result.failure())
-        status = status_result.unwrap().status
+        status = (await engine._report(id)).status
         if status is None:
-            return Failure(InstanceNotFoundError(id))
+            raise InstanceNotFoundError(id)
         if is_terminal(status):
-            return await engine._outcome(id, status)
+            return await engine._output(id, status)
         if deadline is not None and time.monotonic() >= deadline:
-            return Failure(ResultTimeoutError(id, limit_ms or 0, status.tag))
+            raise ResultTimeoutError(id, limit_ms or 0, status.tag)
         if skipped >= MAX_SKIPPED_ALARMS:
-            return Failure(
-                ResultTimeoutError(id, clock.now() - started_at, status.tag, alarms=skipped)
-            )
+            raise ResultTimeoutError(id, clock.now() - started_at, status.tag, alarms=skipped)
         moved = False
         with suppress(TimeoutError):
             async with asyncio.timeout(left()):

@@ -1,38 +1,28 @@
-"""Run the engine test suite of the in-memory runtime, unchanged, over PostgreSQL.
+"""PostgreSQL runtimes for the engine tests: one schema per store in the session's database.
 
-Each module here star-imports one module of ``tests/unit``; this conftest replaces
-``create_in_memory_runtime`` in those modules, for each test, by a factory that gives
-the same runtime and handle over a ``PostgresHost`` (one schema per host in the
-session's test database, a ``ManualClock``).
-
-The unit tests make their runtimes synchronously, sometimes in sync fixtures that run
-outside the event loop, while a ``PostgresHost`` (an ``AsyncConnectionPool``) must be
-opened inside the loop that uses it. So the hosts made here open themselves on their
-first use (``LazyPostgresHost``): every read and commit of a runtime first awaits the
-host's opening, which runs once, in the test's loop. The handle's methods are
-synchronous: they read and clear through a separate synchronous connection of the host
-(a host not yet opened has written nothing, so they answer "nothing" without one).
-This autouse fixture is async, so it closes the hosts in the loop that opened them.
+The tests make their runtimes synchronously, sometimes outside the event loop, while a
+``PostgresHost`` (an ``AsyncConnectionPool``) must be opened inside the loop that uses it.
+So the hosts made here open themselves on their first use (``LazyPostgresHost``): every
+read and commit of a runtime first awaits the host's opening, which runs once, in the
+test's loop. The handle's methods are synchronous: they read and clear through a separate
+synchronous connection of the host (a host not yet opened has written nothing, so they
+answer "nothing" without one). ``PostgresRuntimes.close`` is async, so that the fixture
+closes the hosts in the loop that opened them, then drops their schemas.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import psycopg
-import pytest
 from psycopg import sql
-from tests.integration.pg_support import pg_database  # noqa: F401 - requested by name below
 
 from durably.adapters.clock import ManualClock
-from durably.adapters.memory import MemoryBackend
 from durably.adapters.plan import CommitOutcome, CommitPlan
 from durably.adapters.postgres import PostgresHost
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
@@ -40,8 +30,9 @@ from durably.domain.records import JsonValue
 from durably.domain.serialization import loads
 from durably.ports import InstanceRow, InstanceRuntime
 from durably.testing.runtime import VirtualClockHandle
+from tests.support.runtimes import RuntimeHandle
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit"))
+__all__ = ["LazyPostgresHost", "PostgresRuntimeHandle", "PostgresRuntimes"]
 
 
 class LazyPostgresHost(PostgresHost):
@@ -187,39 +178,35 @@ class PostgresRuntimeHandle(VirtualClockHandle):
         return self.backend.commits
 
 
-class PostgresFactory:
-    """``create_in_memory_runtime`` with the same signature, over PostgreSQL schemas."""
+class PostgresRuntimes:
+    """PostgreSQL runtimes: one schema per store, in the database at ``dsn``."""
+
+    name = "postgres"
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.hosts: list[LazyPostgresHost] = []
-        # id(MemoryBackend) -> the host standing for it (the backend is kept alive, so
-        # that its id is not reused by another object during the test).
-        self.shared: dict[int, tuple[MemoryBackend, LazyPostgresHost]] = {}
 
     def __call__(
         self,
         instance_id: str | None = None,
         initial_time: int | None = None,
         *,
-        backend: Any = None,
-    ) -> tuple[InstanceRuntime, PostgresRuntimeHandle]:
+        backend: object = None,
+    ) -> tuple[InstanceRuntime, RuntimeHandle]:
+        """A runtime over a new schema, or over ``backend``'s."""
         iid = instance_id if instance_id is not None else str(uuid.uuid4())
-        host: LazyPostgresHost | None = None
-        if isinstance(backend, LazyPostgresHost):
-            host = backend
-        elif isinstance(backend, MemoryBackend) and id(backend) in self.shared:
-            host = self.shared[id(backend)][1]
-        if host is None:
+        if backend is None:
             schema = f"s_{os.urandom(6).hex()}"
             host = LazyPostgresHost(self.dsn, schema=schema, clock=ManualClock(initial_time or 0))
             self.hosts.append(host)
-            if isinstance(backend, MemoryBackend):
-                self.shared[id(backend)] = (backend, host)
-        elif initial_time is not None:
-            host.manual_clock.time_ms = initial_time
-        runtime = host.runtime(iid)
-        return runtime, PostgresRuntimeHandle(host.manual_clock, host, iid)
+        elif isinstance(backend, LazyPostgresHost):
+            host = backend
+            if initial_time is not None:
+                host.manual_clock.time_ms = initial_time
+        else:
+            raise TypeError(f"not a store of the postgres backend: {backend!r}")
+        return host.runtime(iid), PostgresRuntimeHandle(host.manual_clock, host, iid)
 
     async def close(self) -> None:
         """Close every host, then drop their schemas."""
@@ -237,20 +224,3 @@ class PostgresFactory:
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
                 )
-
-
-@pytest.fixture(autouse=True)
-async def _over_postgres(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[None]:
-    factory = PostgresFactory(request.getfixturevalue("pg_database"))
-    for module in list(sys.modules.values()):
-        if getattr(module, "create_in_memory_runtime", None) is not None and getattr(
-            module, "__file__", ""
-        ).endswith(f"{Path(request.path).name.removesuffix('_postgres.py')}.py"):
-            monkeypatch.setattr(module, "create_in_memory_runtime", factory)
-    monkeypatch.setitem(request.module.__dict__, "create_in_memory_runtime", factory)
-    try:
-        yield
-    finally:
-        await factory.close()
