@@ -19,13 +19,13 @@ from types import ModuleType
 
 import attrs
 import pytest
-from tests.acceptance.cli_process import durably, script
 
 from durably.cli import build_parser
 from durably.cli_app import make_engine, worker_concurrency
 from durably.domain.results import ok
 from durably.engine import Engine
 from durably.status import Completed, Failed, Running
+from tests.acceptance.cli_process import durably, script
 
 pytestmark = pytest.mark.timeout(120)
 

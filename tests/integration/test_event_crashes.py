@@ -23,12 +23,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.processes import backend_url, trials, wait_until_terminal
-from tests.integration.support import ChildProcess, read_lines, spawn
-from tests.integration.worker_child import LEASE, POLL, Collect, collector
 
 from durably.domain.status import Completed
 from durably.engine import Engine
+from tests.integration.processes import backend_url, trials, wait_until_terminal
+from tests.integration.support import ChildProcess, read_lines, spawn
+from tests.integration.worker_child import LEASE, POLL, Collect, collector
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,10 +13,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 import durably
 from durably.engine import Engine
+from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 pytestmark = pytest.mark.timeout(90)
 

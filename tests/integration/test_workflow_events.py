@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from returns.result import Failure, Success
-from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 import durably
 from durably.domain.errors import InstanceNotFoundError
@@ -21,6 +20,7 @@ from durably.domain.status import Cancelled, Completed, Failed, Paused
 from durably.engine import Engine, Lease
 from durably.testing import ManualClock
 from durably.trackers import InMemoryTracker
+from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 pytestmark = pytest.mark.timeout(60)
 
