@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -29,9 +30,10 @@ from durably.cli_app import (
     redacted_logs,
     worker_concurrency,
 )
-from durably.cli_inspect import inspect_instance, list_instances
+from durably.cli_inspect import inspect_instance, list_instances, with_iso
 from durably.domain.errors import (
     DurablyError,
+    EventNotPublishedError,
     InstanceNotFoundError,
     ResultTimeoutError,
     SerializationError,
@@ -44,6 +46,7 @@ from durably.domain.redaction import mask_passwords, url_secrets
 from durably.domain.status import Cancelled, Failed, WorkflowStatus
 from durably.engine import Engine
 from durably.engine.config import SHIPPED_PROFILES
+from durably.engine.records import PublishedRow
 
 __all__ = ["main", "build_parser"]
 
@@ -117,6 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = command("cancel", "cancel an instance")
     cancel.add_argument("id")
     cancel.add_argument("--reason", help="recorded with the cancellation")
+    send = command("send", "send an event to an instance (a wait_for_event of NAME takes it)")
+    send.add_argument("id")
+    send.add_argument("name", help="the event's name")
+    send.add_argument("--payload", metavar="JSON", help="its payload, as JSON (default null)")
+    send.add_argument(
+        "--event-id", metavar="ID", help="a second send with this id delivers nothing"
+    )
+    send.add_argument("--json", action="store_true", help="print one JSON document")
+    get_event = command("get-event", "the latest value an instance published under KEY")
+    get_event.add_argument("id")
+    get_event.add_argument("key", help="the key given to set_event")
+    get_event.add_argument(
+        "--wait", metavar="DURATION", help="wait until one is published (at most DURATION)"
+    )
+    get_event.add_argument("--json", action="store_true", help=as_json)
     purge = command("purge", "delete the steps of finished instances (tombstones remain)")
     which = purge.add_mutually_exclusive_group(required=True)
     which.add_argument("--before", metavar="AGE", help="those finished at least AGE ago (7d)")
@@ -243,6 +261,10 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
         return await inspect_instance(engine, args, out)
     if args.command == "list":
         return await list_instances(engine, args, out)
+    if args.command == "send":
+        return await _send(engine, args)
+    if args.command == "get-event":
+        return await _get_event(engine, args)
     if args.command == "cancel":
         cancelled = await engine.cancel(args.id, reason=args.reason)
         if isinstance(cancelled, Failure):
@@ -255,6 +277,67 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
         print(f"{args.id} cancelled (was {answer.previous_status})")
         return 0
     return await _purge(engine, args, out)
+
+
+async def _send(engine: Engine, args: argparse.Namespace) -> int:
+    sent = await engine.send_event(args.id, args.name, args.payload_value, event_id=args.event_id)
+    if isinstance(sent, Failure):
+        error = sent.failure()
+        cause = error.cause
+        bad_payload = isinstance(cause, SerializationError)  # too large to store, say
+        raise CliError(str(cause if bad_payload else error), 2 if bad_payload else 1)
+    answer = sent.unwrap()
+    if answer.reason == "not_found":
+        raise _not_found(args.id)
+    if not answer.delivered:
+        found = await engine.status(args.id)
+        status = found.unwrap().status if isinstance(found, Success) else None
+        ended = f"already ended ({status.tag})" if status is not None else "already ended"
+        raise CliError(f"instance {args.id!r} {ended}: event {args.name!r} not delivered", 1)
+    if args.json:
+        document = {
+            "id": args.id,
+            "name": args.name,
+            "event_id": args.event_id,
+            "delivered": answer.delivered,
+            "duplicate": answer.duplicate,
+        }
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+    elif answer.duplicate:
+        print(
+            f"{args.id}: event {args.name!r} with id {args.event_id!r} was delivered before"
+            " (duplicate: nothing sent)"
+        )
+    else:
+        print(f"{args.id}: event {args.name!r} delivered")
+    return 0
+
+
+async def _get_event(engine: Engine, args: argparse.Namespace) -> int:
+    found = await engine.get_event(args.id, args.key, timeout=args.wait)
+    if isinstance(found, Failure):
+        cause = found.failure().cause
+        if isinstance(cause, InstanceNotFoundError):
+            raise CliError(cause.message, 2)
+        if isinstance(cause, EventNotPublishedError):
+            raise CliError(cause.message, 1)
+        raise CliError(str(found.failure()), 1)
+    if not args.json:
+        print(fmt.output_json(found.unwrap()))
+        return 0
+    # The version and the time come with the timeline (read after the value: the same
+    # value unless a newer one was published meanwhile, which it then shows).
+    timeline = await engine.timeline(args.id)
+    if isinstance(timeline, Failure):
+        raise CliError(str(timeline.failure()), 1)
+    rows = timeline.unwrap().rows
+    published = next((r for r in rows if isinstance(r, PublishedRow) and r.key == args.key), None)
+    if published is None:  # purged since
+        raise CliError(EventNotPublishedError(args.id, args.key).message, 1)
+    document = {"id": args.id, "key": args.key, "value": published.value}
+    document |= {"version": published.version, "set_at": published.set_at}
+    print(json.dumps(with_iso(document), ensure_ascii=False, indent=2))
+    return 0
 
 
 async def _purge(engine: Engine, args: argparse.Namespace, out: Console) -> int:
@@ -281,7 +364,8 @@ def _count(instances: int) -> str:
 
 def _reads_only(args: argparse.Namespace) -> bool:
     """Whether the command only reads the store (it must exist; nothing is created)."""
-    return args.command in ("status", "show", "list") or (args.command == "purge" and args.dry_run)
+    reading = ("status", "show", "list", "get-event")
+    return args.command in reading or (args.command == "purge" and args.dry_run)
 
 
 async def _open(engine: Engine) -> None:
@@ -302,7 +386,7 @@ async def _run(args: argparse.Namespace, secrets: set[str]) -> int:
     secrets |= url_secrets(engine.backend_url)
     check_input(args, engine)
     with redacted_logs(secrets):
-        if args.command in ("cancel", "purge") and not read_only:
+        if args.command in ("cancel", "send", "purge") and not read_only:
             # They write, but only into a durably store that exists: look first, read-only,
             # so that a mistyped path or another application's file is refused untouched.
             checked = make_engine(args, read_only=True)

@@ -149,6 +149,20 @@ def check_input(args: argparse.Namespace, engine: Engine) -> None:
             leaves = e.exceptions if isinstance(e, ExceptionGroup) else (e,)  # cattrs' groups
             detail = "; ".join(f"{type(x).__name__}: {x}" for x in leaves)
             raise CliError(f"--input does not fit workflow {args.name!r}: {detail}") from e
+    elif args.command == "send":
+        try:
+            args.payload_value = json.loads(args.payload if args.payload is not None else "null")
+        except json.JSONDecodeError as e:
+            raise CliError(f"--payload is not valid JSON: {e}") from e
+        if not args.name:
+            raise CliError("the event's NAME must not be empty")
+        if args.event_id is not None and not args.event_id:
+            raise CliError("--event-id must not be empty")
+    elif args.command == "get-event" and args.wait is not None:
+        try:
+            parse_duration(args.wait, field="--wait")
+        except ValueError as e:
+            raise CliError(str(e)) from e
     elif args.command == "purge" and args.before is not None:
         try:
             parse_duration(args.before, field="--before")

@@ -94,17 +94,21 @@ def describe_status(
     """One line of plain text: the tag and what it carries (why paused, why failed...).
 
     ``wake_at`` is the instance's alarm when known: a paused instance whose alarm is not
-    its resume time (a failed alarm moved it) says when it really wakes up.
+    its resume time (a failed alarm moved it; an event was delivered to it) says when it
+    really wakes up.
+
+    >>> describe_status(Paused("event", None, "approval", ("event:approval",)), 5, 5)
+    "Paused (event 'approval'), next wake-up due now"
     """
     if isinstance(status, Paused):
         what = pause_text(status)
-        if status.resume_at is None:
-            return f"Paused ({what})"
-        text = f"Paused ({what}) until {format_time(status.resume_at)} UTC"
-        if now is None:
-            return text
+        text = f"Paused ({what})"
+        if status.resume_at is not None:
+            text += f" until {format_time(status.resume_at)} UTC"
         at = status.resume_at if wake_at is None else wake_at
-        if at != status.resume_at and at > now:
+        if now is None or at is None:
+            return text
+        if at != status.resume_at:
             return f"{text}, next wake-up {wake_text(at, now)}"
         return f"{text}, {wake_text(at, now)}"
     if isinstance(status, Failed):
@@ -138,12 +142,18 @@ def pause_text(status: Paused) -> str:
 
 
 def progress_text(status: WorkflowStatus, now: int) -> str:
-    """A short status for the spinner of ``start --wait``: ``Paused (sleep), resumes in 2.0s``."""
+    """A short status for the spinner of ``start --wait``: ``Paused (sleep), resumes in 2.0s``;
+    an event wait resumes when the event comes, or times out.
+
+    >>> progress_text(Paused("event", 61_000, "approval", ("event:approval",)), 1_000)
+    "Paused (event 'approval'), times out in 1m00s"
+    """
     if isinstance(status, Paused):
-        what = status.reason
+        what = pause_text(status) if status.reason == "event" else status.reason
         if status.resume_at is None:
             return f"Paused ({what})"
-        return f"Paused ({what}), resumes in {format_duration(status.resume_at - now)}"
+        then = "times out" if status.reason == "event" else "resumes"
+        return f"Paused ({what}), {then} in {format_duration(status.resume_at - now)}"
     return status.tag
 
 

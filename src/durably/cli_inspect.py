@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from returns.result import Failure
@@ -21,20 +22,34 @@ from durably.domain.status import Failed, is_terminal
 from durably.engine import Engine
 from durably.engine.records import (
     MessageRow,
+    PublishedRow,
     SleepRow,
     StatusRow,
     StepAttemptRow,
     Timeline,
     TimelineHeader,
     TimelineRow,
+    WaitRow,
 )
 from durably.engine.timeline import error_line
 from durably.services.types import InstanceSummary
 
-__all__ = ["inspect_instance", "list_instances", "iso_time", "timeline_json", "header_json"]
+__all__ = [
+    "inspect_instance",
+    "list_instances",
+    "iso_time",
+    "timeline_json",
+    "header_json",
+    "with_iso",
+    "preview",
+]
 
-_USER_DATA = frozenset({"input", "output", "payload"})
+_USER_DATA = frozenset({"input", "output", "payload", "value"})
 """Keys whose values are the user's JSON, left exactly as stored."""
+
+PREVIEW_CHARS = 40
+"""How much of a payload or a published value a row of ``show`` prints (``--json`` and
+``durably get-event`` give it whole)."""
 
 
 def iso_time(ms: int) -> str:
@@ -47,12 +62,12 @@ def iso_time(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def _with_iso(data: Any) -> Any:
+def with_iso(data: Any) -> Any:
     """``data`` with an ``<name>_iso`` string beside every time (``<name>_at`` or ``at``;
     ``null`` beside ``null``); the user's own values (input, output, payloads) are left
     alone."""
     if isinstance(data, list):
-        return [_with_iso(item) for item in data]
+        return [with_iso(item) for item in data]
     if not isinstance(data, dict):
         return data
     out: dict[str, Any] = {}
@@ -60,7 +75,7 @@ def _with_iso(data: Any) -> Any:
         if key in _USER_DATA:
             out[key] = value
             continue
-        out[key] = _with_iso(value)
+        out[key] = with_iso(value)
         if (key == "at" or key.endswith("_at")) and (value is None or type(value) is int):
             out[f"{key}_iso"] = None if value is None else iso_time(value)
     return out
@@ -71,12 +86,12 @@ def header_json(header: TimelineHeader) -> dict[str, Any]:
     data: dict[str, Any] = converter.unstructure(header)
     status = data["status"]
     data["status"] = {"tag": status.pop("tag"), **status}
-    return dict(_with_iso(data))
+    return dict(with_iso(data))
 
 
 def _row_json(row: TimelineRow) -> dict[str, Any]:
     data: dict[str, Any] = converter.unstructure(row, TimelineRow)
-    return dict(_with_iso({"kind": data.pop("kind"), **data}))
+    return dict(with_iso({"kind": data.pop("kind"), **data}))
 
 
 def timeline_json(timeline: Timeline) -> dict[str, Any]:
@@ -92,7 +107,7 @@ def _summary_json(row: InstanceSummary) -> dict[str, Any]:
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
-    return dict(_with_iso(data))
+    return dict(with_iso(data))
 
 
 def _print_json(data: Any) -> None:
@@ -104,6 +119,16 @@ def _print_json(data: Any) -> None:
 
 def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """``value`` as one line of JSON, cut to ``limit`` characters (with ``…``).
+
+    >>> preview({"ok": True}), preview(list(range(30)), 12)
+    ('{"ok": true}', '[0, 1, 2, 3…')
+    """
+    text = _json_text(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _header_grid(header: TimelineHeader, now: int) -> Table:
@@ -152,8 +177,9 @@ def _header_grid(header: TimelineHeader, now: int) -> Table:
     return grid
 
 
-def _outcome(row: TimelineRow, now: int, ended: bool) -> Text:
-    """The last column of a row; ``ended``: the instance is terminal."""
+def _outcome(row: TimelineRow, now: int, ended: bool, takers: Mapping[int, str]) -> Text:
+    """The last column of a row; ``ended``: the instance is terminal; ``takers``: the wait
+    that received each event (by its number)."""
     match row:
         case StepAttemptRow(outcome="ok"):
             return Text("ok", style="green")
@@ -166,6 +192,12 @@ def _outcome(row: TimelineRow, now: int, ended: bool) -> Text:
             return Text("done")
         case SleepRow(resume_at=resume_at):
             return Text(f"until {fmt.format_time(resume_at)}, {fmt.wake_text(resume_at, now)}")
+        case WaitRow():
+            return _wait_outcome(row, now, ended)
+        case PublishedRow(value=value):
+            return Text(preview(value))
+        case MessageRow(type="event"):
+            return _event_outcome(row, ended, takers)
         case MessageRow(payload=payload, consumed=consumed):
             reason = payload.get("reason") if isinstance(payload, dict) else None
             said = f"{reason!r}, " if isinstance(reason, str) else ""
@@ -174,6 +206,36 @@ def _outcome(row: TimelineRow, now: int, ended: bool) -> Text:
         case StatusRow(status=status, detail=detail):
             return Text(detail or "", style="red" if status == "Failed" else "")
     return Text("")  # pragma: no cover - the union is closed
+
+
+def _wait_outcome(row: WaitRow, now: int, ended: bool) -> Text:
+    match row:
+        case WaitRow(outcome="received", seq=seq, event_id=event_id):
+            text = f"received event #{seq}" if seq is not None else "received"
+            return Text(text + (f", id {event_id!r}" if event_id else ""), style="green")
+        case WaitRow(outcome="timed_out", timeout_ms=timeout_ms):
+            after = f" after {fmt.format_duration(timeout_ms)}" if timeout_ms is not None else ""
+            return Text(f"timed out{after}", style="yellow")
+        case _ if ended:
+            return Text("never received")
+        case WaitRow(deadline_at=None):
+            return Text("waiting (no timeout)")
+        case WaitRow(deadline_at=int(at)):
+            return Text(f"waiting until {fmt.format_time(at)}, {fmt.wake_text(at, now)}")
+    return Text("")  # pragma: no cover - the cases are exhaustive
+
+
+def _event_outcome(row: MessageRow, ended: bool, takers: Mapping[int, str]) -> Text:
+    """An event in the inbox: its payload (a preview), its id, and which wait took it."""
+    parts = [] if row.payload is None else [preview(row.payload)]
+    if row.event_id is not None:
+        parts.append(f"id {row.event_id!r}")
+    taker = takers.get(row.seq)
+    if row.consumed:
+        parts.append(f"received by wait {taker!r}" if taker is not None else "received")
+    else:
+        parts.append("never received" if ended else "not received yet")
+    return Text(", ".join(parts))
 
 
 def _row_cells(row: TimelineRow, now: int) -> list[Text | str]:
@@ -185,6 +247,15 @@ def _row_cells(row: TimelineRow, now: int) -> list[Text | str]:
         case SleepRow():
             took = fmt.format_duration(row.duration_ms)
             return ["sleep", Text(row.name), "", fmt.format_time(row.started_at), took]
+        case WaitRow(ended_at=ended_at):
+            took = "-" if ended_at is None else fmt.format_duration(ended_at - row.started_at)
+            return ["wait", Text(row.name), "", fmt.format_time(row.started_at), took]
+        case PublishedRow():
+            set_at = fmt.format_time(row.set_at)
+            return ["published", Text(row.key), str(row.version), set_at, ""]
+        case MessageRow(type="event"):
+            sent_at = fmt.format_time(row.sent_at)
+            return ["event", Text(row.name or ""), str(row.seq), sent_at, ""]
         case MessageRow():
             return ["message", Text(row.type), "", fmt.format_time(row.sent_at), ""]
         case StatusRow():
@@ -194,7 +265,8 @@ def _row_cells(row: TimelineRow, now: int) -> list[Text | str]:
 
 
 def timeline_table(timeline: Timeline, now: int, width: int) -> Table:
-    """The rows of ``durably show``: kind, name, attempt, when, how long, how it ended."""
+    """The rows of ``durably show``: kind, name, number (a step's attempt, a published
+    value's version, an event's place in the inbox), when, how long, how it ended."""
     columns = [
         fmt.Column("kind", keep=True),
         fmt.Column("name", keep=True),
@@ -204,7 +276,12 @@ def timeline_table(timeline: Timeline, now: int, width: int) -> Table:
         fmt.Column("outcome", minimum=12, shrink_order=0),
     ]
     ended = is_terminal(timeline.header.status)
-    rows = [[*_row_cells(row, now), _outcome(row, now, ended)] for row in timeline.rows]
+    takers = {
+        row.seq: row.name
+        for row in timeline.rows
+        if isinstance(row, WaitRow) and row.seq is not None
+    }
+    rows = [[*_row_cells(row, now), _outcome(row, now, ended, takers)] for row in timeline.rows]
     return fmt.fitted_table("Timeline", columns, rows, width)
 
 

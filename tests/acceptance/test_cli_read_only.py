@@ -1,9 +1,10 @@
 """Commands that only read never create, migrate or change a store.
 
-``list``, ``show``, ``status`` and ``purge --dry-run`` on a mistyped path create no file,
-on another application's SQLite file leave it byte for byte as it was, and can inspect a
-database that is read-only (its file, or its directory). ``cancel`` and ``purge`` create
-nothing either. On PostgreSQL, a missing schema is an error and is not created.
+``list``, ``show``, ``status``, ``get-event`` and ``purge --dry-run`` on a mistyped path
+create no file, on another application's SQLite file leave it byte for byte as it was,
+and can inspect a database that is read-only (its file, or its directory). ``cancel``,
+``send`` and ``purge`` create nothing either. On PostgreSQL, a missing schema is an
+error and is not created.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import durably
 
 @durably.workflow
 async def greet(name: str) -> str:
+    await durably.set_event("greeting", f"hello {name}")
     return await durably.step("hello", lambda: f"hello {name}")
 
 
@@ -44,8 +46,13 @@ READING = {
     "status": ["status", "g-1"],
     "show": ["show", "g-1"],
     "purge-dry-run": ["purge", "--all", "--dry-run"],
+    "get-event": ["get-event", "g-1", "greeting"],
 }
-WRITING = {"cancel": ["cancel", "g-1"], "purge": ["purge", "--all"]}
+WRITING = {
+    "cancel": ["cancel", "g-1"],
+    "send": ["send", "g-1", "greeting"],
+    "purge": ["purge", "--all"],
+}
 
 
 @pytest.fixture
@@ -164,7 +171,7 @@ def test_a_read_only_file_can_be_inspected(folder: Path) -> None:
     database.chmod(0o444)
     _cannot_write(database)
     before = snapshot(database)
-    listed, status, show, dry = _inspect_read_only(folder, database)
+    listed, status, show, dry, got = _inspect_read_only(folder, database)
     assert listed.code == 0, listed.err
     assert "g-1" in listed.out
     assert status.code == 0, status.err
@@ -173,6 +180,8 @@ def test_a_read_only_file_can_be_inspected(folder: Path) -> None:
     assert "hello" in show.out
     assert dry.code == 0, dry.err
     assert dry.out.startswith("would purge 1 instance")
+    assert got.code == 0, got.err
+    assert got.out == '"hello Ada"\n'
     assert snapshot(database) == before
 
 

@@ -71,8 +71,10 @@ def test_the_cli_page_session(tmp_path: Path) -> None:
     page = DOCS / "cli.md"
     ran = _replay(page, tmp_path)
     documented = {c.argv[1] for c in console_commands(page) if c.argv[0] == "durably"}
-    assert documented >= {"start", "status", "show", "list", "cancel", "purge", "worker"}
-    assert ran >= 15
+    assert documented >= {
+        "start", "status", "show", "list", "cancel", "purge", "worker", "send", "get-event",
+    }  # fmt: skip
+    assert ran >= 25
     assert not (DOCS / "shop.db").exists()  # the session wrote in its own directory
 
 

@@ -5,6 +5,7 @@ from durably.engine.config import EngineOptions, Lease, Purge, parse_backend_url
 from durably.engine.engine import Engine
 from durably.engine.records import (
     MessageRow,
+    PublishedRow,
     SleepRow,
     StatusRow,
     StepAttemptRow,
@@ -12,6 +13,7 @@ from durably.engine.records import (
     Timeline,
     TimelineHeader,
     TimelineRow,
+    WaitRow,
 )
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "StepAttemptRow",
     "SleepRow",
     "MessageRow",
+    "WaitRow",
+    "PublishedRow",
     "StatusRow",
     "AlarmFailure",
 ]

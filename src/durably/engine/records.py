@@ -11,7 +11,7 @@ from typing import ClassVar, Literal, TypeAlias
 
 import attrs
 
-from durably.domain.records import AlarmFailure, JsonValue
+from durably.domain.records import AlarmFailure, JsonValue, WaitOutcome
 from durably.domain.serialization import register_tagged_union
 from durably.domain.status import WorkflowError, WorkflowStatus
 
@@ -21,6 +21,8 @@ __all__ = [
     "StepAttemptRow",
     "SleepRow",
     "MessageRow",
+    "WaitRow",
+    "PublishedRow",
     "StatusRow",
     "TimelineRow",
     "Timeline",
@@ -102,17 +104,60 @@ class SleepRow:
 
 @attrs.frozen
 class MessageRow:
-    """A message delivered to the instance's inbox from outside (a cancel request)."""
+    """A message delivered to the instance's inbox from outside (a cancel request, an
+    event sent by ``send_event``)."""
 
     seq: int
+    """Its number in the instance's delivery order (a wait that received it names it)."""
     type: str
-    """What it asks: ``"cancel"``."""
+    """What it is: ``"cancel"`` or ``"event"``."""
     name: str | None
+    """An event's name."""
     sent_at: int
     consumed: bool
-    """Whether the instance acted on it."""
+    """Whether the instance acted on it (an event: a wait took it)."""
     payload: JsonValue = None
+    event_id: str | None = None
+    """The ``event_id`` an event was sent with (it dedupes a second send)."""
     kind: ClassVar[Literal["message"]] = "message"
+
+
+@attrs.frozen
+class WaitRow:
+    """A ``wait_for_event``: waiting, or how it ended."""
+
+    name: str
+    """The wait key (``approval``, ``approval#2``)."""
+    event_name: str
+    started_at: int
+    deadline_at: int | None
+    """When it times out (``None``: never)."""
+    timeout_ms: int | None
+    outcome: WaitOutcome
+    """``"waiting"``, ``"received"`` or ``"timed_out"``."""
+    ended_at: int | None = None
+    seq: int | None = None
+    """The number of the inbox message it received (its ``MessageRow.seq``)."""
+    event_id: str | None = None
+    """The ``event_id`` of the event it received, if it was sent with one."""
+    sent_at: int | None = None
+    """When the event it received was sent."""
+    payload: JsonValue = None
+    """The payload it received."""
+    kind: ClassVar[Literal["wait"]] = "wait"
+
+
+@attrs.frozen
+class PublishedRow:
+    """The latest value ``set_event`` published under a key (older values are not kept)."""
+
+    key: str
+    value: JsonValue
+    version: int
+    """How many times the key was set (the latest value is the ``version``-th)."""
+    set_at: int
+    """When the latest value was set."""
+    kind: ClassVar[Literal["published"]] = "published"
 
 
 @attrs.frozen
@@ -127,7 +172,7 @@ class StatusRow:
     kind: ClassVar[Literal["status"]] = "status"
 
 
-TimelineRow: TypeAlias = StepAttemptRow | SleepRow | MessageRow | StatusRow
+TimelineRow: TypeAlias = StepAttemptRow | SleepRow | WaitRow | PublishedRow | MessageRow | StatusRow
 
 
 @attrs.frozen
@@ -140,7 +185,7 @@ class Timeline:
 
 register_tagged_union(
     TimelineRow,
-    (StepAttemptRow, SleepRow, MessageRow, StatusRow),
+    (StepAttemptRow, SleepRow, WaitRow, PublishedRow, MessageRow, StatusRow),
     name="TimelineRow",
     tag_attr="kind",
 )

@@ -1,7 +1,8 @@
 """Reading an instance's history out of its stored keys (pure: no IO here).
 
 ``build_timeline`` turns what the engine read (every key of the instance, its row, its
-inbox and its alarm) into a ``Timeline``; ``step_records`` gives ``Engine.steps``.
+inbox and its alarm) into a ``Timeline`` (steps, sleeps, waits for events, published
+events, inbox messages and statuses); ``step_records`` gives ``Engine.steps``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from typing import Any
 import attrs
 
 from durably.domain import keys
-from durably.domain.inbox import InboxMessage
+from durably.domain.inbox import EVENT, InboxMessage, event_dedupe_key
 from durably.domain.records import (
     AlarmFailure,
     JsonValue,
+    PublishedEvent,
     SleepRecord,
     StepAttempt,
     StepResult,
     Tombstone,
+    WaitRecord,
 )
 from durably.domain.serialization import decode
 from durably.domain.status import (
@@ -34,6 +37,7 @@ from durably.domain.status import (
 )
 from durably.engine.records import (
     MessageRow,
+    PublishedRow,
     SleepRow,
     StatusRow,
     StepAttemptRow,
@@ -41,6 +45,7 @@ from durably.engine.records import (
     Timeline,
     TimelineHeader,
     TimelineRow,
+    WaitRow,
 )
 from durably.ports.host import InstanceRow
 
@@ -168,8 +173,55 @@ def _sleep_rows(entries: Mapping[str, JsonValue]) -> list[TimelineRow]:
     return rows
 
 
+def _wait_rows(entries: Mapping[str, JsonValue]) -> list[TimelineRow]:
+    rows: list[TimelineRow] = []
+    for key, value in entries.items():
+        if key.startswith(keys.WAIT_PREFIX):
+            record: WaitRecord = decode(value, WaitRecord, key=key)
+            rows.append(
+                WaitRow(
+                    name=keys.unescape(key[len(keys.WAIT_PREFIX) :]),
+                    event_name=record.event_name,
+                    started_at=record.started_at,
+                    deadline_at=record.deadline,
+                    timeout_ms=record.timeout_ms,
+                    outcome=record.outcome,
+                    ended_at=record.ended_at,
+                    seq=record.seq,
+                    event_id=record.event_id,
+                    sent_at=record.sent_at,
+                    payload=record.payload,
+                )
+            )
+    return rows
+
+
+def _published_rows(entries: Mapping[str, JsonValue]) -> list[TimelineRow]:
+    rows: list[TimelineRow] = []
+    for key, value in entries.items():
+        if key.startswith(keys.PUBLISHED_PREFIX):
+            record: PublishedEvent = decode(value, PublishedEvent, key=key)
+            name = keys.unescape(key[len(keys.PUBLISHED_PREFIX) :])
+            rows.append(PublishedRow(name, record.value, record.version, record.set_at))
+    return rows
+
+
+_EVENT_DEDUPE = event_dedupe_key("")
+
+
+def _event_id(message: InboxMessage) -> str | None:
+    """The ``event_id`` an event was sent with (kept in its dedupe key)."""
+    dedupe = message.dedupe_key
+    if message.kind != EVENT or dedupe is None or not dedupe.startswith(_EVENT_DEDUPE):
+        return None
+    return dedupe[len(_EVENT_DEDUPE) :]
+
+
 def _message_rows(messages: Iterable[InboxMessage]) -> list[TimelineRow]:
-    return [MessageRow(m.seq, m.kind, m.name, m.sent_at, m.consumed, m.payload) for m in messages]
+    return [
+        MessageRow(m.seq, m.kind, m.name, m.sent_at, m.consumed, m.payload, _event_id(m))
+        for m in messages
+    ]
 
 
 def _status_rows(status: WorkflowStatus, tombstone: Tombstone | None) -> list[TimelineRow]:
@@ -208,7 +260,9 @@ def _in_order(
 
 def _time_of(row: TimelineRow) -> int | None:
     match row:
-        case StepAttemptRow(started_at=at) | SleepRow(started_at=at):
+        case StepAttemptRow(started_at=at) | SleepRow(started_at=at) | WaitRow(started_at=at):
+            return at
+        case PublishedRow(set_at=at):
             return at
         case MessageRow(sent_at=at):
             return at
@@ -267,7 +321,13 @@ def build_timeline(
         purged_at=tombstone.purged_at if tombstone is not None else None,
     )
     first: list[TimelineRow] = [] if created_at is None else [StatusRow("Created", created_at)]
-    middle = [*_step_rows(steps, status), *_sleep_rows(entries), *_message_rows(messages)]
+    middle = [
+        *_step_rows(steps, status),
+        *_sleep_rows(entries),
+        *_published_rows(entries),  # before a wait of the same millisecond: the usual order
+        *_wait_rows(entries),
+        *_message_rows(messages),
+    ]
     recovered = entries.get(keys.LAST_RECOVERY_AT)
     if recovered is not None:
         middle.append(StatusRow("Recovered", int(recovered)))
