@@ -64,6 +64,18 @@ def test_approval_is_sent_by_another_process_and_the_unanswered_claim_expires(
     assert list(tmp_path.iterdir()) == []  # the database lived in its own temporary folder
 
 
+def test_fan_out_invoices_each_customer_in_a_child_and_overlaps_the_calls(
+    tmp_path: Path,
+) -> None:
+    output = _run(ROOT / "examples" / "fan_out.py", tmp_path)
+    assert "2026-11: 3 invoices, 245 in total; child workflow 'invoice'" in output
+    assert "('invoices-2026-11/invoice#4') failed: ValueError: nothing to invoice" in output
+    assert "children: invoices-2026-11/invoice, invoices-2026-11/invoice#2," in output
+    assert "order o-1: payments ok, stock ok, email ok in" in output
+    assert "the three calls ran at once" in output  # each began before any ended
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_readme_names_no_path_outside_the_repository() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     quoted = re.findall(r"`([^`\s]+)`", text)

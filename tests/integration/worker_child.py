@@ -13,6 +13,11 @@ the sum of the step indexes.
 The workflow ``collector`` takes ``Collect(side, count)``: ``count`` times, it waits for
 an event ``item`` and records its payload in a step (which appends ``"got <index>
 <payload> <pid>"`` to the side file); it returns the payloads in the order it got them.
+
+The workflow ``fan_parent`` takes ``Fan(side, children, steps)``: a step ``prepare``,
+then ``children`` children ``fan_child`` at once (``gather``), each of ``steps`` steps,
+then a step ``total`` that sums their outputs. Every step appends ``"run <instance>
+<step> <pid> <wall time>"`` to the side file when it runs.
 """
 
 from __future__ import annotations
@@ -29,7 +34,17 @@ import durably
 from durably.engine import Engine, Lease
 from tests.integration.support import append_line
 
-__all__ = ["LEASE", "POLL", "Job", "paced", "Collect", "collector"]
+__all__ = [
+    "LEASE",
+    "POLL",
+    "Job",
+    "paced",
+    "Collect",
+    "collector",
+    "Fan",
+    "fan_parent",
+    "fan_child",
+]
 
 LEASE = Lease(duration="2s", renew_every="500ms")
 POLL = "100ms"
@@ -92,8 +107,47 @@ async def collector(job: Collect) -> list[int]:
     return got
 
 
+@attrs.frozen
+class Fan:
+    """What ``fan_parent`` runs: its side file, how many children, steps per child."""
+
+    side: str
+    children: int
+    steps: int = 3
+    index: int = 0
+    """For a child: its place among its siblings."""
+
+
+def _logged(side: str, step: str, value: int) -> Callable[[], int]:
+    def run() -> int:
+        me = durably.context().workflow_id
+        append_line(side, f"run {me} {step} {os.getpid()} {time.time()}\n")
+        return value
+
+    return run
+
+
+@durably.workflow
+async def fan_child(job: Fan) -> int:
+    """``job.steps`` logged steps; step ``k`` returns ``job.index * 10 + k``."""
+    total = 0
+    for k in range(job.steps):
+        total += await durably.step(f"s{k}", _logged(job.side, f"s{k}", job.index * 10 + k))
+    return total
+
+
+@durably.workflow
+async def fan_parent(job: Fan) -> int:
+    """``prepare``, ``job.children`` children at once, then ``total`` (their sum)."""
+    count = await durably.step("prepare", _logged(job.side, "prepare", job.children))
+    outputs = await durably.gather(
+        *(durably.child(fan_child, attrs.evolve(job, index=i)) for i in range(count))
+    )
+    return await durably.step("total", _logged(job.side, "total", sum(outputs)))
+
+
 async def main(url: str) -> int:
-    async with Engine([paced, collector], backend=url, lease=LEASE, poll_interval=POLL) as engine:
+    async with Engine([paced, collector, fan_parent, fan_child], backend=url, lease=LEASE, poll_interval=POLL) as engine:
         stop = asyncio.Event()
         worker = asyncio.get_running_loop().create_task(engine.run_worker(stop=stop))
         print("ready", flush=True)
