@@ -8,6 +8,7 @@ from durably.domain.backoff import Backoff, add_jitter, calculate_backoff_delay
 from durably.domain.durations import parse_duration
 from durably.domain.errors import (
     ChildWorkflowError,
+    DuplicateWorkflowError,
     DurablyError,
     EventNotPublishedError,
     EventTimeoutError,
@@ -34,6 +35,7 @@ from durably.domain.errors import (
     WorkflowNotFoundError,
     WorkflowScopeError,
 )
+from durably.domain.queues import Queue
 from durably.domain.retry import Retry
 from durably.engine import Engine, Lease, Purge, StepRecord
 from durably.primitives import (
@@ -92,6 +94,7 @@ __all__ = [
     "add_jitter",
     # running workflows
     "Engine",
+    "Queue",
     "Lease",
     "Purge",
     "StepRecord",
@@ -121,6 +124,7 @@ __all__ = [
     "EventTimeoutError",
     "EventNotPublishedError",
     "ChildWorkflowError",
+    "DuplicateWorkflowError",
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",

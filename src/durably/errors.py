@@ -12,6 +12,7 @@ cause's branch.
 
 from durably.domain.errors import (
     ChildWorkflowError,
+    DuplicateWorkflowError,
     DurablyError,
     EventNotPublishedError,
     EventTimeoutError,
@@ -44,6 +45,7 @@ from durably.domain.errors import (
 
 __all__ = [
     "DurablyError",
+    "DuplicateWorkflowError",
     "ChildWorkflowError",
     "EventTimeoutError",
     "EventNotPublishedError",

@@ -151,6 +151,11 @@ async def _get_event(engine: Engine) -> Result[Any, Any]:
         return await engine.get_event("done", "stage")
 
 
+async def _queue_stats(engine: Engine) -> Result[Any, Any]:
+    with failing(engine, "queue_stats"):
+        return await engine.queue_stats()
+
+
 CASES: dict[str, Case] = {
     "start": _start,
     "queue": _queue,
@@ -165,6 +170,7 @@ CASES: dict[str, Case] = {
     "purge_candidates": _purge_candidates,
     "send_event": _send_event,
     "get_event": _get_event,
+    "queue_stats": _queue_stats,
 }
 
 

@@ -12,6 +12,7 @@ from returns.result import Failure, Result, Success
 import durably.domain.errors as errors_module
 from durably.domain.errors import (
     ChildWorkflowError,
+    DuplicateWorkflowError,
     DurablyError,
     EventTimeoutError,
     InstancePurgedError,
@@ -51,6 +52,8 @@ API_ERRORS = {
     # coordination.md sections 1 and 2
     "EventTimeoutError",
     "ChildWorkflowError",
+    # coordination.md section 3
+    "DuplicateWorkflowError",
 }
 
 # (an instance, the field to try to overwrite, what its message must contain)
@@ -106,6 +109,11 @@ CASES: list[tuple[DurablyError, str, tuple[str, ...]]] = [
         ),
         "child_id",
         ("'invoice'", "'m/invoice#2'", "failed in step 'pay'", "KeyError: no card"),
+    ),
+    (
+        DuplicateWorkflowError("orders", "order-7", "o-7"),
+        "dedupe_id",
+        ("'order-7'", "'orders'", "'o-7'", "nothing was queued"),
     ),
     (
         ChildWorkflowError("m/invoice", "invoice", "Cancelled", reason="parent cancelled"),
@@ -373,6 +381,7 @@ TREE = {
         "InvalidTransitionError",
         "WorkflowScopeError",
         "StepScopeError",
+        "DuplicateWorkflowError",
     },
     "OutcomeError": {
         "WorkflowFailedError",

@@ -19,9 +19,10 @@ from durably.adapters.clock import Clock, ClockRuntime, ManualClock, SystemClock
 from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced, woken_by_news
 from durably.adapters.runtime import instance_runtime
 from durably.adapters.unit_of_work import ClearAlarm, SetAlarm
-from durably.domain.errors import InstanceExists, LeaseLost, StorageError
+from durably.domain.errors import DuplicateWorkflowError, InstanceExists, LeaseLost, StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.lease import LeaseHold
+from durably.domain.queues import DEFAULT_QUEUE, ClaimScope, Queue, QueueStats, admit
 from durably.domain.serialization import loads
 from durably.domain.status import TERMINAL_TAGS
 from durably.ports import Claimed, InstanceRow, InstanceRuntime
@@ -38,6 +39,13 @@ class _Row:
     lease_owner: str | None = None
     lease_expires_at: int | None = None
     inbox_seq: int = 0
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    partition_key: str | None = None
+    dedupe_id: str | None = None
+    slot: bool = False
+    """It holds a slot of its queue (taken by the claim that started it)."""
+    slot_at: int | None = None
 
     def frozen(self, instance_id: str) -> InstanceRow:
         return InstanceRow(
@@ -62,6 +70,7 @@ class MemoryBackend:
     inboxes: dict[str, list[InboxMessage]] = attrs.field(factory=dict)
     commits: int = 0
     commits_renew_lease: bool = False
+    queues: dict[str, Queue] = attrs.field(factory=dict)
     commit_observers: list[Callable[[CommitPlan], None]] = attrs.field(factory=list)
     """Called with each plan once it is applied, before its committer goes on: what may
     happen right after a commit (``durably.testing.crash_after`` crashes there)."""
@@ -76,6 +85,10 @@ class MemoryBackend:
         if isinstance(write, Create):
             if row is not None:
                 raise InstanceExists(iid)
+            if write.dedupe_id is not None:
+                holder = self._dedupe_holder(write.queue, write.dedupe_id)
+                if holder is not None:
+                    raise DuplicateWorkflowError(write.queue, write.dedupe_id, holder)
             row = self.rows[iid] = _Row(
                 write.workflow,
                 plan.status or "Pending",
@@ -83,6 +96,10 @@ class MemoryBackend:
                 plan.now,
                 write.lease_owner,
                 write.lease_expires_at,
+                queue=write.queue,
+                priority=write.priority,
+                partition_key=write.partition_key,
+                dedupe_id=write.dedupe_id,
             )
         elif isinstance(write, Fenced):
             if row is None or row.lease_owner != write.owner:
@@ -93,6 +110,8 @@ class MemoryBackend:
                 row.lease_expires_at = write.lease_expires_at
         if row is not None and plan.status is not None and not isinstance(write, Create):
             row.status, row.updated_at = plan.status, plan.now
+            if plan.status in TERMINAL_TAGS:
+                row.slot = False  # a final status gives the slot back
         keys = self.data.setdefault(iid, {})
         if plan.clear:  # a purge: the inbox goes with the keys
             keys.clear()
@@ -136,7 +155,7 @@ class MemoryBackend:
         await asyncio.sleep(0)
         try:
             outcome = self.execute(plan)
-        except (LeaseLost, InstanceExists) as e:
+        except (LeaseLost, InstanceExists, DuplicateWorkflowError) as e:
             raise StorageError("commit", None, e) from e
         for observer in self.commit_observers:
             observer(plan)
@@ -249,20 +268,93 @@ class MemoryBackend:
             row.lease_expires_at is not None and row.lease_expires_at <= now
         )
 
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
-        """Lease due instances; their alarms move to the lease's expiry."""
+    def _dedupe_holder(self, queue: str, dedupe_id: str) -> str | None:
+        for iid, row in self.rows.items():
+            if (
+                row.queue == queue
+                and row.dedupe_id == dedupe_id
+                and row.status not in TERMINAL_TAGS
+            ):
+                return iid
+        return None
+
+    async def claim_due(
+        self, owner: str, now: int, lease_ms: int, limit: int, scope: ClaimScope | None = None
+    ) -> list[Claimed]:
+        """Lease due instances (``InstanceHost.claim_due``); their alarms move to the
+        lease's expiry."""
+        scope = scope if scope is not None else ClaimScope()
+        limited = {q.name: q for q in scope.limits}
+        room = dict(scope.room)
         due = sorted((at, iid) for iid, at in self.alarms.items() if at <= now)
         claimed: list[Claimed] = []
-        for _, iid in due:
-            if len(claimed) >= limit:
-                break
-            row = self.rows.get(iid)
-            if row is None or not self._free(row, now):
-                continue
+
+        def take(iid: str, row: _Row, slot: bool) -> None:
             row.lease_owner, row.lease_expires_at = owner, now + lease_ms
+            if slot:
+                row.slot, row.slot_at = True, now
             self.alarms[iid] = now + lease_ms
-            claimed.append(Claimed(iid, row.inbox_seq))
+            claimed.append(Claimed(iid, row.inbox_seq, row.queue))
+            if row.queue in room:
+                room[row.queue] -= 1
+
+        starts: dict[str, list[tuple[str, _Row]]] = {}
+        for _, iid in due:
+            row = self.rows.get(iid)
+            if row is None or not self._free(row, now) or row.queue not in scope.served:
+                continue
+            if row.queue in limited and row.status == "Queued" and not row.slot:
+                starts.setdefault(row.queue, []).append((iid, row))
+            elif len(claimed) < limit and room.get(row.queue, 1) > 0:
+                take(iid, row, slot=False)
+        for name, waiting in starts.items():
+            queue = limited[name]
+            holders = [r for r in self.rows.values() if r.queue == name and r.slot]
+            window = queue.rate_limit
+            recent = sum(
+                1
+                for r in self.rows.values()
+                if window is not None
+                and r.queue == name
+                and r.slot_at is not None
+                and r.slot_at > now - window[1]
+            )
+            by_partition: dict[str | None, int] = {}
+            for r in holders:
+                by_partition[r.partition_key] = by_partition.get(r.partition_key, 0) + 1
+            waiting.sort(key=lambda c: (c[1].priority, c[1].created_at, c[0]))
+            budget = min(limit - len(claimed), room.get(name, limit))
+            chosen = admit(
+                queue,
+                [(iid, r.partition_key) for iid, r in waiting],
+                len(holders),
+                recent,
+                by_partition,
+                budget,
+            )
+            rows = dict(waiting)
+            for iid in chosen:
+                take(iid, rows[iid], slot=True)
         return claimed
+
+    async def save_queues(self, queues: Sequence[Queue], now: int) -> None:
+        """Keep the queues' limits."""
+        for queue in queues:
+            self.queues[queue.name] = queue
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Waiting and running instances per queue, with the stored limits."""
+        counts: dict[str, list[int]] = {name: [0, 0] for name in self.queues}
+        for row in self.rows.values():
+            entry = counts.setdefault(row.queue, [0, 0])
+            if row.status == "Queued":
+                entry[0] += 1
+            elif row.status in ("Running", "Paused"):
+                entry[1] += 1
+        return [
+            QueueStats(name, waiting, running, self.queues.get(name))
+            for name, (waiting, running) in sorted(counts.items())
+        ]
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance if it is free, expired or already ours."""

@@ -3,9 +3,12 @@
 Every backend executes plans, and only plans, in one place each (``MemoryStore.execute``,
 ``sqlite/plans.py``, ``postgres/plans.py``), so the rules below are written once:
 
-- **creation**: a unit that writes the workflow's name creates the instance; it is
-  refused (``InstanceExists``) when the instance exists. The creation holds its
-  owner's lease only when it writes ``Running`` (a queued instance is nobody's).
+- **creation**: a unit that writes the workflow's name creates the instance, in its
+  queue (``workflow:queue``); it is refused when the instance exists (``InstanceExists``)
+  or when its queue's dedupe id is held by an instance not final yet
+  (``DuplicateWorkflowError``). The creation holds its owner's lease only when it
+  writes ``Running`` (a queued instance is nobody's).
+- **slots**: a status that is final gives back the instance's slot in its queue.
 - **fenced**: a unit of a lease owner is refused (``LeaseLost``) unless the owner still
   holds the lease. A status other than ``Running`` gives the lease back in the same
   commit (the run stopped); ``Running`` keeps it, renewed.
@@ -34,6 +37,7 @@ import attrs
 from durably.adapters.unit_of_work import AlarmChange, KeepAlarm, SetAlarm, UnitOfWork
 from durably.domain import keys
 from durably.domain.inbox import WAKING_STATUSES, Outgoing
+from durably.domain.queues import DEFAULT_QUEUE
 from durably.domain.status import TERMINAL_TAGS
 
 __all__ = [
@@ -51,11 +55,16 @@ __all__ = [
 
 @attrs.frozen
 class Create:
-    """Insert the instance's row (refused if it exists)."""
+    """Insert the instance's row (refused if it exists, or if its queue's dedupe id is
+    held by an instance not final yet)."""
 
     workflow: str
     lease_owner: str | None
     lease_expires_at: int | None
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    partition_key: str | None = None
+    dedupe_id: str | None = None
 
 
 @attrs.frozen
@@ -165,7 +174,17 @@ def plan_commit(
     write: Write
     if name is not None and not unit.cleared:
         holder = owner if tag == "Running" else None
-        write = Create(json.loads(name), holder, expires if holder is not None else None)
+        placed = unit.writes.get(keys.QUEUE)
+        where = json.loads(placed) if placed is not None else {}
+        write = Create(
+            json.loads(name),
+            holder,
+            expires if holder is not None else None,
+            where.get("queue", DEFAULT_QUEUE),
+            where.get("priority", 0),
+            where.get("partition_key"),
+            where.get("dedupe_id"),
+        )
     elif owner is not None:
         write = Fenced(owner, expires, release=tag is not None and tag != "Running")
     else:

@@ -10,6 +10,7 @@ The tree::
     │   ├── ProfileError            a profile (YAML) cannot be used: names its file and key
     │   ├── SerializationError      a value cannot be stored, or read back as its type
     │   ├── InvalidTransitionError  a status transition the table forbids
+    │   ├── DuplicateWorkflowError  ``queue``: the dedupe id is held by an unfinished instance
     │   ├── WorkflowScopeError      a primitive was used outside a workflow
     │   └── StepScopeError          a primitive was used inside a step
     ├── OutcomeError            the workflow ran, and did not end as hoped
@@ -66,6 +67,7 @@ __all__ = [
     "EventTimeoutError",
     "EventNotPublishedError",
     "ChildWorkflowError",
+    "DuplicateWorkflowError",
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",
@@ -324,6 +326,24 @@ class ChildWorkflowError(OutcomeError):
         kind = f"{error.type}: " if error.type else ""
         where = f" in step {error.step_name!r}" if error.step_name else ""
         return f"{what} failed{where}: {kind}{error.message}"
+
+
+@attrs.frozen(eq=False)
+class DuplicateWorkflowError(UsageError):
+    """``engine.queue`` with a ``dedupe_id`` that an instance of that queue, not final yet,
+    holds already (``existing_id``); nothing was queued."""
+
+    queue: str
+    dedupe_id: str
+    existing_id: str | None = None
+
+    @property
+    def message(self) -> str:
+        holder = f" by instance {self.existing_id!r}" if self.existing_id else ""
+        return (
+            f"dedupe id {self.dedupe_id!r} of queue {self.queue!r} is held{holder}, "
+            "which has not ended: nothing was queued"
+        )
 
 
 @attrs.frozen(eq=False)

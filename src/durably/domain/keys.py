@@ -32,6 +32,7 @@ __all__ = [
     "PUBLISHED_PREFIX",
     "CHILD_PREFIX",
     "PARENT",
+    "QUEUE",
     "escape",
     "unescape",
     "meta",
@@ -88,6 +89,7 @@ WAIT_PREFIX = "wait:"
 PUBLISHED_PREFIX = "event:"
 CHILD_PREFIX = "child:"
 PARENT = "workflow:parent"
+QUEUE = "workflow:queue"
 
 
 def escape(name: str) -> str:

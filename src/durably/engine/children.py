@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from returns.result import Failure
 
+from durably.domain.queues import DEFAULT_QUEUE, Placement, Queue
 from durably.domain.records import ParentLink
 from durably.engine.server import InstanceServer
 from durably.services import WorkflowRegistry
@@ -17,9 +19,12 @@ __all__ = ["ChildLauncher"]
 class ChildLauncher:
     """Starts the children of this engine's workflows: queued instances on its host."""
 
-    def __init__(self, server: InstanceServer, registry: WorkflowRegistry) -> None:
+    def __init__(
+        self, server: InstanceServer, registry: WorkflowRegistry, queues: Mapping[str, Queue]
+    ) -> None:
         self._server = server
         self._registry = registry
+        self._queues = queues
 
     def workflow_names(self) -> list[str]:
         """The workflows registered in the engine."""
@@ -32,10 +37,21 @@ class ChildLauncher:
         return self._registry.definition(workflow).output_type
 
     async def start_child(
-        self, child_id: str, workflow: str, input: Any, parent: ParentLink
+        self,
+        child_id: str,
+        workflow: str,
+        input: Any,
+        parent: ParentLink,
+        queue: str | None = None,
     ) -> None:
         """Queue instance ``child_id`` as ``parent``'s child (or find it, started before)."""
-        call = WorkflowCall(workflow, input, parent=parent)
+        placement = None
+        if queue is not None and queue != DEFAULT_QUEUE:
+            if queue not in self._queues:
+                known = ", ".join(self._queues)
+                raise ValueError(f"unknown queue {queue!r}; this engine's queues: {known}")
+            placement = Placement(queue)
+        call = WorkflowCall(workflow, input, parent=parent, placement=placement)
         async with self._server.serve(child_id) as orchestrator:
             queued = await orchestrator.queue(call)
         if isinstance(queued, Failure):

@@ -11,6 +11,7 @@ from durably.containers import SHIPPED_PROFILES, profile_path
 from durably.domain.backend_url import BackendUrl, parse_backend_url
 from durably.domain.durations import Duration, parse_duration
 from durably.domain.lease import Lease
+from durably.domain.queues import Queue
 from durably.services.purge import PurgeConfig
 from durably.services.recovery import RecoveryConfig
 
@@ -72,6 +73,8 @@ class EngineOptions:
     """An object that receives the events, in place of the profile's ``tracker.kind``."""
     clock: Any = None
     read_only: bool = False
+    queues: tuple[Queue, ...] = ()
+    """The queues of ``engine.queue`` besides the default one, with their limits."""
 
     def settings(self) -> dict[str, dict[str, Any]]:
         """The options given, as settings of the root container's ``config`` (the shape of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import datetime
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ from durably.domain.errors import (
 from durably.domain.events import uuid7
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.owner import owner_token
+from durably.domain.queues import DEFAULT_QUEUE, Placement, Queue
 from durably.domain.results import ok
 from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
@@ -57,6 +59,37 @@ O = TypeVar("O")  # noqa: E741 - the conventional name of an output type variabl
 Workflows = Iterable[WorkflowDefinition[Any, Any]] | Mapping[str, WorkflowDefinition[Any, Any]]
 
 
+def _start_time(
+    now: int, delay: Duration | None, start_at: int | datetime.datetime | None
+) -> int | None:
+    """When a queued instance may start (``None``: now)."""
+    if delay is not None and start_at is not None:
+        raise ValueError("give delay or start_at, not both")
+    if delay is not None:
+        return now + parse_duration(delay, field="delay")
+    if isinstance(start_at, datetime.datetime):
+        if start_at.tzinfo is None:
+            raise ValueError("start_at needs an aware datetime (with a tzinfo), got a naive one")
+        return round(start_at.timestamp() * 1000)
+    if start_at is not None and (isinstance(start_at, bool) or not isinstance(start_at, int)):
+        raise TypeError(f"start_at takes epoch ms or an aware datetime, got {start_at!r}")
+    return start_at
+
+
+def _queues(given: Iterable[Queue]) -> dict[str, Queue]:
+    """The queues by name, the default one (without limits unless given) first."""
+    queues: dict[str, Queue] = {DEFAULT_QUEUE: Queue(DEFAULT_QUEUE)}
+    seen: set[str] = set()
+    for queue in given:
+        if not isinstance(queue, Queue):
+            raise TypeError(f"queues takes durably.Queue objects, got {queue!r}")
+        if queue.name in seen:
+            raise ValueError(f"two queues are named {queue.name!r}")
+        seen.add(queue.name)
+        queues[queue.name] = queue
+    return queues
+
+
 class Engine(EngineQueries):
     """Runs workflows durably over a backend (``memory://``, ``sqlite:///path.db``).
 
@@ -78,6 +111,7 @@ class Engine(EngineQueries):
         poll_interval: Duration | None = None,
         read_only: bool = False,
         profile: str | Path | None = None,
+        queues: Iterable[Queue] | None = None,
     ) -> None:
         """An engine over ``backend`` (``sqlite:///durably.db`` when neither it nor a
         profile names one). An option left ``None`` comes from ``profile`` when one is
@@ -94,6 +128,7 @@ class Engine(EngineQueries):
             tracker=tracker,
             clock=clock,
             read_only=read_only,
+            queues=tuple(queues) if queues is not None else (),
         )
         self._build(workflows, options, read_profile(profile) if profile is not None else {})
 
@@ -129,10 +164,12 @@ class Engine(EngineQueries):
         self._server = InstanceServer(
             self._host, self._container.instance, self.owner, self.lease.duration_ms
         )
-        self._server.children = ChildLauncher(self._server, self.registry)
+        self.queues: dict[str, Queue] = _queues(options.queues)
+        """The queues of this engine, the default one first."""
+        self._server.children = ChildLauncher(self._server, self.registry, self.queues)
         self._changed = self._server.changed
         self._heartbeat: asyncio.Task[None] | None = None
-        self._worker = AlarmWorker(self._server, self.poll_interval_ms)
+        self._worker = AlarmWorker(self._server, self.poll_interval_ms, self.queues)
         self._opened = False
 
     # -- construction from a profile, and from another engine ------------------------------
@@ -185,6 +222,7 @@ class Engine(EngineQueries):
             return self
         await self._container.init_resources()  # opens (and migrates) the backend
         if not self.read_only:
+            await self._host.save_queues(list(self.queues.values()), self.now())
             await self._host.expire_dead_local_owners(self.now())
             self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
         self._opened = True
@@ -383,13 +421,44 @@ class Engine(EngineQueries):
         *,
         id: str | None = None,
         execution_id: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        partition_key: str | None = None,
+        dedupe_id: str | None = None,
+        delay: Duration | None = None,
+        start_at: int | datetime.datetime | None = None,
     ) -> Result[StartResult, OrchestratorError]:
-        """Create instance ``id`` to be run by a worker; returns at once."""
-        call = WorkflowCall(self._name_of(workflow), input, execution_id)
+        """Create instance ``id`` to be run by a worker, on ``queue``; returns at once.
+
+        Lower ``priority`` starts first, first in first out within a priority; the queue's
+        limits hold across every worker (``Queue``). Not started before ``delay`` (from
+        now) or ``start_at`` (epoch ms, or an aware ``datetime``). A ``dedupe_id`` held by
+        an instance of that queue that has not ended answers
+        ``Failure(OrchestratorError("queue", DuplicateWorkflowError(...)))``.
+        """
+        placement = self._placement(queue, priority, partition_key, dedupe_id)
+        at = _start_time(self.now(), delay, start_at)
+        call = WorkflowCall(
+            self._name_of(workflow), input, execution_id, placement=placement, start_at=at
+        )
         instance_id = self._check_id(id)
         self._require_writable("queue")
         async with self._server.serve(instance_id) as orchestrator:
             return await orchestrator.queue(call)
+
+    def _placement(
+        self, queue: str, priority: int, partition_key: str | None, dedupe_id: str | None
+    ) -> Placement | None:
+        if queue not in self.queues:
+            known = ", ".join(self.queues)
+            raise ValueError(f"unknown queue {queue!r}; this engine's queues: {known}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        for name, value in (("partition_key", partition_key), ("dedupe_id", dedupe_id)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name} must be a non-empty string or None, got {value!r}")
+        placement = Placement(queue, priority, partition_key, dedupe_id)
+        return None if placement == Placement() else placement
 
     async def cancel(
         self, id: str, *, reason: str | None = None
@@ -479,16 +548,30 @@ class Engine(EngineQueries):
 
     # -- firing alarms (the loop lives in worker.py) --------------------------------------
 
-    async def run_until_idle(self, *, concurrency: int = 100) -> int:
-        """Fire due alarms until none is due; returns how many were fired."""
+    async def run_until_idle(
+        self, *, concurrency: int = 100, queues: Iterable[str] | None = None
+    ) -> int:
+        """Fire due alarms (of ``queues``: every queue of the engine when ``None``) until
+        none is due; returns how many were fired."""
         self._require_writable("run_until_idle")
-        return await self._worker.run_until_idle(concurrency)
+        return await self._worker.run_until_idle(
+            concurrency, None if queues is None else list(queues)
+        )
 
     async def run_worker(
-        self, *, concurrency: int = 100, stop: asyncio.Event | None = None
+        self,
+        *,
+        concurrency: int = 100,
+        stop: asyncio.Event | None = None,
+        queues: Iterable[str] | None = None,
     ) -> None:
-        """Fire due alarms, up to ``concurrency`` instances at once, until ``stop`` is set."""
+        """Fire due alarms, up to ``concurrency`` instances at once, until ``stop`` is set.
+
+        ``queues``: the names of the queues to serve (every queue of the engine, the
+        default one included, when ``None``); each queue's ``worker_concurrency`` caps
+        how many of its instances run here at once."""
         self._require_writable("run_worker")
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        await self._worker.run(concurrency, stop if stop is not None else asyncio.Event())
+        served = None if queues is None else list(queues)
+        await self._worker.run(concurrency, stop if stop is not None else asyncio.Event(), served)

@@ -21,6 +21,7 @@ from durably.domain.errors import (
     WorkflowCancelledError,
     WorkflowFailedError,
 )
+from durably.domain.queues import QueueStats
 from durably.domain.records import PublishedEvent
 from durably.domain.serialization import decode, decode_value, loads
 from durably.domain.status import Cancelled, Completed, Failed, is_terminal
@@ -95,6 +96,15 @@ class EngineQueries:
             wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
             await self._changed.wait(wait)
             pause = min(pause * 2, 0.25)
+
+    async def queue_stats(self) -> Result[builtins.list[QueueStats], StorageError]:
+        """Per queue: how many instances wait (queued), how many run (started and not
+        ended: running, sleeping or waiting), and the limits last stored by an engine."""
+        self._require_open()
+        try:
+            return Success(await self._host.queue_stats())
+        except StorageError as e:
+            return Failure(e)
 
     async def get_event(
         self, id: str, key: str, *, timeout: Any = None

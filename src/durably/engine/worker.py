@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
+from collections.abc import Collection, Mapping
 
 from returns.result import Failure
 
 from durably.domain.errors import ExecutionStopped, OrchestratorError, StorageError
 from durably.domain.lease import LeaseHold
+from durably.domain.queues import ClaimScope, Queue
 from durably.engine.server import InstanceServer
 
 __all__ = ["AlarmWorker"]
@@ -20,11 +23,35 @@ log = logging.getLogger("durably.engine")
 class AlarmWorker:
     """Fires the alarms of one server's host: the loop behind ``run_worker``."""
 
-    def __init__(self, server: InstanceServer, poll_interval_ms: int) -> None:
+    def __init__(
+        self, server: InstanceServer, poll_interval_ms: int, queues: Mapping[str, Queue]
+    ) -> None:
         self.server = server
         self.poll_interval_ms = poll_interval_ms
+        self.queues = queues
+        """The engine's queues (the default one included), with their limits."""
         self.closing = asyncio.Event()
         """Set when the engine closes: every worker loop stops."""
+
+    def scope(self, served: Collection[str] | None, running: Counter[str]) -> ClaimScope:
+        """What a claim of this worker may take: the queues it serves (every queue of the
+        engine by default), their limits, and their room under ``worker_concurrency``
+        given what this worker runs (``running``, per queue)."""
+        names = list(self.queues) if served is None else list(served)
+        for name in names:
+            if name not in self.queues:
+                known = ", ".join(self.queues)
+                raise ValueError(f"unknown queue {name!r}; this engine's queues: {known}")
+        queues = [self.queues[name] for name in names]
+        return ClaimScope(
+            served=frozenset(names),
+            limits=tuple(q for q in queues if q.limited),
+            room=tuple(
+                (q.name, max(0, q.worker_concurrency - running[q.name]))
+                for q in queues
+                if q.worker_concurrency is not None
+            ),
+        )
 
     async def fire(self, instance_id: str, hold: LeaseHold) -> None:
         """Handle the alarm of an instance whose lease ``hold`` was just taken."""
@@ -58,31 +85,43 @@ class AlarmWorker:
         await self.fire(instance_id, server.new_hold(taken_at=started))
         return True
 
-    async def claim(self, limit: int) -> list[tuple[str, LeaseHold]]:
-        """Lease up to ``limit`` due instances; each with its lease hold."""
+    async def claim(
+        self, limit: int, scope: ClaimScope | None = None
+    ) -> list[tuple[str, LeaseHold, str]]:
+        """Lease up to ``limit`` due instances; each with its lease hold and its queue."""
         server = self.server
         started = time.monotonic()
         claimed = await server.host.claim_due(
-            server.owner, server.host.now(), server.lease_ms, limit
+            server.owner,
+            server.host.now(),
+            server.lease_ms,
+            limit,
+            scope if scope is not None else self.scope(None, Counter()),
         )
         return [
-            (c.instance_id, server.new_hold(taken_at=started, inbox_seq=c.inbox_seq))
+            (c.instance_id, server.new_hold(taken_at=started, inbox_seq=c.inbox_seq), c.queue)
             for c in claimed
         ]
 
-    async def run_until_idle(self, concurrency: int) -> int:
+    async def run_until_idle(self, concurrency: int, queues: Collection[str] | None = None) -> int:
         """Fire due alarms until none is due; returns how many were fired."""
         fired = 0
+        scope = self.scope(queues, Counter())
         while True:
-            claimed = await self.claim(concurrency)
+            claimed = await self.claim(concurrency, scope)
             if not claimed:
                 return fired
-            await asyncio.gather(*(self.fire(i, hold) for i, hold in claimed))
+            await asyncio.gather(*(self.fire(i, hold) for i, hold, _ in claimed))
             fired += len(claimed)
 
-    async def run(self, concurrency: int, stop: asyncio.Event) -> None:
-        """Fire due alarms, up to ``concurrency`` at once, until ``stop`` is set."""
+    async def run(
+        self, concurrency: int, stop: asyncio.Event, queues: Collection[str] | None = None
+    ) -> None:
+        """Fire due alarms of ``queues`` (every queue of the engine when ``None``), up to
+        ``concurrency`` at once (and each queue's ``worker_concurrency``), until ``stop``."""
+        self.scope(queues, Counter())  # an unknown queue is refused before anything runs
         running: dict[asyncio.Task[None], LeaseHold] = {}
+        per_queue: Counter[str] = Counter()
         loop = asyncio.get_running_loop()
         stopping = loop.create_task(stop.wait())
         closing = loop.create_task(self.closing.wait())
@@ -92,16 +131,23 @@ class AlarmWorker:
                 await self.server.host.check()
                 free = concurrency - len(running)
                 try:
-                    claimed = await self.claim(free) if free > 0 else []
+                    scope = self.scope(queues, per_queue)
+                    claimed = await self.claim(free, scope) if free > 0 else []
                 except StorageError:
                     # The database is locked or unreachable beyond the adapter's retries:
                     # the worker survives it and tries again after the next wait.
                     log.exception("could not claim due instances; retrying")
                     claimed = []
-                for instance_id, hold in claimed:
+                for instance_id, hold, queue in claimed:
                     task = loop.create_task(self.fire(instance_id, hold))
                     running[task] = hold
-                    task.add_done_callback(lambda done: running.pop(done, None))
+                    per_queue[queue] += 1
+
+                    def done(task: asyncio.Task[None], queue: str = queue) -> None:
+                        running.pop(task, None)
+                        per_queue[queue] -= 1
+
+                    task.add_done_callback(done)
                 if claimed and len(claimed) == free:
                     await asyncio.sleep(0)
                     continue

@@ -25,10 +25,15 @@ class ChildStarter(Protocol):
         ...
 
     async def start_child(
-        self, child_id: str, workflow: str, input: Any, parent: ParentLink
+        self,
+        child_id: str,
+        workflow: str,
+        input: Any,
+        parent: ParentLink,
+        queue: str | None = None,
     ) -> None:
-        """Create instance ``child_id`` of ``workflow`` (queued: a worker runs it) as the
-        child ``parent``; nothing when it exists already as that child. Raises a
-        ``DurablyError`` when the store fails, ``ValueError`` when the id belongs to
-        another instance."""
+        """Create instance ``child_id`` of ``workflow`` (queued on ``queue``, the default
+        one if ``None``: a worker runs it) as the child ``parent``; nothing when it exists
+        already as that child. Raises a ``DurablyError`` when the store fails,
+        ``ValueError`` when the id belongs to another instance or the queue is unknown."""
         ...

@@ -6,12 +6,14 @@ claiming, renewing, releasing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import attrs
 
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
+from durably.domain.queues import DEFAULT_QUEUE, ClaimScope, Queue, QueueStats
 from durably.ports.runtime import InstanceRuntime
 
 __all__ = ["InstanceRow", "Claimed", "InstanceHost"]
@@ -36,6 +38,7 @@ class Claimed:
 
     instance_id: str
     inbox_seq: int
+    queue: str = DEFAULT_QUEUE
 
 
 class InstanceHost(Protocol):
@@ -92,8 +95,22 @@ class InstanceHost(Protocol):
         """The earliest alarm of any instance."""
         ...
 
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
-        """Lease up to ``limit`` due instances whose lease is free or expired, in due order."""
+    async def claim_due(
+        self, owner: str, now: int, lease_ms: int, limit: int, scope: ClaimScope | None = None
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due instances of the queues ``scope`` serves whose lease is
+        free or expired: first those that need no new slot, in due order, then starts of
+        its limited queues, by priority then FIFO, as their limits allow (``admit``),
+        counted and taken in the same transaction (serialized per queue). ``None``: the
+        default queue only, without limits."""
+        ...
+
+    async def save_queues(self, queues: Sequence[Queue], now: int) -> None:
+        """Store the queues' limits (``durably queues`` shows them)."""
+        ...
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue with instances or stored limits: waiting, running, limits."""
         ...
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:

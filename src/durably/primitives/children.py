@@ -47,8 +47,7 @@ async def start_child(
     name = _name_of(workflow)
     child_id = _check_id(id)
     scope = require_scope("start_child")
-    del queue  # every child runs on the default queue until queues exist
-    return await run_start_child(scope, name, input, child_id)
+    return await run_start_child(scope, name, input, child_id, queue)
 
 
 @overload
@@ -81,8 +80,7 @@ async def child(
     name = _name_of(workflow)
     child_id = _check_id(id)
     scope = require_scope("child")
-    del queue  # every child runs on the default queue until queues exist
-    handle = await run_start_child(scope, name, input, child_id)
+    handle = await run_start_child(scope, name, input, child_id, queue)
     return await handle.result()
 
 

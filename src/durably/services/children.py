@@ -90,7 +90,11 @@ async def _record(scope: ExecutionScope, record_key: str) -> ChildRecord | None:
 
 
 async def run_start_child(
-    scope: ExecutionScope, workflow: str, input: Any, child_id: str | None
+    scope: ExecutionScope,
+    workflow: str,
+    input: Any,
+    child_id: str | None,
+    queue: str | None = None,
 ) -> ChildHandle:
     """Start a child of ``workflow`` (once, whatever the replays); its handle."""
     starter = _starter(scope, "start_child")
@@ -109,7 +113,8 @@ async def run_start_child(
             # still cancels it (a cancel to an id that never came to be does nothing).
             started.append(child)
         try:
-            await starter.start_child(child, workflow, input, ParentLink(scope.workflow_id, key))
+            link = ParentLink(scope.workflow_id, key)
+            await starter.start_child(child, workflow, input, link, queue)
         except OrchestratorError as e:
             if branch_of(e) is InfrastructureError:
                 raise InfrastructureFailure(e) from e

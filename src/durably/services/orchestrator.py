@@ -10,6 +10,7 @@ from returns.result import Failure, Result, Success
 
 from durably.domain import keys
 from durably.domain.errors import (
+    DuplicateWorkflowError,
     DurablyError,
     OrchestratorError,
     SerializationError,
@@ -172,14 +173,18 @@ class WorkflowOrchestrator:
                 await self._keys.put(keys.STARTED_AT, now)
                 if call.parent is not None:
                     await self._keys.put(keys.PARENT, encode(call.parent, key=keys.PARENT))
+                if call.placement is not None:
+                    await self._keys.put(keys.QUEUE, encode(call.placement, key=keys.QUEUE))
                 if queue:
                     await self._sm.transition(Queue(input=data))
-                    await self._keys.schedule(now)
+                    await self._keys.schedule(now if call.start_at is None else call.start_at)
                 else:
                     await self._sm.transition(Start(input=data))
         except _Exists as e:
             return await self._existing(call, e.status)
-        except StorageError:
+        except StorageError as e:
+            if isinstance(e.cause, DuplicateWorkflowError):
+                raise e.cause from e  # the queue's dedupe id is held: nothing was queued
             # Another process may have created the instance between our read and our
             # commit (the backend refuses a second creation): answer as for an existing one.
             created = await self._sm.status()

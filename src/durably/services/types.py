@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import attrs
 
+from durably.domain.queues import Placement
 from durably.domain.records import ParentLink
 from durably.domain.status import WorkflowStatus
 
@@ -28,6 +29,10 @@ class WorkflowCall:
     execution_id: str | None = None
     parent: ParentLink | None = None
     """Set when a workflow starts it as its child (``start_child``)."""
+    placement: Placement | None = None
+    """Its queue, priority, partition and dedupe id (``None``: the default queue)."""
+    start_at: int | None = None
+    """Not started before (epoch ms; ``None``: now)."""
 
 
 @attrs.frozen

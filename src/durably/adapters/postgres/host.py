@@ -28,10 +28,11 @@ from durably.adapters.postgres.plans import PlanStatements, message_of
 from durably.adapters.postgres.schema import check_schema, migrate
 from durably.adapters.runtime import instance_runtime
 from durably.adapters.store import GroupCommit
-from durably.domain.errors import InstanceExists, LeaseLost, StorageError
+from durably.domain.errors import DuplicateWorkflowError, InstanceExists, LeaseLost, StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.lease import LeaseHold
 from durably.domain.owner import local_owner_is_dead
+from durably.domain.queues import ClaimScope, Queue, QueueStats
 from durably.domain.status import TERMINAL_TAGS
 from durably.ports import Claimed, InstanceRow, InstanceRuntime
 
@@ -208,10 +209,34 @@ class PostgresHost:
         outcomes: list[CommitOutcome | StorageError] = []
         for plan, row in zip(batch, rows, strict=True):
             if row is None or row[0] == 0:
-                outcomes.append(_refusal(plan))
+                outcomes.append(await self._refusal(plan))
             else:
                 outcomes.append(CommitOutcome(None if row[1] is None else int(row[1])))
         return outcomes
+
+    async def _refusal(self, plan: CommitPlan) -> StorageError:
+        """Why ``plan`` was refused: a lease lost, an instance that exists, or (a creation
+        with a dedupe id, whose instance does not exist) a dedupe id held by another."""
+        write = plan.write
+        if isinstance(write, Create) and write.dedupe_id is not None:
+            try:
+                rows = await self._fetch(
+                    f"SELECT id FROM {self.schema}.instances WHERE id = %s", (plan.instance_id,)
+                )
+                if not rows:
+                    holder = await self._fetch(
+                        f"SELECT id FROM {self.schema}.instances WHERE queue = %s"
+                        " AND dedupe_id = %s AND status NOT IN ('Completed', 'Failed',"
+                        " 'Cancelled')",
+                        (write.queue, write.dedupe_id),
+                    )
+                    cause = DuplicateWorkflowError(
+                        write.queue, write.dedupe_id, str(holder[0][0]) if holder else None
+                    )
+                    return StorageError("commit", None, cause)
+            except StorageError as e:
+                return e
+        return _refusal(plan)
 
     async def append(self, message: Outgoing, now: int) -> AppendOutcome:
         """Append ``message`` to its instance's inbox, waking the instance if it waits."""
@@ -360,14 +385,28 @@ class PostgresHost:
         except psycopg.Error as e:
             raise StorageError(operation, None, e) from e
 
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
-        """Lease up to ``limit`` due instances (``FOR UPDATE SKIP LOCKED``)."""
+    async def claim_due(
+        self, owner: str, now: int, lease_ms: int, limit: int, scope: ClaimScope | None = None
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due instances (``LeaseStatements.claim_due``)."""
         if limit <= 0:
             return []
         claimed: list[Claimed] = await self._lease_call(
-            "claim", lambda conn: self._leases.claim_due(conn, owner, now, lease_ms, limit)
+            "claim",
+            lambda conn: self._leases.claim_due(conn, owner, now, lease_ms, limit, scope),
         )
         return claimed
+
+    async def save_queues(self, queues: Sequence[Queue], now: int) -> None:
+        """Store the queues' limits."""
+        await self._lease_call(
+            "save_queues", lambda conn: self._leases.save_queues(conn, list(queues), now)
+        )
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Waiting and running instances per queue, with the stored limits."""
+        stats: list[QueueStats] = await self._lease_call("queue_stats", self._leases.queue_stats)
+        return stats
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance if it is free, expired or already ours."""

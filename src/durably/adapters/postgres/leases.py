@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from durably.domain.queues import ClaimScope, Queue, QueueStats, admit
 from durably.ports import Claimed
 
 __all__ = ["LeaseStatements"]
@@ -21,25 +22,84 @@ class LeaseStatements:
     """The lease statements over the tables of one schema."""
 
     def __init__(self, schema: str) -> None:
+        self.schema = schema
         self.instances, self.alarms = f"{schema}.instances", f"{schema}.alarms"
 
     async def claim_due(
-        self, conn: Connection, owner: str, now: int, lease_ms: int, limit: int
+        self,
+        conn: Connection,
+        owner: str,
+        now: int,
+        lease_ms: int,
+        limit: int,
+        scope: ClaimScope | None = None,
     ) -> list[Claimed]:
-        """Lease up to ``limit`` due instances; move their alarms to the lease's expiry,
-        so that they come due again only if this owner dies."""
+        """Lease up to ``limit`` due instances (``InstanceHost.claim_due``), in one
+        transaction; move their alarms to the lease's expiry, so that they come due again
+        only if this owner dies.
+
+        The starts of a limited queue are taken under a transaction-level advisory lock
+        of that queue: the claims of every worker count its slots one after the other.
+        """
+        scope = scope if scope is not None else ClaimScope()
         expires = now + lease_ms
+        limited = {q.name: q for q in scope.limits}
+        capped = {name for name, _ in scope.room}
+        served = set(scope.served)
         async with conn.transaction():
-            cur = await conn.execute(
-                f"WITH due AS (SELECT i.id FROM {self.alarms} a"
-                f" JOIN {self.instances} i ON i.id = a.instance_id"
-                " WHERE a.due_at <= %s AND (i.lease_owner IS NULL OR i.lease_expires_at <= %s)"
-                " ORDER BY a.due_at LIMIT %s FOR UPDATE OF i SKIP LOCKED)"
-                f" UPDATE {self.instances} AS t SET lease_owner = %s, lease_expires_at = %s"
-                " FROM due WHERE t.id = due.id RETURNING t.id, t.inbox_seq",
-                (now, now, limit, owner, expires),
-            )
-            claimed = [Claimed(str(r[0]), int(r[1])) for r in await cur.fetchall()]
+            claimed: list[Claimed] = []
+            general = sorted(served - capped)
+            if general:
+                claimed += await self._take(
+                    conn,
+                    "i.queue = ANY(%(queues)s) AND NOT (i.status = 'Queued' AND NOT i.slot"
+                    " AND i.queue = ANY(%(limited)s))",
+                    {"queues": general, "limited": sorted(limited)},
+                    "a.due_at",
+                    limit,
+                    owner,
+                    now,
+                    expires,
+                    slot=False,
+                )
+            for name in sorted(capped & served):
+                room = min(limit - len(claimed), scope.room_of(name) or 0)
+                if room <= 0:
+                    continue
+                new_slot = (
+                    " AND NOT (i.status = 'Queued' AND NOT i.slot)" if name in limited else ""
+                )
+                claimed += await self._take(
+                    conn,
+                    f"i.queue = %(queue)s{new_slot}",
+                    {"queue": name},
+                    "a.due_at",
+                    room,
+                    owner,
+                    now,
+                    expires,
+                    slot=False,
+                )
+            for name in sorted(set(limited) & served):
+                room = limit - len(claimed)
+                cap = scope.room_of(name)
+                if cap is not None:
+                    room = min(room, cap - sum(1 for c in claimed if c.queue == name))
+                if room <= 0:
+                    continue
+                chosen = await self._admitted(conn, limited[name], now, room)
+                if chosen:
+                    claimed += await self._take(
+                        conn,
+                        "i.id = ANY(%(ids)s)",
+                        {"ids": chosen},
+                        "i.priority, i.created_at, i.id",
+                        len(chosen),
+                        owner,
+                        now,
+                        expires,
+                        slot=True,
+                    )
             ids = [c.instance_id for c in claimed]
             if ids:
                 await conn.execute(
@@ -47,6 +107,127 @@ class LeaseStatements:
                     (expires, ids),
                 )
         return claimed
+
+    async def _take(
+        self,
+        conn: Connection,
+        where: str,
+        params: dict[str, Any],
+        order: str,
+        limit: int,
+        owner: str,
+        now: int,
+        expires: int,
+        *,
+        slot: bool,
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due, free instances matching ``where`` (``slot``: they take
+        a slot of their queue now), skipping rows locked by others."""
+        slot_set = ", slot = true, slot_at = %(now)s" if slot else ""
+        cur = await conn.execute(
+            f"WITH due AS (SELECT i.id FROM {self.alarms} a"
+            f" JOIN {self.instances} i ON i.id = a.instance_id"
+            " WHERE a.due_at <= %(now)s"
+            " AND (i.lease_owner IS NULL OR i.lease_expires_at <= %(now)s)"
+            f" AND {where} ORDER BY {order} LIMIT %(limit)s FOR UPDATE OF i SKIP LOCKED)"
+            f" UPDATE {self.instances} AS t SET lease_owner = %(owner)s,"
+            f" lease_expires_at = %(expires)s{slot_set}"
+            " FROM due WHERE t.id = due.id RETURNING t.id, t.inbox_seq, t.queue",
+            {**params, "now": now, "limit": limit, "owner": owner, "expires": expires},
+        )
+        return [Claimed(str(r[0]), int(r[1]), str(r[2])) for r in await cur.fetchall()]
+
+    async def _admitted(self, conn: Connection, queue: Queue, now: int, room: int) -> list[str]:
+        """The waiting instances of ``queue`` that may start now (``admit``), counted under
+        the queue's lock."""
+        name = queue.name
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"durably:{self.schema}:{name}",)
+        )
+        cur = await conn.execute(
+            f"SELECT count(*) FILTER (WHERE slot),"
+            " count(*) FILTER (WHERE slot_at > %s)"
+            f" FROM {self.instances} WHERE queue = %s AND (slot OR slot_at > %s)",
+            (now - (queue.rate_limit or (0, 0))[1], name, now - (queue.rate_limit or (0, 0))[1]),
+        )
+        row = await cur.fetchone()
+        started, recent = (int(row[0]), int(row[1])) if row else (0, 0)
+        if queue.rate_limit is None:
+            recent = 0
+        by_partition: dict[str | None, int] = {}
+        fetch = room
+        if queue.partition_concurrency is not None:
+            fetch = max(room * 20, 1000)  # full partitions are skipped: look further
+            cur = await conn.execute(
+                f"SELECT partition_key, count(*) FROM {self.instances}"
+                " WHERE queue = %s AND slot GROUP BY partition_key",
+                (name,),
+            )
+            for key, count in await cur.fetchall():
+                by_partition[key] = int(count)
+        cur = await conn.execute(
+            f"SELECT i.id, i.partition_key FROM {self.alarms} a"
+            f" JOIN {self.instances} i ON i.id = a.instance_id"
+            " WHERE a.due_at <= %s AND (i.lease_owner IS NULL OR i.lease_expires_at <= %s)"
+            " AND i.queue = %s AND i.status = 'Queued' AND NOT i.slot"
+            " ORDER BY i.priority, i.created_at, i.id LIMIT %s",
+            (now, now, name, fetch),
+        )
+        waiting = [(str(r[0]), r[1]) for r in await cur.fetchall()]
+        return admit(queue, waiting, started, recent, by_partition, room)
+
+    async def save_queues(self, conn: Connection, queues: list[Queue], now: int) -> None:
+        """Store the queues' limits (replacing what another engine stored)."""
+        async with conn.transaction():
+            cur = conn.cursor()
+            await cur.executemany(
+                f"INSERT INTO {self.schema}.queues (name, concurrency, worker_concurrency,"
+                " rate, partition_concurrency, updated_at) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET concurrency = EXCLUDED.concurrency,"
+                " worker_concurrency = EXCLUDED.worker_concurrency, rate = EXCLUDED.rate,"
+                " partition_concurrency = EXCLUDED.partition_concurrency,"
+                " updated_at = EXCLUDED.updated_at",
+                [
+                    (
+                        q.name,
+                        q.concurrency,
+                        q.worker_concurrency,
+                        q.rate,
+                        q.partition_concurrency,
+                        now,
+                    )
+                    for q in queues
+                ],
+            )
+
+    async def queue_stats(self, conn: Connection) -> list[QueueStats]:
+        """Waiting and running instances per queue, with the stored limits."""
+        counts: dict[str, list[int]] = {}
+        cur = await conn.execute(
+            f"SELECT queue, status, count(*) FROM {self.instances}"
+            " WHERE status IN ('Queued', 'Running', 'Paused') GROUP BY queue, status"
+        )
+        for name, status, count in await cur.fetchall():
+            entry = counts.setdefault(str(name), [0, 0])
+            entry[0 if status == "Queued" else 1] += int(count)
+        stored: dict[str, Queue] = {}
+        cur = await conn.execute(
+            "SELECT name, concurrency, worker_concurrency, rate, partition_concurrency"
+            f" FROM {self.schema}.queues"
+        )
+        for name, concurrency, worker, rate, partition in await cur.fetchall():
+            stored[str(name)] = Queue(
+                str(name),
+                concurrency=concurrency,
+                worker_concurrency=worker,
+                rate=rate,
+                partition_concurrency=partition,
+            )
+            counts.setdefault(str(name), [0, 0])
+        return [
+            QueueStats(name, waiting, running, stored.get(name))
+            for name, (waiting, running) in sorted(counts.items())
+        ]
 
     async def acquire(
         self, conn: Connection, instance_id: str, owner: str, now: int, lease_ms: int

@@ -31,6 +31,7 @@ import attrs
 from durably.adapters.plan import CommitPlan, Create, Fenced
 from durably.adapters.unit_of_work import ClearAlarm, SetAlarm
 from durably.domain.inbox import WAKING_STATUSES, InboxMessage
+from durably.domain.status import TERMINAL_TAGS
 
 __all__ = ["PlanShape", "PlanStatements", "message_of"]
 
@@ -87,13 +88,22 @@ class PlanShape:
 def plan_params(plan: CommitPlan) -> dict[str, Any]:
     """Every parameter a plan's statement may name."""
     write = plan.write
-    params: dict[str, Any] = {"id": plan.instance_id, "now": plan.now, "status": plan.status}
+    params: dict[str, Any] = {
+        "id": plan.instance_id,
+        "now": plan.now,
+        "status": plan.status,
+        "ends": plan.status in TERMINAL_TAGS,
+    }
     if isinstance(write, Create):
         params.update(
             workflow=write.workflow,
             create_status=plan.status or "Pending",
             holder=write.lease_owner,
             holder_expires=write.lease_expires_at,
+            queue=write.queue,
+            priority=write.priority,
+            partition=write.partition_key,
+            dedupe_id=write.dedupe_id,
         )
     elif isinstance(write, Fenced):
         params.update(owner=write.owner, expires=write.lease_expires_at)
@@ -222,12 +232,20 @@ class PlanStatements:
         if shape.mode == "create":
             return (
                 f"t AS (INSERT INTO {instances} (id, workflow, status, created_at, updated_at,"
-                " lease_owner, lease_expires_at) VALUES (%(id)s::text, %(workflow)s::text,"
+                " lease_owner, lease_expires_at, queue, priority, partition_key, dedupe_id)"
+                " VALUES (%(id)s::text, %(workflow)s::text,"
                 " %(create_status)s::text, %(now)s::bigint, %(now)s::bigint,"
-                " %(holder)s::text, %(holder_expires)s::bigint)"
-                " ON CONFLICT (id) DO NOTHING RETURNING id, inbox_seq, status)"
+                " %(holder)s::text, %(holder_expires)s::bigint, %(queue)s::text,"
+                " %(priority)s::integer, %(partition)s::text, %(dedupe_id)s::text)"
+                # No conflict target: a dedupe id held by another instance refuses it too.
+                " ON CONFLICT DO NOTHING RETURNING id, inbox_seq, status)"
             )
-        status = ", status = %(status)s::text, updated_at = %(now)s::bigint" if shape.status else ""
+        status = (
+            ", status = %(status)s::text, updated_at = %(now)s::bigint,"
+            " slot = slot AND NOT %(ends)s::boolean"
+            if shape.status
+            else ""
+        )
         if shape.mode == "fenced":
             lease = (
                 "lease_owner = NULL, lease_expires_at = NULL"

@@ -58,6 +58,26 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX inbox_dedupe ON {schema}.inbox (instance_id, dedupe_key)"
         " WHERE dedupe_key IS NOT NULL",
     ),
+    (
+        # Queues (domain/queues.py), as SQLite's migration 3.
+        "ALTER TABLE {schema}.instances ADD COLUMN queue text NOT NULL DEFAULT 'default',"
+        " ADD COLUMN priority integer NOT NULL DEFAULT 0, ADD COLUMN partition_key text,"
+        " ADD COLUMN dedupe_id text, ADD COLUMN slot boolean NOT NULL DEFAULT false,"
+        " ADD COLUMN slot_at bigint",
+        "CREATE INDEX instances_slots ON {schema}.instances (queue, partition_key) WHERE slot",
+        "CREATE INDEX instances_starts ON {schema}.instances (queue, slot_at)"
+        " WHERE slot_at IS NOT NULL",
+        "CREATE UNIQUE INDEX instances_dedupe ON {schema}.instances (queue, dedupe_id)"
+        " WHERE dedupe_id IS NOT NULL AND status NOT IN ('Completed', 'Failed', 'Cancelled')",
+        """CREATE TABLE {schema}.queues (
+            name text PRIMARY KEY,
+            concurrency integer,
+            worker_concurrency integer,
+            rate text,
+            partition_concurrency integer,
+            updated_at bigint NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

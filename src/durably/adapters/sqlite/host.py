@@ -20,15 +20,18 @@ from durably.adapters.sqlite.leases import (
     acquire,
     claim_due,
     expire_dead_local_owners,
+    queue_stats,
     release,
     release_all,
     renew,
+    save_queues,
 )
 from durably.adapters.sqlite.plans import append, pending_inbox, read_inbox, write_batch
 from durably.adapters.store import GroupCommit
 from durably.domain.errors import StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
+from durably.domain.queues import ClaimScope, Queue, QueueStats
 from durably.ports import Claimed, InstanceRow, InstanceRuntime
 
 __all__ = ["SqliteHost"]
@@ -225,11 +228,23 @@ class SqliteHost:
 
     # -- leases -----------------------------------------------------------------------------
 
-    async def claim_due(self, owner: str, now: int, lease_ms: int, limit: int) -> list[Claimed]:
-        """Lease due instances."""
+    async def claim_due(
+        self, owner: str, now: int, lease_ms: int, limit: int, scope: ClaimScope | None = None
+    ) -> list[Claimed]:
+        """Lease due instances (``leases.claim_due``)."""
         if limit <= 0:
             return []
-        return await self.db.run(lambda conn: claim_due(conn, owner, now, lease_ms, limit), "claim")
+        return await self.db.run(
+            lambda conn: claim_due(conn, owner, now, lease_ms, limit, scope), "claim"
+        )
+
+    async def save_queues(self, queues: Sequence[Queue], now: int) -> None:
+        """Store the queues' limits."""
+        await self.db.run(lambda conn: save_queues(conn, list(queues), now), "save_queues")
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Waiting and running instances per queue, with the stored limits."""
+        return await self.db.run(queue_stats, "queue_stats")
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance."""

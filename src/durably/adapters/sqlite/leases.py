@@ -7,38 +7,226 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+from collections.abc import Sequence
 
 from durably.adapters.sqlite.database import transaction
 from durably.domain.owner import local_owner_is_dead
+from durably.domain.queues import ClaimScope, Queue, QueueStats, admit
 from durably.ports import Claimed
 
-__all__ = ["claim_due", "acquire", "release", "release_all", "renew", "expire_dead_local_owners"]
+__all__ = [
+    "claim_due",
+    "acquire",
+    "release",
+    "release_all",
+    "renew",
+    "expire_dead_local_owners",
+    "save_queues",
+    "queue_stats",
+]
+
+
+_FREE = "(i.lease_owner IS NULL OR i.lease_expires_at <= ?)"
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
 
 
 def claim_due(
-    conn: sqlite3.Connection, owner: str, now: int, lease_ms: int, limit: int
+    conn: sqlite3.Connection,
+    owner: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    scope: ClaimScope | None = None,
 ) -> list[Claimed]:
-    """Take the lease of up to ``limit`` due instances whose lease is free or expired.
+    """Take the lease of up to ``limit`` due instances (``InstanceHost.claim_due``), in
+    one transaction: the write lock serializes every claim on the file, so the counts of
+    the limited queues cannot change under it.
 
     Their alarms move to the lease's expiry: should this owner die, they come due then.
     """
+    scope = scope if scope is not None else ClaimScope()
     expires = now + lease_ms
+    limited = {q.name: q for q in scope.limits}
+    served = sorted(scope.served)
     with transaction(conn):
-        rows = conn.execute(
-            "UPDATE instances SET lease_owner = ?, lease_expires_at = ?"
-            " WHERE id IN (SELECT a.instance_id FROM alarms a"
-            "   JOIN instances i ON i.id = a.instance_id"
-            "   WHERE a.due_at <= ? AND (i.lease_owner IS NULL OR i.lease_expires_at <= ?)"
-            "   ORDER BY a.due_at LIMIT ?)"
-            " RETURNING id, inbox_seq",
-            (owner, expires, now, now, limit),
-        ).fetchall()
-        claimed = [Claimed(str(r[0]), int(r[1])) for r in rows]
+        claimed: list[Claimed] = []
+        # Those that need no new slot, in due order; a queue with a cap for this worker
+        # is claimed apart, so that the cap holds.
+        capped = {name for name, _ in scope.room}
+        general = [q for q in served if q not in capped]
+        if general:
+            claimed += _take(
+                conn,
+                f"i.queue IN ({_marks(len(general))}) AND NOT (i.status = 'Queued' AND i.slot = 0"
+                f" AND i.queue IN ({_marks(len(limited))}))",
+                [*general, *limited],
+                "a.due_at",
+                limit,
+                owner,
+                now,
+                expires,
+                slot=False,
+            )
+        for name in sorted(capped & set(served)):
+            room = min(limit - len(claimed), scope.room_of(name) or 0)
+            if room <= 0:
+                continue
+            new_slot = " AND NOT (i.status = 'Queued' AND i.slot = 0)" if name in limited else ""
+            claimed += _take(
+                conn,
+                f"i.queue = ?{new_slot}",
+                [name],
+                "a.due_at",
+                room,
+                owner,
+                now,
+                expires,
+                slot=False,
+            )
+        # Starts of the limited queues: best first, as many as their limits allow.
+        for name in sorted(set(limited) & set(served)):
+            room = limit - len(claimed)
+            cap = scope.room_of(name)
+            if cap is not None:
+                room = min(room, cap - sum(1 for c in claimed if c.queue == name))
+            if room <= 0:
+                continue
+            chosen = _admitted(conn, limited[name], now, room)
+            if chosen:
+                claimed += _take(
+                    conn,
+                    f"i.id IN ({_marks(len(chosen))})",
+                    chosen,
+                    "i.priority, i.created_at, i.id",
+                    len(chosen),
+                    owner,
+                    now,
+                    expires,
+                    slot=True,
+                )
         conn.executemany(
             "UPDATE alarms SET due_at = ? WHERE instance_id = ?",
             [(expires, c.instance_id) for c in claimed],
         )
     return claimed
+
+
+def _take(
+    conn: sqlite3.Connection,
+    where: str,
+    params: Sequence[object],
+    order: str,
+    limit: int,
+    owner: str,
+    now: int,
+    expires: int,
+    *,
+    slot: bool,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due, free instances matching ``where`` (``slot``: they take a
+    slot of their queue now)."""
+    slot_set = ", slot = 1, slot_at = ?" if slot else ""
+    rows = conn.execute(
+        f"UPDATE instances SET lease_owner = ?, lease_expires_at = ?{slot_set}"
+        " WHERE id IN (SELECT a.instance_id FROM alarms a"
+        "   JOIN instances i ON i.id = a.instance_id"
+        f"   WHERE a.due_at <= ? AND {_FREE} AND {where}"
+        f"   ORDER BY {order} LIMIT ?)"
+        " RETURNING id, inbox_seq, queue",
+        (owner, expires, *((now,) if slot else ()), now, now, *params, limit),
+    ).fetchall()
+    return [Claimed(str(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+
+def _admitted(conn: sqlite3.Connection, queue: Queue, now: int, room: int) -> list[str]:
+    """The waiting instances of ``queue`` that may start now (``admit``)."""
+    name = queue.name
+    started = int(
+        conn.execute(
+            "SELECT count(*) FROM instances WHERE queue = ? AND slot = 1", (name,)
+        ).fetchone()[0]
+    )
+    recent = 0
+    window = queue.rate_limit
+    if window is not None:
+        recent = int(
+            conn.execute(
+                "SELECT count(*) FROM instances WHERE queue = ? AND slot_at > ?",
+                (name, now - window[1]),
+            ).fetchone()[0]
+        )
+    by_partition: dict[str | None, int] = {}
+    fetch = room
+    if queue.partition_concurrency is not None:
+        fetch = max(room * 20, 1000)  # full partitions are skipped: look further
+        for key, count in conn.execute(
+            "SELECT partition_key, count(*) FROM instances WHERE queue = ? AND slot = 1"
+            " GROUP BY partition_key",
+            (name,),
+        ).fetchall():
+            by_partition[None if key is None else str(key)] = int(count)
+    candidates = conn.execute(
+        "SELECT i.id, i.partition_key FROM alarms a JOIN instances i ON i.id = a.instance_id"
+        f" WHERE a.due_at <= ? AND {_FREE} AND i.queue = ? AND i.status = 'Queued'"
+        " AND i.slot = 0 ORDER BY i.priority, i.created_at, i.id LIMIT ?",
+        (now, now, name, fetch),
+    ).fetchall()
+    waiting = [(str(r[0]), None if r[1] is None else str(r[1])) for r in candidates]
+    return admit(queue, waiting, started, recent, by_partition, room)
+
+
+def save_queues(conn: sqlite3.Connection, queues: list[Queue], now: int) -> None:
+    """Store the queues' limits (replacing what another engine stored)."""
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO queues (name, concurrency, worker_concurrency, rate,"
+            " partition_concurrency, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,"
+            " worker_concurrency = excluded.worker_concurrency, rate = excluded.rate,"
+            " partition_concurrency = excluded.partition_concurrency,"
+            " updated_at = excluded.updated_at",
+            [
+                (
+                    q.name,
+                    q.concurrency,
+                    q.worker_concurrency,
+                    q.rate,
+                    q.partition_concurrency,
+                    now,
+                )
+                for q in queues
+            ],
+        )
+
+
+def queue_stats(conn: sqlite3.Connection) -> list[QueueStats]:
+    """Waiting and running instances per queue, with the stored limits."""
+    counts: dict[str, list[int]] = {}
+    for name, status, count in conn.execute(
+        "SELECT queue, status, count(*) FROM instances"
+        " WHERE status IN ('Queued', 'Running', 'Paused') GROUP BY queue, status"
+    ).fetchall():
+        entry = counts.setdefault(str(name), [0, 0])
+        entry[0 if status == "Queued" else 1] += int(count)
+    stored: dict[str, Queue] = {}
+    for name, concurrency, worker, rate, partition in conn.execute(
+        "SELECT name, concurrency, worker_concurrency, rate, partition_concurrency FROM queues"
+    ).fetchall():
+        stored[str(name)] = Queue(
+            str(name),
+            concurrency=concurrency,
+            worker_concurrency=worker,
+            rate=rate,
+            partition_concurrency=partition,
+        )
+        counts.setdefault(str(name), [0, 0])
+    return [
+        QueueStats(name, waiting, running, stored.get(name))
+        for name, (waiting, running) in sorted(counts.items())
+    ]
 
 
 def acquire(

@@ -15,7 +15,7 @@ import sqlite3
 from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced, woken_by_news
 from durably.adapters.sqlite.database import transaction
 from durably.adapters.unit_of_work import AlarmChange, ClearAlarm, SetAlarm
-from durably.domain.errors import InstanceExists, LeaseLost, StorageError
+from durably.domain.errors import DuplicateWorkflowError, InstanceExists, LeaseLost, StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.status import TERMINAL_TAGS
 
@@ -43,7 +43,7 @@ def write_batch(
         for plan in plans:
             try:
                 results.append(execute(conn, plan))
-            except (LeaseLost, InstanceExists) as e:
+            except (LeaseLost, InstanceExists, DuplicateWorkflowError) as e:
                 results.append(StorageError("commit", None, e))
     return results
 
@@ -56,7 +56,8 @@ def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> tuple[int, str]
         try:
             conn.execute(
                 "INSERT INTO instances (id, workflow, status, created_at, updated_at,"
-                " lease_owner, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " lease_owner, lease_expires_at, queue, priority, partition_key, dedupe_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     iid,
                     write.workflow,
@@ -65,9 +66,19 @@ def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> tuple[int, str]
                     plan.now,
                     write.lease_owner,
                     write.lease_expires_at,
+                    write.queue,
+                    write.priority,
+                    write.partition_key,
+                    write.dedupe_id,
                 ),
             )
         except sqlite3.IntegrityError:
+            if (
+                write.dedupe_id is not None
+                and not conn.execute("SELECT 1 FROM instances WHERE id = ?", (iid,)).fetchone()
+            ):
+                holder = dedupe_holder(conn, write.queue, write.dedupe_id)
+                raise DuplicateWorkflowError(write.queue, write.dedupe_id, holder) from None
             raise InstanceExists(iid) from None
         return 0, plan.status or "Pending"
     if isinstance(write, Fenced):
@@ -83,7 +94,8 @@ def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> tuple[int, str]
         row = conn.execute(
             "UPDATE instances SET status = ?, updated_at = ?,"
             " lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END,"
-            " lease_expires_at = CASE WHEN ? THEN NULL ELSE ? END"
+            " lease_expires_at = CASE WHEN ? THEN NULL ELSE ? END,"
+            " slot = CASE WHEN ? THEN 0 ELSE slot END"
             " WHERE id = ? AND lease_owner = ? RETURNING inbox_seq",
             (
                 plan.status,
@@ -91,6 +103,7 @@ def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> tuple[int, str]
                 write.release,
                 write.release,
                 write.lease_expires_at,
+                plan.status in TERMINAL_TAGS,
                 iid,
                 write.owner,
             ),
@@ -100,9 +113,10 @@ def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> tuple[int, str]
         return int(row[0]), plan.status
     if plan.status is not None:
         row = conn.execute(
-            "UPDATE instances SET status = ?, updated_at = ? WHERE id = ?"
+            "UPDATE instances SET status = ?, updated_at = ?,"
+            " slot = CASE WHEN ? THEN 0 ELSE slot END WHERE id = ?"
             " RETURNING inbox_seq, status",
-            (plan.status, plan.now, iid),
+            (plan.status, plan.now, plan.status in TERMINAL_TAGS, iid),
         ).fetchone()
     else:
         row = conn.execute(
@@ -151,6 +165,16 @@ def execute(conn: sqlite3.Connection, plan: CommitPlan) -> CommitOutcome:
     for message in plan.sends:
         append_rows(conn, message, plan.now)
     return CommitOutcome(inbox_seq)
+
+
+def dedupe_holder(conn: sqlite3.Connection, queue: str, dedupe_id: str) -> str | None:
+    """The instance of ``queue``, not final, that holds ``dedupe_id``."""
+    row = conn.execute(
+        "SELECT id FROM instances WHERE queue = ? AND dedupe_id = ?"
+        " AND status NOT IN ('Completed', 'Failed', 'Cancelled')",
+        (queue, dedupe_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def append(conn: sqlite3.Connection, message: Outgoing, now: int) -> AppendOutcome:

@@ -53,10 +53,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX inbox_dedupe ON inbox (instance_id, dedupe_key)"
         " WHERE dedupe_key IS NOT NULL",
     ),
+    # 3: queues (domain/queues.py): an instance's queue, priority, partition and dedupe
+    # id; the slot it holds (taken by the claim that starts it, given back when it ends)
+    # and when it took it (the rate's window); the queues' limits, for `durably queues`.
+    (
+        "ALTER TABLE instances ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE instances ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE instances ADD COLUMN partition_key TEXT",
+        "ALTER TABLE instances ADD COLUMN dedupe_id TEXT",
+        "ALTER TABLE instances ADD COLUMN slot INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE instances ADD COLUMN slot_at INTEGER",
+        "CREATE INDEX instances_slots ON instances (queue, slot, partition_key)",
+        "CREATE INDEX instances_starts ON instances (queue, slot_at) WHERE slot_at IS NOT NULL",
+        "CREATE UNIQUE INDEX instances_dedupe ON instances (queue, dedupe_id)"
+        " WHERE dedupe_id IS NOT NULL AND status NOT IN ('Completed', 'Failed', 'Cancelled')",
+        """CREATE TABLE queues (
+            name TEXT PRIMARY KEY,
+            concurrency INTEGER,
+            worker_concurrency INTEGER,
+            rate TEXT,
+            partition_concurrency INTEGER,
+            updated_at INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
-TABLES = frozenset({"kv", "alarms", "instances", "inbox"})
+TABLES = frozenset({"kv", "alarms", "instances", "inbox", "queues"})
 """The tables of ``SCHEMA_VERSION``."""
 
 
