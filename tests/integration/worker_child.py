@@ -1,6 +1,7 @@
 """Child process of the multi-process tests: a worker over a shared backend.
 
-Usage: ``python worker_child.py URL``
+Usage: ``python worker_child.py URL [QUEUES]`` (``QUEUES``: a JSON list of the keyword
+arguments of ``durably.Queue``, the engine's queues)
 
 Opens an engine on ``URL`` (a short lease, a 100 ms poll interval), says ``ready``, and
 runs a worker until killed or told ``stop`` on stdin. The workflow ``paced`` takes
@@ -23,14 +24,17 @@ then a step ``total`` that sums their outputs. Every step appends ``"run <instan
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 
 import durably
+from durably import Queue
 from durably.engine import Engine, Lease
 from tests.integration.support import append_line
 
@@ -44,6 +48,9 @@ __all__ = [
     "Fan",
     "fan_parent",
     "fan_child",
+    "Slot",
+    "slotted",
+    "WORKFLOWS",
 ]
 
 LEASE = Lease(duration="2s", renew_every="500ms")
@@ -146,8 +153,42 @@ async def fan_parent(job: Fan) -> int:
     return await durably.step("total", _logged(job.side, "total", sum(outputs)))
 
 
-async def main(url: str) -> int:
-    async with Engine([paced, collector, fan_parent, fan_child], backend=url, lease=LEASE, poll_interval=POLL) as engine:
+@attrs.frozen
+class Slot:
+    """What ``slotted`` runs: its side file, how long its one step awaits, its partition."""
+
+    side: str
+    step_s: float = 0.02
+    partition: str = "-"
+
+
+@durably.workflow
+async def slotted(job: Slot) -> str:
+    """One step that logs ``start``/``end <instance> <partition> <pid> <wall time>``."""
+
+    async def work() -> str:
+        me = durably.context().workflow_id
+        append_line(job.side, f"start {me} {job.partition} {os.getpid()} {time.time()}\n")
+        await asyncio.sleep(job.step_s)
+        append_line(job.side, f"end {me} {job.partition} {os.getpid()} {time.time()}\n")
+        return me
+
+    return await durably.step("work", work)
+
+
+WORKFLOWS: list[durably.WorkflowDefinition[Any, Any]] = [
+    paced,
+    collector,
+    fan_parent,
+    fan_child,
+    slotted,
+]
+
+
+async def main(url: str, queues: list[Queue]) -> int:
+    async with Engine(
+        WORKFLOWS, backend=url, lease=LEASE, poll_interval=POLL, queues=queues
+    ) as engine:
         stop = asyncio.Event()
         worker = asyncio.get_running_loop().create_task(engine.run_worker(stop=stop))
         print("ready", flush=True)
@@ -159,4 +200,5 @@ async def main(url: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1])))
+    declared = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
+    sys.exit(asyncio.run(main(sys.argv[1], [Queue(**q) for q in declared])))
