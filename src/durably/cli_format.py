@@ -89,19 +89,22 @@ def wake_text(at: int, now: int) -> str:
 
 
 def describe_status(
-    status: WorkflowStatus, now: int | None = None, wake_at: int | None = None
+    status: WorkflowStatus,
+    now: int | None = None,
+    wake_at: int | None = None,
+    children: int | None = None,
 ) -> str:
     """One line of plain text: the tag and what it carries (why paused, why failed...).
 
     ``wake_at`` is the instance's alarm when known: a paused instance whose alarm is not
     its resume time (a failed alarm moved it; an event was delivered to it) says when it
-    really wakes up.
+    really wakes up. ``children``: how many children it started, when known.
 
     >>> describe_status(Paused("event", None, "approval", ("event:approval",)), 5, 5)
     "Paused (event 'approval'), next wake-up due now"
     """
     if isinstance(status, Paused):
-        what = pause_text(status)
+        what = pause_text(status, children)
         text = f"Paused ({what})"
         if status.resume_at is not None:
             text += f" until {format_time(status.resume_at)} UTC"
@@ -126,30 +129,70 @@ def describe_status(
     return status.tag
 
 
-def pause_text(status: Paused) -> str:
+def _waited(status: Paused, kind: str) -> list[str]:
+    """What the pause waits for deliveries of ``kind`` from: event names, child ids."""
+    prefix = f"{kind}:"
+    return [w[len(prefix) :] for w in status.waits if w.startswith(prefix)]
+
+
+def _children_text(ids: Sequence[str], children: int | None) -> str:
+    """``child 'p/invoice#2'``; several: ``3 children``, ``3 of 50 children`` (of all it
+    started, when that is known)."""
+    if len(ids) == 1:
+        return f"child {ids[0]!r}"
+    if not ids:
+        return "child"
+    if children is not None and children > len(ids):
+        return f"{len(ids)} of {children} children"
+    return f"{len(ids)} children"
+
+
+def pause_text(status: Paused, children: int | None = None) -> str:
     """What a pause waits for: ``retry of step 'charge'``, ``sleep 'cool-off'``, ``event
-    'approval'``."""
+    'approval'``, ``child 'm/invoice#2'``, ``3 of 50 children`` (``children``: how many
+    it started, when known); the deliveries that other branches of a ``gather`` wait for
+    follow.
+
+    >>> pause_text(Paused("child", None, "invoice#2", ("child:m/invoice#2",)))
+    "child 'm/invoice#2'"
+    >>> waits = ("child:m/invoice", "child:m/invoice#2", "child:m/invoice#3")
+    >>> pause_text(Paused("child", None, "invoice", waits), 50)
+    '3 of 50 children'
+    >>> pause_text(Paused("sleep", 9, "nap", ("event:go", "child:m/invoice")))
+    "sleep 'nap', event 'go', child 'm/invoice'"
+    """
+    events, kids = _waited(status, "event"), _waited(status, "child")
+    events_text = "event " + ", ".join(repr(n) for n in events) if events else "event"
     match status.reason:
         case "retry":
-            return f"retry of step {status.step_name!r}"
+            parts = [f"retry of step {status.step_name!r}"]
         case "sleep":
-            return f"sleep {status.step_name!r}" if status.step_name else "sleep"
+            parts = [f"sleep {status.step_name!r}" if status.step_name else "sleep"]
         case "event":
-            names = [w.split(":", 1)[1] for w in status.waits if w.startswith("event:")]
-            return "event " + ", ".join(repr(n) for n in names) if names else "event"
+            parts, events = [events_text], []
+        case "child":
+            parts, kids = [_children_text(kids, children)], []
         case _:
-            return status.reason
+            parts = [status.reason]
+    if events:
+        parts.append(events_text)
+    if kids:
+        parts.append(_children_text(kids, children))
+    return ", ".join(parts)
 
 
 def progress_text(status: WorkflowStatus, now: int) -> str:
     """A short status for the spinner of ``start --wait``: ``Paused (sleep), resumes in 2.0s``;
-    an event wait resumes when the event comes, or times out.
+    an event wait resumes when the event comes, or times out; a wait for children names
+    them.
 
     >>> progress_text(Paused("event", 61_000, "approval", ("event:approval",)), 1_000)
     "Paused (event 'approval'), times out in 1m00s"
+    >>> progress_text(Paused("child", None, "invoice", ("child:m/invoice",)), 1_000)
+    "Paused (child 'm/invoice')"
     """
     if isinstance(status, Paused):
-        what = pause_text(status) if status.reason == "event" else status.reason
+        what = pause_text(status) if status.reason in ("event", "child") else status.reason
         if status.resume_at is None:
             return f"Paused ({what})"
         then = "times out" if status.reason == "event" else "resumes"
@@ -162,17 +205,20 @@ def status_line(
     result: WorkflowStatusResult | TimelineHeader,
     now: int,
 ) -> Text:
-    """``ID  STATUS  (N steps completed)``, coloured by status; from a timeline's header,
-    also the real next wake-up and why the last alarm failed."""
+    """``ID  STATUS  (N steps completed, M children)``, coloured by status; from a
+    timeline's header, also the real next wake-up and why the last alarm failed."""
     status = result.status
     line = Text(f"{instance_id}  ")
     if status is None:
         return line.append("not found", style="red")
     wake_at = result.next_wakeup_at if isinstance(result, TimelineHeader) else None
-    line.append(describe_status(status, now, wake_at), style=STYLES.get(status.tag, ""))
+    children = len(result.children)
+    text = describe_status(status, now, wake_at, children)
+    line.append(text, style=STYLES.get(status.tag, ""))
     steps = result.completed_steps
     count = steps if isinstance(steps, int) else len(steps)
-    line.append(f"  ({count} step{'' if count == 1 else 's'} completed)", style="dim")
+    started = f", {children} {'child' if children == 1 else 'children'}" if children else ""
+    line.append(f"  ({count} step{'' if count == 1 else 's'} completed{started})", style="dim")
     if isinstance(result, TimelineHeader) and result.last_alarm_error is not None:
         failure = result.last_alarm_error
         line.append(f"; last alarm failed: {error_line(failure.error)}", style="red")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from returns.result import Failure
@@ -21,6 +22,7 @@ from durably.domain.serialization import converter
 from durably.domain.status import Failed, is_terminal
 from durably.engine import Engine
 from durably.engine.records import (
+    ChildRow,
     MessageRow,
     PublishedRow,
     SleepRow,
@@ -131,11 +133,25 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _header_grid(header: TimelineHeader, now: int) -> Table:
+_CHILD_ENDS = frozenset({"Completed", "Failed", "Cancelled", ""})
+
+
+def _children_count(rows: Sequence[TimelineRow]) -> str:
+    """``3 (1 completed, 1 failed, 1 not ended)``: how many children, how they ended."""
+    ended = Counter(row.outcome or "" for row in rows if isinstance(row, ChildRow))
+    order = ["Completed", "Failed", "Cancelled", *sorted(set(ended) - _CHILD_ENDS), ""]
+    counts = [f"{ended[tag]} {tag.lower() or 'not ended'}" for tag in order if ended[tag]]
+    return f"{ended.total()} ({', '.join(counts)})"
+
+
+def _header_grid(timeline: Timeline, now: int) -> Table:
+    header = timeline.header
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True, style="bold")
     grid.add_column(overflow="fold")
     grid.add_row("workflow", Text(header.workflow))
+    if header.parent is not None:
+        grid.add_row("parent", Text(f"{header.parent.id} (as child {header.parent.key!r})"))
     purged = header.purged_at is not None
     grid.add_row("input", "(deleted by the purge)" if purged else Text(_json_text(header.input)))
     if header.status.tag == "Completed":
@@ -174,6 +190,8 @@ def _header_grid(header: TimelineHeader, now: int) -> Table:
         grid.add_row("recoveries", f"{header.recovery_attempts} without progress")
     if header.purged_at is not None:
         grid.add_row("purged", f"{fmt.format_time(header.purged_at)} UTC")
+    if header.children:
+        grid.add_row("children", _children_count(timeline.rows))
     return grid
 
 
@@ -196,8 +214,15 @@ def _outcome(row: TimelineRow, now: int, ended: bool, takers: Mapping[int, str])
             return _wait_outcome(row, now, ended)
         case PublishedRow(value=value):
             return Text(preview(value))
+        case ChildRow():
+            return _child_outcome(row, ended)
         case MessageRow(type="event"):
             return _event_outcome(row, ended, takers)
+        case MessageRow(type="child", payload=payload):
+            status = payload.get("status") if isinstance(payload, dict) else None
+            said = f"{status}, " if isinstance(status, str) else ""
+            fate = "received" if row.consumed else "never received" if ended else "not received yet"
+            return Text(said + fate)
         case MessageRow(payload=payload, consumed=consumed):
             reason = payload.get("reason") if isinstance(payload, dict) else None
             said = f"{reason!r}, " if isinstance(reason, str) else ""
@@ -223,6 +248,23 @@ def _wait_outcome(row: WaitRow, now: int, ended: bool) -> Text:
         case WaitRow(deadline_at=int(at)):
             return Text(f"waiting until {fmt.format_time(at)}, {fmt.wake_text(at, now)}")
     return Text("")  # pragma: no cover - the cases are exhaustive
+
+
+def _child_outcome(row: ChildRow, ended: bool) -> Text:
+    """How a child ended: its output (a preview), its error or its cancel reason. An
+    ended parent takes no more messages: what became of a child that had not ended then
+    is in its own ``show``."""
+    match row.outcome:
+        case None:
+            return Text("not ended when the parent ended" if ended else "not ended yet")
+        case "Completed":
+            return Text(f"Completed: {preview(row.output)}", style="green")
+        case "Failed":
+            error = f": {error_line(row.error)}" if row.error is not None else ""
+            return Text(f"Failed{error}", style="red")
+        case "Cancelled":
+            return Text(f"Cancelled: {row.reason}" if row.reason else "Cancelled", style="yellow")
+    return Text(row.outcome)
 
 
 def _event_outcome(row: MessageRow, ended: bool, takers: Mapping[int, str]) -> Text:
@@ -253,9 +295,15 @@ def _row_cells(row: TimelineRow, now: int) -> list[Text | str]:
         case PublishedRow():
             set_at = fmt.format_time(row.set_at)
             return ["published", Text(row.key), str(row.version), set_at, ""]
+        case ChildRow(ended_at=ended_at):
+            took = "-" if ended_at is None else fmt.format_duration(ended_at - row.started_at)
+            return ["child", Text(row.child_id), "", fmt.format_time(row.started_at), took]
         case MessageRow(type="event"):
             sent_at = fmt.format_time(row.sent_at)
             return ["event", Text(row.name or ""), str(row.seq), sent_at, ""]
+        case MessageRow(type="child"):
+            sent_at = fmt.format_time(row.sent_at)
+            return ["child end", Text(row.name or ""), str(row.seq), sent_at, ""]
         case MessageRow():
             return ["message", Text(row.type), "", fmt.format_time(row.sent_at), ""]
         case StatusRow():
@@ -264,9 +312,20 @@ def _row_cells(row: TimelineRow, now: int) -> list[Text | str]:
     return []  # pragma: no cover - the union is closed
 
 
+def _shown(rows: Sequence[TimelineRow]) -> list[TimelineRow]:
+    """The rows ``show`` prints: a child's end that the parent received is told by the
+    child's row (one row per child), the others are shown (not received yet)."""
+    told = {row.seq for row in rows if isinstance(row, ChildRow) and row.seq is not None}
+
+    def folded(row: TimelineRow) -> bool:
+        return isinstance(row, MessageRow) and row.consumed and row.seq in told
+
+    return [row for row in rows if not folded(row)]
+
+
 def timeline_table(timeline: Timeline, now: int, width: int) -> Table:
     """The rows of ``durably show``: kind, name, number (a step's attempt, a published
-    value's version, an event's place in the inbox), when, how long, how it ended."""
+    value's version, a message's place in the inbox), when, how long, how it ended."""
     columns = [
         fmt.Column("kind", keep=True),
         fmt.Column("name", keep=True),
@@ -281,7 +340,9 @@ def timeline_table(timeline: Timeline, now: int, width: int) -> Table:
         for row in timeline.rows
         if isinstance(row, WaitRow) and row.seq is not None
     }
-    rows = [[*_row_cells(row, now), _outcome(row, now, ended, takers)] for row in timeline.rows]
+    rows = [
+        [*_row_cells(row, now), _outcome(row, now, ended, takers)] for row in _shown(timeline.rows)
+    ]
     return fmt.fitted_table("Timeline", columns, rows, width)
 
 
@@ -318,7 +379,7 @@ async def inspect_instance(engine: Engine, args: argparse.Namespace, out: Consol
     out.print(fmt.status_line(args.id, timeline.header, now), soft_wrap=True)
     if args.command == "status":
         return 0
-    out.print(_header_grid(timeline.header, now))
+    out.print(_header_grid(timeline, now))
     fmt.print_table(out, timeline_table(timeline, now, out.width))
     traceback = _traceback(timeline)
     if traceback is not None and args.traceback:

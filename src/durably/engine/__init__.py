@@ -4,6 +4,7 @@ from durably.domain.records import AlarmFailure
 from durably.engine.config import EngineOptions, Lease, Purge, parse_backend_url
 from durably.engine.engine import Engine
 from durably.engine.records import (
+    ChildRow,
     MessageRow,
     PublishedRow,
     SleepRow,
@@ -31,6 +32,7 @@ __all__ = [
     "MessageRow",
     "WaitRow",
     "PublishedRow",
+    "ChildRow",
     "StatusRow",
     "AlarmFailure",
 ]

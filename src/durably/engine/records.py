@@ -11,7 +11,7 @@ from typing import ClassVar, Literal, TypeAlias
 
 import attrs
 
-from durably.domain.records import AlarmFailure, JsonValue, WaitOutcome
+from durably.domain.records import AlarmFailure, JsonValue, ParentLink, WaitOutcome
 from durably.domain.serialization import register_tagged_union
 from durably.domain.status import WorkflowError, WorkflowStatus
 
@@ -23,6 +23,7 @@ __all__ = [
     "MessageRow",
     "WaitRow",
     "PublishedRow",
+    "ChildRow",
     "StatusRow",
     "TimelineRow",
     "Timeline",
@@ -69,6 +70,10 @@ class TimelineHeader:
     recovery_attempts: int = 0
     """Recoveries without progress since the last durability point."""
     purged_at: int | None = None
+    parent: ParentLink | None = None
+    """The instance's parent and its key there, when it is a child workflow."""
+    children: tuple[str, ...] = ()
+    """The ids of the children it started, in the order of their rows (``ChildRow``)."""
 
 
 @attrs.frozen
@@ -105,17 +110,19 @@ class SleepRow:
 @attrs.frozen
 class MessageRow:
     """A message delivered to the instance's inbox from outside (a cancel request, an
-    event sent by ``send_event``)."""
+    event sent by ``send_event``, the end of a child: its ``ChildRow`` has the same
+    ``seq``)."""
 
     seq: int
     """Its number in the instance's delivery order (a wait that received it names it)."""
     type: str
-    """What it is: ``"cancel"`` or ``"event"``."""
+    """What it is: ``"cancel"``, ``"event"`` or ``"child"`` (a child ended)."""
     name: str | None
-    """An event's name."""
+    """An event's name; the id of the child that ended."""
     sent_at: int
     consumed: bool
-    """Whether the instance acted on it (an event: a wait took it)."""
+    """Whether the instance acted on it (an event: a wait took it; a child's end: the
+    parent received it, and its ``ChildRow`` has the outcome recorded)."""
     payload: JsonValue = None
     event_id: str | None = None
     """The ``event_id`` an event was sent with (it dedupes a second send)."""
@@ -161,6 +168,31 @@ class PublishedRow:
 
 
 @attrs.frozen
+class ChildRow:
+    """A child workflow the instance started (``child``, ``start_child``), and how it
+    ended once its end reached the parent's inbox."""
+
+    key: str
+    """Its key in the parent (``invoice``, ``invoice#2``)."""
+    child_id: str
+    workflow: str
+    started_at: int
+    outcome: str | None = None
+    """The child's final status tag (``"Completed"``, ``"Failed"``, ``"Cancelled"``);
+    ``None``: it has not ended (no end in the parent's inbox)."""
+    ended_at: int | None = None
+    output: JsonValue = None
+    """Its output as stored (``Completed``)."""
+    error: WorkflowError | None = None
+    """Its error (``Failed``)."""
+    reason: str | None = None
+    """The reason of its cancel (``Cancelled``)."""
+    seq: int | None = None
+    """The number of the inbox message that told its end (its ``MessageRow.seq``)."""
+    kind: ClassVar[Literal["child"]] = "child"
+
+
+@attrs.frozen
 class StatusRow:
     """A status the instance went through, as far as its stored keys tell."""
 
@@ -172,7 +204,9 @@ class StatusRow:
     kind: ClassVar[Literal["status"]] = "status"
 
 
-TimelineRow: TypeAlias = StepAttemptRow | SleepRow | WaitRow | PublishedRow | MessageRow | StatusRow
+TimelineRow: TypeAlias = (
+    StepAttemptRow | SleepRow | WaitRow | PublishedRow | ChildRow | MessageRow | StatusRow
+)
 
 
 @attrs.frozen
@@ -185,7 +219,7 @@ class Timeline:
 
 register_tagged_union(
     TimelineRow,
-    (StepAttemptRow, SleepRow, WaitRow, PublishedRow, MessageRow, StatusRow),
+    (StepAttemptRow, SleepRow, WaitRow, PublishedRow, ChildRow, MessageRow, StatusRow),
     name="TimelineRow",
     tag_attr="kind",
 )

@@ -2,7 +2,11 @@
 
 ``build_timeline`` turns what the engine read (every key of the instance, its row, its
 inbox and its alarm) into a ``Timeline`` (steps, sleeps, waits for events, published
-events, inbox messages and statuses); ``step_records`` gives ``Engine.steps``.
+events, children, inbox messages and statuses); ``step_records`` gives ``Engine.steps``.
+
+Rows are in time order (``_in_order``): each at the time it started (a step attempt, a
+sleep, a wait, a child), was set (a published value) or was sent (a message); rows of
+the same millisecond keep the order of the kinds in ``build_timeline``.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from typing import Any
 import attrs
 
 from durably.domain import keys
-from durably.domain.inbox import EVENT, InboxMessage, event_dedupe_key
+from durably.domain.inbox import CHILD, EVENT, InboxMessage, event_dedupe_key
 from durably.domain.records import (
     AlarmFailure,
+    ChildRecord,
     JsonValue,
+    ParentLink,
     PublishedEvent,
     SleepRecord,
     StepAttempt,
@@ -36,6 +42,7 @@ from durably.domain.status import (
     WorkflowStatus,
 )
 from durably.engine.records import (
+    ChildRow,
     MessageRow,
     PublishedRow,
     SleepRow,
@@ -206,6 +213,59 @@ def _published_rows(entries: Mapping[str, JsonValue]) -> list[TimelineRow]:
     return rows
 
 
+def _key_order(key: str) -> tuple[str, int]:
+    """``invoice#2`` sorts as ``("invoice", 2)``: after ``invoice``, before ``invoice#10``."""
+    base, mark, number = key.rpartition("#")
+    if mark and number.isdigit():
+        return base, int(number)
+    return key, 1
+
+
+def _child_rows(
+    entries: Mapping[str, JsonValue], messages: Iterable[InboxMessage]
+) -> list[ChildRow]:
+    """One row per child, in the order they were started (the key's number for children
+    started in the same millisecond). A child's outcome is its record's once the parent
+    received its end, else the end message's while it waits in the inbox."""
+    ends = {m.name: m for m in messages if m.kind == CHILD and m.name is not None}
+    rows = []
+    for key, value in entries.items():
+        if not key.startswith(keys.CHILD_PREFIX):
+            continue
+        record: ChildRecord = decode(value, ChildRecord, key=key)
+        end = ends.get(record.child_id)
+        row = ChildRow(
+            key=keys.unescape(key[len(keys.CHILD_PREFIX) :]),
+            child_id=record.child_id,
+            workflow=record.workflow,
+            started_at=record.started_at,
+            outcome=record.outcome,
+            ended_at=record.ended_at,
+            output=record.output,
+            error=record.error,
+            reason=record.reason,
+            seq=end.seq if end is not None else None,
+        )
+        if record.outcome is None and end is not None:
+            row = _ended(row, end, key)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r.started_at, *_key_order(r.key)))
+
+
+def _ended(row: ChildRow, end: InboxMessage, key: str) -> ChildRow:
+    """``row`` with the outcome its end message carries (not received by the parent yet)."""
+    told = end.payload if isinstance(end.payload, dict) else {}
+    status, error, reason = told.get("status"), told.get("error"), told.get("reason")
+    return attrs.evolve(
+        row,
+        outcome=status if isinstance(status, str) else "?",
+        ended_at=end.sent_at,
+        output=told.get("output"),
+        error=None if error is None else decode(error, WorkflowError, key=key),
+        reason=reason if isinstance(reason, str) else None,
+    )
+
+
 _EVENT_DEDUPE = event_dedupe_key("")
 
 
@@ -262,6 +322,8 @@ def _time_of(row: TimelineRow) -> int | None:
     match row:
         case StepAttemptRow(started_at=at) | SleepRow(started_at=at) | WaitRow(started_at=at):
             return at
+        case ChildRow(started_at=at):
+            return at
         case PublishedRow(set_at=at):
             return at
         case MessageRow(sent_at=at):
@@ -305,6 +367,9 @@ def build_timeline(
     created = entries.get(keys.STARTED_AT)
     created_at = int(created) if created is not None else row.created_at if row else None
     steps = _steps(entries)
+    messages = list(messages)
+    children = _child_rows(entries, messages)
+    parent = entries.get(keys.PARENT)
     header = TimelineHeader(
         id=instance_id,
         workflow=name,
@@ -319,6 +384,8 @@ def build_timeline(
         last_alarm_error=alarm_error,
         recovery_attempts=int(entries.get(keys.RECOVERY_ATTEMPTS) or 0),
         purged_at=tombstone.purged_at if tombstone is not None else None,
+        parent=None if parent is None else decode(parent, ParentLink, key=keys.PARENT),
+        children=tuple(child.child_id for child in children),
     )
     first: list[TimelineRow] = [] if created_at is None else [StatusRow("Created", created_at)]
     middle = [
@@ -326,6 +393,7 @@ def build_timeline(
         *_sleep_rows(entries),
         *_published_rows(entries),  # before a wait of the same millisecond: the usual order
         *_wait_rows(entries),
+        *children,  # after a step or a wait of the same millisecond, before its end
         *_message_rows(messages),
     ]
     recovered = entries.get(keys.LAST_RECOVERY_AT)
