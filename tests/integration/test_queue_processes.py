@@ -106,7 +106,7 @@ def slot_times(url: str, queue: str) -> list[int]:
         parts = urlsplit(url)
         schema = parse_qs(parts.query)["schema"][0]
         with psycopg.connect(parts._replace(query="").geturl()) as conn:
-            rows = conn.execute(query.format(f"{schema}."), (queue,)).fetchall()  # type: ignore[arg-type]
+            rows = conn.execute(query.format(f"{schema}."), (queue,)).fetchall()
     return sorted(int(r[0]) for r in rows)
 
 

@@ -46,9 +46,14 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
         release_database()
 
 
+def noted(tag: str) -> str:
+    order.append(tag)
+    return tag
+
+
 @durably.workflow
 async def note(tag: str) -> str:
-    return await durably.step("note", lambda: order.append(tag) or tag)
+    return await durably.step("note", lambda: noted(tag))
 
 
 @durably.workflow
@@ -60,8 +65,8 @@ async def holds(tag: str) -> str:
 
 @durably.workflow
 async def parent_on_queue(n: int) -> int:
-    total: int = await durably.child(note, f"child {n}", queue="serial")
-    return len(str(total))
+    said: str = await durably.child(note, f"child {n}", queue="serial")
+    return len(said)
 
 
 WORKFLOWS: list[durably.WorkflowDefinition[Any, Any]] = [note, holds, parent_on_queue]
