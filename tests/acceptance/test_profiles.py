@@ -108,10 +108,7 @@ async def test_postgres_profile_loads_or_refuses_clearly() -> None:
         return
     engine = Engine.from_profile(profile, [double_later])
     assert engine.backend_url == url
-    try:
-        await engine.open()
-    except Exception as e:
-        pytest.skip(f"no PostgreSQL server at {url}: {e}")
+    await engine.open()  # CI starts the server: no server is a failure, never a skip
     try:
         assert await run_to_completion(engine, f"pg-{uuid.uuid4()}") == 42
     finally:
