@@ -115,7 +115,9 @@ async def test_concurrency_caps_the_instances_running_at_once(
 ) -> None:
     url, count = setup
     side = tmp_path / "side.log"
-    queues = [Queue("jobs", concurrency=3)]
+    # Two at most per worker: reaching three at once takes two workers, each counting the
+    # slots the other holds.
+    queues = [Queue("jobs", concurrency=3, worker_concurrency=2)]
     async with Engine(
         WORKFLOWS, backend=url, lease=LEASE, poll_interval=POLL, queues=queues
     ) as engine:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import attrs
 
@@ -259,9 +259,18 @@ class MemoryBackend:
         """Every message of the instance, in delivery order."""
         return list(self.inboxes.get(instance_id, []))
 
-    async def next_due(self) -> int | None:
-        """The earliest alarm."""
-        return min(self.alarms.values(), default=None)
+    async def next_due(self, queues: Collection[str] | None = None) -> int | None:
+        """The earliest alarm (of ``queues``, if given)."""
+        if queues is None:
+            return min(self.alarms.values(), default=None)
+        return min(
+            (
+                at
+                for iid, at in self.alarms.items()
+                if iid in self.rows and self.rows[iid].queue in queues
+            ),
+            default=None,
+        )
 
     def _free(self, row: _Row, now: int) -> bool:
         return row.lease_owner is None or (

@@ -128,16 +128,23 @@ class AlarmWorker:
         try:
             while not stop.is_set() and not self.closing.is_set():
                 # A backend that can no longer be trusted stops the worker, loudly.
-                await self.server.host.check()
+                host = self.server.host
+                await host.check()
                 free = concurrency - len(running)
+                scope = self.scope(queues, per_queue)
+                due: int | None = None
+                claimed: list[tuple[str, LeaseHold, str]] = []
                 try:
-                    scope = self.scope(queues, per_queue)
-                    claimed = await self.claim(free, scope) if free > 0 else []
+                    # One statement when there is nothing to do: an idle worker is cheap.
+                    due = await host.next_due(scope.served)
+                    now = host.now()
+                    if free > 0 and due is not None and due <= now:
+                        claimed = await self.claim(free, scope)
                 except StorageError:
                     # The database is locked or unreachable beyond the adapter's retries:
                     # the worker survives it and tries again after the next wait.
                     log.exception("could not claim due instances; retrying")
-                    claimed = []
+                    due = None
                 for instance_id, hold, queue in claimed:
                     task = loop.create_task(self.fire(instance_id, hold))
                     running[task] = hold
@@ -148,10 +155,10 @@ class AlarmWorker:
                         per_queue[queue] -= 1
 
                     task.add_done_callback(done)
-                if claimed and len(claimed) == free:
-                    await asyncio.sleep(0)
+                if claimed:
+                    await asyncio.sleep(0)  # more may be due: look again at once
                     continue
-                wait_s = await self.next_wait_ms(bool(claimed)) / 1000
+                wait_s = self.wait_ms(due, host.now()) / 1000
                 changed = loop.create_task(self.server.changed.wait(wait_s))
                 # Another process's new alarm wakes us where the backend can tell (NOTIFY).
                 elsewhere = loop.create_task(self.server.host.wait_for_alarm(wait_s))
@@ -172,17 +179,11 @@ class AlarmWorker:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
-    async def next_wait_ms(self, claimed_some: bool) -> int:
-        """How long to wait before the next claim."""
-        if claimed_some:
-            return 0
-        host = self.server.host
-        try:
-            due = await host.next_due()
-        except StorageError:
-            log.exception("could not read the next alarm")
+    def wait_ms(self, due: int | None, now: int) -> int:
+        """How long to wait for the next claim: until the next alarm, at most one poll
+        interval; a poll interval when what is due could not be claimed (its queue is
+        full, its lease is held): a slot freed in another process is seen at the next
+        poll, one freed here wakes the worker at once (``changed``)."""
+        if due is None or due <= now:
             return self.poll_interval_ms
-        if due is None:
-            return self.poll_interval_ms
-        # An alarm due but not claimable (its lease is held elsewhere) must not spin the loop.
-        return min(self.poll_interval_ms, max(20, due - host.now()))
+        return min(self.poll_interval_ms, due - now)

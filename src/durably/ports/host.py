@@ -6,7 +6,7 @@ claiming, renewing, releasing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 import attrs
@@ -91,8 +91,8 @@ class InstanceHost(Protocol):
         instance due at ``now`` if it waits (``domain/inbox.py``), in one commit."""
         ...
 
-    async def next_due(self) -> int | None:
-        """The earliest alarm of any instance."""
+    async def next_due(self, queues: Collection[str] | None = None) -> int | None:
+        """The earliest alarm of any instance (of ``queues``, if given)."""
         ...
 
     async def claim_due(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -371,9 +371,17 @@ class PostgresHost:
         )
         return [InstanceRow(*row) for row in rows]
 
-    async def next_due(self) -> int | None:
-        """The earliest alarm of any instance."""
-        rows = await self._fetch(f"SELECT min(due_at) FROM {self.schema}.alarms")
+    async def next_due(self, queues: Collection[str] | None = None) -> int | None:
+        """The earliest alarm of any instance (of ``queues``, if given)."""
+        if queues is None:
+            rows = await self._fetch(f"SELECT min(due_at) FROM {self.schema}.alarms")
+        else:
+            rows = await self._fetch(
+                f"SELECT min(a.due_at) FROM {self.schema}.alarms a"
+                f" JOIN {self.schema}.instances i ON i.id = a.instance_id"
+                " WHERE i.queue = ANY(%s)",
+                (sorted(queues),),
+            )
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     # -- leases -----------------------------------------------------------------------------

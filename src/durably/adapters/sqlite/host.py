@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from durably.adapters.clock import Clock, SystemClock
 from durably.adapters.plan import CommitOutcome, CommitPlan
@@ -221,9 +221,17 @@ class SqliteHost:
         )
         return [_row(row) for row in rows]
 
-    async def next_due(self) -> int | None:
-        """The earliest alarm time of any instance."""
-        rows = await self._query("SELECT MIN(due_at) FROM alarms")
+    async def next_due(self, queues: Collection[str] | None = None) -> int | None:
+        """The earliest alarm time of any instance (of ``queues``, if given)."""
+        if queues is None:
+            rows = await self._query("SELECT MIN(due_at) FROM alarms")
+        else:
+            names = sorted(queues)
+            rows = await self._query(
+                "SELECT MIN(a.due_at) FROM alarms a JOIN instances i ON i.id = a.instance_id"
+                f" WHERE i.queue IN ({', '.join('?' * len(names))})",
+                names,
+            )
         return None if not rows or rows[0][0] is None else int(rows[0][0])  # type: ignore[call-overload]
 
     # -- leases -----------------------------------------------------------------------------
