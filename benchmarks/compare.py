@@ -1,15 +1,19 @@
 """durably against DBOS Transact, on SQLite and on PostgreSQL, in one run.
 
 Scenarios (one module each under ``scenarios/``): ``sequential``, ``long``,
-``concurrent``, ``recovery`` and ``floor``. Every repetition of every engine runs in a
-fresh child process over a fresh database (a new SQLite folder, a new PostgreSQL
-database that is dropped after it), and the order of the engines is reversed at every
-repetition, so that neither always runs first on a warm or a cold machine.
+``concurrent``, ``recovery``, ``event_latency``, ``event_fanout`` and ``floor``. Every
+repetition of every engine runs in a fresh child process (three for ``recovery``, two for
+``event_latency``) over a fresh database (a new SQLite folder, a new PostgreSQL database
+that is dropped after it), and the order of the engines is reversed at every repetition,
+so that neither always runs first on a warm or a cold machine.
 
 Engines: ``durably`` (SQLite WAL + synchronous=FULL; PostgreSQL), ``durably_normal``
 (SQLite WAL + synchronous=NORMAL), ``dbos`` (DBOS as shipped: on SQLite its rollback
 journal at SQLite's default synchronous=FULL; PostgreSQL), ``dbos_wal`` (DBOS with its
-SQLite database in WAL, synchronous=FULL) and ``floor`` (the backend's bare commit).
+SQLite database in WAL, synchronous=FULL), ``dbos_poll`` (DBOS as shipped but for its
+notification listener, polling SQLite every ``EVENT_POLL_S`` as durably's worker does in
+the event scenarios; those run ``durably``, ``dbos`` and ``dbos_poll`` only) and
+``floor`` (the backend's bare commit).
 PostgreSQL runs with the server's ``synchronous_commit`` (``on``, read back and recorded).
 
 The table shows, per scenario, backend and engine, the median, min and max of the
@@ -39,22 +43,38 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from scenarios import recovery
-from scenarios.common import SQLITE_ONLY, Sizes, Target
+from scenarios import event_latency, recovery
+from scenarios.common import EVENT_POLL_S, SQLITE_ONLY, Sizes, Target
 from scenarios.process import run_child
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("sequential", "long", "concurrent", "recovery", "floor")
+SCENARIOS = (
+    "sequential",
+    "long",
+    "concurrent",
+    "recovery",
+    "event_latency",
+    "event_fanout",
+    "floor",
+)
 BACKENDS = ("sqlite", "postgres")
 # The order of the first repetition; every other repetition runs them in reverse.
 ENGINES = ("durably", "dbos", "durably_normal", "dbos_wal")
+# The event scenarios compare durably with DBOS's send/recv as shipped and polling as
+# often as durably's worker.
+EVENT_SCENARIOS = ("event_latency", "event_fanout")
+EVENT_ENGINES = ("durably", "dbos", "dbos_poll")
 METRICS = {
     "sequential": ("s_per_step", "s"),
     "long": ("s_per_step", "s"),
     "concurrent": ("s_total", "s"),
     "recovery": ("s_to_all_done", "s"),
+    "event_latency": ("s_latency_median", "s"),
+    "event_fanout": ("s_total", "s"),
     "floor": ("s_per_commit", "s"),
 }
+# Figures that get rows of their own (and ratios) beside the scenario's metric.
+EXTRA_METRICS = {"event_latency": (("s_latency_p99", "s"),)}
 SERVER = os.environ.get("DURABLY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
@@ -119,7 +139,8 @@ def _engines(
     (the disk's fsync latency moves from minute to minute)."""
     if scenario == "floor":
         return ["floor"]
-    engines = [e for e in ENGINES if backend == "sqlite" or e not in SQLITE_ONLY]
+    every = EVENT_ENGINES if scenario in EVENT_SCENARIOS else ENGINES
+    engines = [e for e in every if backend == "sqlite" or e not in SQLITE_ONLY]
     engines = [e for e in engines if wanted is None or e in wanted]
     if floor_beside and METRICS[scenario][0] == "s_per_step":
         engines.append("floor")
@@ -138,6 +159,8 @@ def _once(
     try:
         if scenario == "recovery":
             return recovery.drive(engine, target, sizes)
+        if scenario == "event_latency":
+            return event_latency.drive(engine, target, sizes)
         if engine == "floor":
             return run_child("floor", "floor", target, sizes)
         return run_child(scenario, engine, target, sizes)
@@ -224,29 +247,43 @@ def _aggregate(samples: dict[tuple[str, str, str], list[dict[str, Any]]]) -> lis
         if not runs:
             continue
         metric, unit = _metric(scenario, engine)
+        extra = EXTRA_METRICS.get(scenario, ())
         figures = [r["figures"] for r in runs]
         row = _row(scenario, backend, engine, metric, unit, [f[metric] for f in figures])
+        own_rows = {metric, "completed_step_repeats", *(m for m, _ in extra)}
         details = {
             k: statistics.median(f[k] for f in figures)
             for k in figures[0]
-            if k != metric and k != "completed_step_repeats" and k in figures[-1]
+            if k not in own_rows and k in figures[-1]
         }
         if details:
             row["details_median"] = details
         rows.append(row)
+        for name, name_unit in extra:
+            rows.append(
+                _row(scenario, backend, engine, name, name_unit, [f[name] for f in figures])
+            )
         if scenario == "recovery":
             repeats = [float(f["completed_step_repeats"]) for f in figures]
             rows.append(_row(scenario, backend, engine, "completed_step_repeats", "count", repeats))
     return rows
 
 
-def _find(rows: list[dict[str, Any]], scenario: str, backend: str, engine: str) -> Any:
+def _find(
+    rows: list[dict[str, Any]],
+    scenario: str,
+    backend: str,
+    engine: str,
+    metric: str | None = None,
+) -> Any:
+    """The row of ``metric`` (by default the scenario's own) of one engine."""
+    wanted = metric if metric is not None else _metric(scenario, engine)[0]
     for r in rows:
         if (r["scenario"], r["backend"], r["engine"], r["metric"]) == (
             scenario,
             backend,
             engine,
-            _metric(scenario, engine)[0],
+            wanted,
         ):
             return r
     return None
@@ -257,14 +294,21 @@ def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[di
     floor at its own setting, WAL + NORMAL)."""
     normal_floor = next((f for f in floors if f["metric"] == "s_per_commit_wal_normal"), None)
     out: list[dict[str, Any]] = []
-    for scenario in SCENARIOS[:-1]:
+    pairs = [
+        (scenario, metric)
+        for scenario in SCENARIOS
+        if scenario != "floor"
+        for metric in (METRICS[scenario][0], *(m for m, _ in EXTRA_METRICS.get(scenario, ())))
+    ]
+    for scenario, metric in pairs:
         for backend in BACKENDS:
             for ours in ("durably", "durably_normal"):
-                mine = _find(rows, scenario, backend, ours)
+                mine = _find(rows, scenario, backend, ours, metric)
                 if mine is None:
                     continue
                 versus: list[tuple[str, Any]] = [
-                    (other, _find(rows, scenario, backend, other)) for other in ("dbos", "dbos_wal")
+                    (other, _find(rows, scenario, backend, other, metric))
+                    for other in ("dbos", "dbos_wal", "dbos_poll")
                 ]
                 if METRICS[scenario][0] == "s_per_step":
                     # The floor measured in the same repetitions, else the floor scenario's.
@@ -289,7 +333,7 @@ def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[di
                             "backend": backend,
                             "engine": ours,
                             "versus": other,
-                            "metric": METRICS[scenario][0],
+                            "metric": metric,
                             "ratio": mine["median"] / theirs["median"],
                         }
                     )
@@ -298,11 +342,12 @@ def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[di
 
 def _ratio(ratios: list[dict[str, Any]], scenario: str, backend: str, versus: str) -> Any:
     for r in ratios:
-        if (r["scenario"], r["backend"], r["engine"], r["versus"]) == (
+        if (r["scenario"], r["backend"], r["engine"], r["versus"], r["metric"]) == (
             scenario,
             backend,
             "durably",
             versus,
+            METRICS[scenario][0],
         ):
             return r["ratio"]
     return None
@@ -319,6 +364,11 @@ def _targets(
         ("sequential", "postgres", "dbos", 1 / 4, "durably s_per_step <= DBOS / 4"),
         ("concurrent", "postgres", "dbos", 1 / 4, "durably s_total <= DBOS / 4"),
     ]
+    for backend in BACKENDS:
+        goals += [
+            ("event_fanout", backend, "dbos", 1 / 10, "durably s_total <= DBOS / 10"),
+            ("event_fanout", backend, "dbos_poll", 1 / 10, "durably s_total <= DBOS_poll / 10"),
+        ]
     out: list[dict[str, Any]] = []
     for scenario, backend, versus, limit, text in goals:
         ratio = _ratio(ratios, scenario, backend, versus)
@@ -330,6 +380,18 @@ def _targets(
                 "met": None if ratio is None else ratio <= limit,
             }
         )
+    # An absolute goal: its "ratio" is the measured median itself, in seconds.
+    latency = _find(rows, "event_latency", "postgres", "durably")
+    median = None if latency is None else latency["median"]
+    out.append(
+        {
+            "goal": "event_latency postgres: durably s_latency_median < 0.020 s "
+            "(seconds, not a ratio)",
+            "ratio": median,
+            "limit": 0.020,
+            "met": None if median is None else median < 0.020,
+        }
+    )
     for backend in BACKENDS:
         for r in rows:
             if (r["scenario"], r["backend"], r["metric"]) != (
@@ -361,7 +423,7 @@ def _targets(
 def _fmt(value: float, unit: str, metric: str) -> str:
     if unit == "count":
         return f"{value:.0f}"
-    if metric.startswith(("s_per_step", "s_per_commit")):
+    if metric.startswith(("s_per_step", "s_per_commit", "s_latency")):
         return f"{value * 1e3:.3f} ms"
     return f"{value:.2f} s"
 
@@ -370,7 +432,7 @@ def _print_table(
     rows: list[dict[str, Any]], ratios: list[dict[str, Any]], targets: list[dict[str, Any]]
 ) -> None:
     header = (
-        f"{'scenario':<11} {'backend':<9} {'engine':<15} {'metric':<23} "
+        f"{'scenario':<13} {'backend':<9} {'engine':<15} {'metric':<23} "
         f"{'median':>11} {'min':>11} {'max':>11} {'n':>2}"
     )
     print(header)
@@ -378,7 +440,7 @@ def _print_table(
     for r in rows:
         unit, metric = r["unit"], r["metric"]
         print(
-            f"{r['scenario']:<11} {r['backend']:<9} {r['engine']:<15} {metric:<23} "
+            f"{r['scenario']:<13} {r['backend']:<9} {r['engine']:<15} {metric:<23} "
             f"{_fmt(r['median'], unit, metric):>11} {_fmt(r['min'], unit, metric):>11} "
             f"{_fmt(r['max'], unit, metric):>11} {r['repeats']:>2}"
         )
@@ -388,8 +450,8 @@ def _print_table(
         ratio = q["ratio"]
         faster = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.2f}x slower"
         print(
-            f"  {q['scenario']:<11} {q['backend']:<9} {q['engine']:>14} / {q['versus']:<16}"
-            f" {ratio:8.3f}  ({faster})"
+            f"  {q['scenario']:<13} {q['backend']:<9} {q['engine']:>14} / {q['versus']:<16}"
+            f" {q['metric']:<17} {ratio:8.3f}  ({faster})"
         )
     print()
     print("targets")
@@ -414,15 +476,15 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| scenario | backend | engine | versus | ratio of medians |",
-        "|---|---|---|---|---:|",
+        "| scenario | backend | engine | versus | metric | ratio of medians |",
+        "|---|---|---|---|---|---:|",
     ]
     for q in report["ratios"]:
         ratio = q["ratio"]
         said = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.2f}x slower"
         lines.append(
             f"| {q['scenario']} | {q['backend']} | {q['engine']} | {q['versus']} "
-            f"| {ratio:.3f} ({said}) |"
+            f"| {q['metric']} | {ratio:.3f} ({said}) |"
         )
     lines += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in report["targets"]:
@@ -545,6 +607,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "SQLite's default synchronous=FULL",
             "dbos_wal": "DBOS with system_database_engine: its own engine settings plus "
             "journal_mode=WAL, synchronous=FULL",
+            "dbos_poll": "DBOS as shipped but notification_listener_polling_interval_sec="
+            f"{EVENT_POLL_S} (durably's poll interval in the event scenarios; DBOS's "
+            "default is 1 s); event scenarios only",
+            "events": f"durably runs with poll_interval={EVENT_POLL_S}s in the event "
+            "scenarios (its default is 1 s); on PostgreSQL both engines are woken by "
+            "LISTEN/NOTIFY. event_latency: worker and sender in two processes, one "
+            "waiting workflow at a time, a random pause of up to one poll period before "
+            "each send; event_fanout: one process runs the workflows and sends the events "
+            "(durably: asyncio.gather of send_event; DBOS: one send_bulk)",
             "floor": "one tiny INSERT per transaction, serially (SQLite: WAL + FULL)",
             "timing": "every repetition in a fresh child process and database; engine order "
             "reversed at every repetition; completion checked every 50 ms through each "

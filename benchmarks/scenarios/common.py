@@ -8,6 +8,9 @@ An *engine* is one of the rows of ``latest.json``:
   SQLite's default ``synchronous=FULL``);
 - ``dbos_wal``: DBOS with its SQLite database in WAL (``synchronous=FULL`` kept),
   through DBOS's ``system_database_engine`` setting (SQLite only);
+- ``dbos_poll``: DBOS as shipped but for its notification listener, which polls every
+  ``EVENT_POLL_S`` (durably's poll interval in the event scenarios) instead of DBOS's
+  default 1 s (the event scenarios only);
 - ``floor``: no engine, the bare commit of the backend (``scenarios/floor.py``).
 """
 
@@ -21,8 +24,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 DURABLY_ENGINES = ("durably", "durably_normal")
-DBOS_ENGINES = ("dbos", "dbos_wal")
+DBOS_ENGINES = ("dbos", "dbos_wal", "dbos_poll")
 SQLITE_ONLY = ("durably_normal", "dbos_wal")
+
+# The poll interval of durably's worker in the event scenarios, and of DBOS's notification
+# listener in ``dbos_poll`` (BENCH_EVENT_POLL_S overrides it). Both engines poll only on
+# SQLite: on PostgreSQL both are woken by LISTEN/NOTIFY. durably's default is 1 s, the
+# same as DBOS's; 100 ms is short enough that the figures show more than the interval.
+EVENT_POLL_S = float(os.environ.get("BENCH_EVENT_POLL_S", "0.1"))
 
 # How often "until all are done" is checked, for every engine alike.
 POLL_S = 0.05
@@ -41,10 +50,20 @@ class Sizes:
     recovery: int = 100
     floor_commits: int = 2_000
     kill_after_fraction: float = 0.3
+    event_sends: int = 200
+    event_waiters: int = 1_000
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(sequential=50, long=200, concurrent=100, recovery=30, floor_commits=300)
+        return cls(
+            sequential=50,
+            long=200,
+            concurrent=100,
+            recovery=30,
+            floor_commits=300,
+            event_sends=20,
+            event_waiters=100,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,9 +130,11 @@ def durably_settings(engine_obj: Any, target: Target) -> dict[str, Any]:
 def dbos_config(engine: str, target: Target) -> dict[str, Any]:
     """The ``DBOS(config=...)`` of ``engine`` on ``target``."""
     config: dict[str, Any] = {"name": "bench", "log_level": "WARNING"}
+    if engine == "dbos_poll":
+        config["notification_listener_polling_interval_sec"] = EVENT_POLL_S
     if target.backend == "postgres":
         assert target.dsn is not None
-        assert engine == "dbos"
+        assert engine in ("dbos", "dbos_poll")
         config["system_database_url"] = target.dsn
         return config
     assert target.folder is not None
@@ -215,3 +236,18 @@ def append_line(path: str, line: str) -> None:
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
+
+
+def clock_ns() -> int:
+    """Now, on a clock that every process of the machine shares (``CLOCK_MONOTONIC`` is
+    system-wide on Linux): the event scenarios subtract a time taken in one process from
+    one taken in another."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def mark_stepped(key: str) -> int:
+    """The body of the step after the wait in the event scenarios: note ``stepped <key>
+    <clock_ns>`` in the side log; that time."""
+    now = clock_ns()
+    append_line(os.environ["BENCH_SIDE_LOG"], f"stepped {key} {now}")
+    return now

@@ -7,10 +7,11 @@ from typing import Any
 
 from dbos import DBOS
 
-from scenarios.common import append_line
+from scenarios.common import DEADLINE_S, append_line, mark_stepped
 
 RECOVERY_STEPS = 10
 QUEUE = "bench"
+TOPIC = "go"
 # How often the queue looks for work (DBOS's default is 1 s): short, so that the queue's
 # polling does not bound DBOS's figures. BENCH_DBOS_QUEUE_POLL_S overrides it.
 QUEUE_POLL_S = float(os.environ.get("BENCH_DBOS_QUEUE_POLL_S", "0.05"))
@@ -43,6 +44,29 @@ def logged_steps(key: str) -> int:
     for i in range(RECOVERY_STEPS):
         total += logged(key, i)
     return total
+
+
+@DBOS.step()
+def stepped(key: str) -> int:
+    return mark_stepped(key)
+
+
+@DBOS.workflow()
+def awaits_event(key: str) -> list[int]:
+    """Receive a message on ``TOPIC``, then one step that notes when it ran
+    (``mark_stepped``): ``[payload, the step's clock_ns]``."""
+    payload = DBOS.recv(TOPIC, timeout_seconds=DEADLINE_S)
+    if payload is None:
+        raise RuntimeError(f"{key}: no message within {DEADLINE_S}s")
+    return [payload, stepped(key)]
+
+
+def is_waiting(workflow_id: str) -> bool:
+    """Whether the workflow waits in ``DBOS.recv``: its timeout is recorded (a
+    ``DBOS.sleep`` step), which ``recv`` does after registering its waiter and checking
+    for a message already there, just before it waits."""
+    steps = DBOS.list_workflow_steps(workflow_id, load_output=False)
+    return any(s["function_name"] == "DBOS.sleep" for s in steps)
 
 
 def launch(config: dict[str, object], *, queue: bool = False) -> Any:

@@ -1,4 +1,5 @@
-"""The durably workflows of the comparison: trivial steps, and logged steps for recovery."""
+"""The durably workflows of the comparison: trivial steps, logged steps for recovery, and a
+wait for an event followed by a step for the event scenarios."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import os
 from collections.abc import Callable
 
 import durably
-from durably.domain.status import Completed, is_terminal
+from durably.domain.status import Completed, Paused, is_terminal
 from durably.engine import Engine
-from scenarios.common import append_line
+from scenarios.common import append_line, mark_stepped
 
 RECOVERY_STEPS = 10
+EVENT = "go"
 
 
 def _constant(i: int) -> Callable[[], int]:
@@ -43,7 +45,16 @@ async def logged_steps(key: str) -> int:
     return total
 
 
-WORKFLOWS = [trivial_steps, logged_steps]
+@durably.workflow
+async def awaits_event(key: str) -> list[int]:
+    """Wait for event ``EVENT``, then one step that notes when it ran (``mark_stepped``):
+    ``[payload, the step's clock_ns]``."""
+    payload = await durably.wait_for_event(EVENT)
+    stepped = await durably.step("stepped", lambda: mark_stepped(key))
+    return [payload, stepped]
+
+
+WORKFLOWS = [trivial_steps, logged_steps, awaits_event]
 
 
 async def is_completed(engine: Engine, instance_id: str) -> bool:
@@ -52,3 +63,11 @@ async def is_completed(engine: Engine, instance_id: str) -> bool:
     if status is not None and is_terminal(status) and not isinstance(status, Completed):
         raise RuntimeError(f"{instance_id} ended as {status}")
     return isinstance(status, Completed)
+
+
+async def is_waiting(engine: Engine, instance_id: str) -> bool:
+    """Whether the instance is paused on its wait for an event (its pause committed)."""
+    status = (await engine.status(instance_id)).unwrap().status
+    if status is not None and is_terminal(status):
+        raise RuntimeError(f"{instance_id} ended as {status} before its event")
+    return isinstance(status, Paused) and status.reason == "event"
