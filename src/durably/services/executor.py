@@ -11,7 +11,7 @@ from returns.result import Failure, Result, Success
 from durably.domain import keys
 from durably.domain.errors import DurablyError, OrchestratorError, StepCancelledError
 from durably.domain.events import EventBase
-from durably.domain.inbox import Outgoing
+from durably.domain.inbox import InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
 from durably.domain.serialization import decode
@@ -64,6 +64,10 @@ class ExecutionContext:
     input: JsonValue
     execution_id: str | None = None
     mode: ExecutionMode = "fresh"
+    messages: tuple[InboxMessage, ...] | None = None
+    """The unconsumed inbox messages, when the caller has just read them (an alarm):
+    the execution starts from them instead of reading the inbox again (a message that
+    came since is news, and read then)."""
 
 
 @attrs.frozen
@@ -208,6 +212,7 @@ class WorkflowExecutor:
             events=self._events.bound(ctx.workflow_name, ctx.execution_id),
             lease=self._lease,
             children=self._children,
+            messages=None if ctx.messages is None else list(ctx.messages),
         )
         try:
             body_input = decode(ctx.input, definition.input_type, key=keys.INPUT)

@@ -267,7 +267,8 @@ class WorkflowOrchestrator:
                 await self._sm.transition(Start(input=state.input))
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowStarted, input=state.input)
-                await self._run(definition, self._context(state, "fresh"), emitter, alarm=True)
+                context = self._context(state, "fresh", messages)
+                await self._run(definition, context, emitter, alarm=True)
             case Paused(resume_at=resume_at, waits=waits) if (
                 resume_at is None or now < resume_at
             ) and not delivered(waits, messages):
@@ -283,14 +284,15 @@ class WorkflowOrchestrator:
                 await self._sm.transition(Resume())
                 emitter = self._events.bound(state.workflow_name, state.execution_id)
                 emitter.emit(WorkflowResumed)
-                await self._run(definition, self._context(state, "resume"), emitter, alarm=True)
+                context = self._context(state, "resume", messages)
+                await self._run(definition, context, emitter, alarm=True)
             case Running():
                 state = await self._state()
                 definition = self._registry.definition(state.workflow_name)
                 recovered = await self._recovery.recover()
                 if recovered.success:
                     emitter = self._events.bound(state.workflow_name, state.execution_id)
-                    context = self._context(state, "recover")
+                    context = self._context(state, "recover", messages)
                     await self._run(definition, context, emitter, alarm=True)
                 elif recovered.new_status == "Failed":
                     # Recovery gave up (terminal): the cleanup includes scheduling the purge.
@@ -325,9 +327,19 @@ class WorkflowOrchestrator:
             raise OrchestratorError("alarm", "the instance vanished")
         return state
 
-    def _context(self, state: WorkflowState, mode: ExecutionMode) -> ExecutionContext:
+    def _context(
+        self,
+        state: WorkflowState,
+        mode: ExecutionMode,
+        messages: list[InboxMessage] | None = None,
+    ) -> ExecutionContext:
         return ExecutionContext(
-            self.instance_id, state.workflow_name, state.input, state.execution_id, mode
+            self.instance_id,
+            state.workflow_name,
+            state.input,
+            state.execution_id,
+            mode,
+            None if messages is None else tuple(messages),
         )
 
     # -- execution and its final commit ------------------------------------------------
