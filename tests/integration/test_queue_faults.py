@@ -2,8 +2,8 @@
 
 A queue with ``concurrency=5`` (and ``worker_concurrency=2``) runs 60 one-step
 workflows (each step awaits 0.3 s and logs its start and end). Once two workers run
-something, one of them is SIGKILLed and the other SIGSTOPped while they hold slots; the stopped one is let go again (SIGCONT)
-after its lease expired. Then:
+something, one of them is SIGKILLed and the other SIGSTOPped while they hold slots;
+the stopped one is let go again (SIGCONT) after its lease expired. Then:
 
 - every workflow completes, and throughput recovers once the leases expire;
 - the cap counts instances: sampled from the database every 50 ms, never more than 5
