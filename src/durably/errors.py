@@ -24,6 +24,7 @@ from durably.domain.errors import (
     InvalidDurationError,
     InvalidTransitionError,
     LeaseLost,
+    NonDeterminismError,
     OrchestratorError,
     OutcomeError,
     ProfileError,
@@ -45,6 +46,7 @@ from durably.domain.errors import (
 
 __all__ = [
     "DurablyError",
+    "NonDeterminismError",
     "DuplicateWorkflowError",
     "ChildWorkflowError",
     "EventTimeoutError",

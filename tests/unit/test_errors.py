@@ -18,6 +18,7 @@ from durably.domain.errors import (
     InstancePurgedError,
     InvalidDurationError,
     InvalidTransitionError,
+    NonDeterminismError,
     OrchestratorError,
     RecoveryError,
     RetryExhaustedError,
@@ -52,8 +53,9 @@ API_ERRORS = {
     # coordination.md sections 1 and 2
     "EventTimeoutError",
     "ChildWorkflowError",
-    # coordination.md section 3
+    # coordination.md sections 3 and 5
     "DuplicateWorkflowError",
+    "NonDeterminismError",
 }
 
 # (an instance, the field to try to overwrite, what its message must contain)
@@ -109,6 +111,15 @@ CASES: list[tuple[DurablyError, str, tuple[str, ...]]] = [
         ),
         "child_id",
         ("'invoice'", "'m/invoice#2'", "failed in step 'pay'", "KeyError: no card"),
+    ),
+    (
+        NonDeterminismError("o-1", 0, "a", "a-renamed"),
+        "recorded",
+        (
+            "at position 0 the history has 'a' but the code asked for 'a-renamed'",
+            "deploy the code that recorded it",
+            "durably.patched",
+        ),
     ),
     (
         DuplicateWorkflowError("orders", "order-7", "o-7"),
@@ -382,6 +393,7 @@ TREE = {
         "WorkflowScopeError",
         "StepScopeError",
         "DuplicateWorkflowError",
+        "NonDeterminismError",
     },
     "OutcomeError": {
         "WorkflowFailedError",

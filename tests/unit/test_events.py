@@ -275,7 +275,12 @@ async def test_a_sleep_already_over_completes_before_the_next_step_starts(
         "workflow.completed",
     ]
     snapshot = h.handle.storage_snapshot()
-    assert snapshot["sleep:sleep#1"] == {"resume_at": 500, "duration_ms": 0, "completed": True}
+    assert snapshot["sleep:sleep#1"] == {
+        "resume_at": 500,
+        "duration_ms": 0,
+        "completed": True,
+        "position": 1,
+    }
     assert snapshot["sleep:sleep#2"]["completed"] is True
 
 

@@ -97,6 +97,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("durably.primitives.events", "durably.services.workflow_events"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.sleep", "durably.services.sleeps"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.step", "durably.services.steps"): _PRIMITIVES_RUN_SERVICES,
+    ("durably.primitives.versioning", "durably.services.versioning"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.workflow", "durably.services.definition"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.workflow", "durably.services.state_machine"): _PRIMITIVES_RUN_SERVICES,
     ("durably.primitives.workflow", "durably.services.trackers"): _PRIMITIVES_RUN_SERVICES,

@@ -226,6 +226,7 @@ def test_step_result_value_is_stored_as_is() -> None:
         "duration_ms": 0,
         "started_at": None,
         "index": None,
+        "position": None,
     }
 
 

@@ -98,6 +98,7 @@ async def test_first_arrival_stores_the_resume_time_once_and_pauses(
         "resume_at": 6000,
         "duration_ms": 5000,
         "completed": False,
+        "position": 0,
     }
     assert h.handle.scheduled_time() == 6000
     assert h.handle.commits - before == 2  # start, then record + Paused + alarm together
@@ -154,6 +155,7 @@ async def test_duplicate_alarms_at_the_resume_time_complete_the_sleep_once(
         "resume_at": 16_000,
         "duration_ms": 10_000,
         "completed": False,
+        "position": 2,
     }
     await h.fire_alarm(16_000)
     await h.fire_alarm(16_000)
@@ -173,7 +175,12 @@ async def test_sleep_zero_completes_at_once_and_is_recorded(runtimes: RuntimeFac
     h = harness(runtimes, body)
     result = await h.start()
     assert (result.completed, result.output) == (True, "ok")
-    assert sleep_record(h, "sleep#1") == {"resume_at": 1000, "duration_ms": 0, "completed": True}
+    assert sleep_record(h, "sleep#1") == {
+        "resume_at": 1000,
+        "duration_ms": 0,
+        "completed": True,
+        "position": 0,
+    }
     assert "workflow.paused" not in h.tracker.types()
     assert [e.duration_ms for e in h.tracker.of_type(SleepCompleted)] == [0]
 
@@ -188,7 +195,12 @@ async def test_sleep_until_the_past_completes_at_once_and_is_recorded(
     h = harness(runtimes, body)
     result = await h.start()
     assert result.completed is True
-    assert sleep_record(h, "deadline") == {"resume_at": 500, "duration_ms": 0, "completed": True}
+    assert sleep_record(h, "deadline") == {
+        "resume_at": 500,
+        "duration_ms": 0,
+        "completed": True,
+        "position": 0,
+    }
     assert "workflow.paused" not in h.tracker.types()
     assert h.handle.scheduled_time() is None
 
@@ -216,11 +228,17 @@ async def test_a_past_sleep_until_then_a_sleep_sleeps_exactly_once(
     result = await h.start()
     assert result.status == Paused("sleep", 6000)
     # The past sleep's record rode along with the pause commit.
-    assert sleep_record(h, "sleep#1") == {"resume_at": 500, "duration_ms": 0, "completed": True}
+    assert sleep_record(h, "sleep#1") == {
+        "resume_at": 500,
+        "duration_ms": 0,
+        "completed": True,
+        "position": 0,
+    }
     assert sleep_record(h, "sleep#2") == {
         "resume_at": 6000,
         "duration_ms": 5000,
         "completed": False,
+        "position": 1,
     }
     fired = await h.run_to_end()
     assert fired == [6000]
@@ -258,6 +276,7 @@ async def test_sleep_until_pauses_until_the_given_time(
         "resume_at": 10_000,
         "duration_ms": 9000,
         "completed": False,
+        "position": 0,
     }
     assert await h.run_to_end() == [10_000]
     assert (await h.orchestrator().get_status()).unwrap().status == Completed(10_000)

@@ -87,7 +87,12 @@ async def test_step_1_start_runs_a_and_pauses_at_the_sleep(runtimes: RuntimeFact
     assert snapshot["step:a:result"]["value"] == "A"
     assert snapshot["step:a:result"]["meta"]["index"] == 0  # marked completed, first
     assert "step:b:result" not in snapshot
-    assert snapshot["sleep:sleep#1"] == {"resume_at": 6000, "duration_ms": 5000, "completed": False}
+    assert snapshot["sleep:sleep#1"] == {
+        "resume_at": 6000,
+        "duration_ms": 5000,
+        "completed": False,
+        "position": 1,  # after step a (the determinism check's order)
+    }
     assert snapshot["workflow:status"] == {
         "tag": "Paused",
         "reason": "sleep",

@@ -11,6 +11,7 @@ The tree::
     │   ├── SerializationError      a value cannot be stored, or read back as its type
     │   ├── InvalidTransitionError  a status transition the table forbids
     │   ├── DuplicateWorkflowError  ``queue``: the dedupe id is held by an unfinished instance
+    │   ├── NonDeterminismError     the code asks for another durable point than its history
     │   ├── WorkflowScopeError      a primitive was used outside a workflow
     │   └── StepScopeError          a primitive was used inside a step
     ├── OutcomeError            the workflow ran, and did not end as hoped
@@ -68,6 +69,7 @@ __all__ = [
     "EventNotPublishedError",
     "ChildWorkflowError",
     "DuplicateWorkflowError",
+    "NonDeterminismError",
     "WorkflowScopeError",
     "StepScopeError",
     "InvalidDurationError",
@@ -326,6 +328,28 @@ class ChildWorkflowError(OutcomeError):
         kind = f"{error.type}: " if error.type else ""
         where = f" in step {error.step_name!r}" if error.step_name else ""
         return f"{what} failed{where}: {kind}{error.message}"
+
+
+@attrs.frozen(eq=False)
+class NonDeterminismError(UsageError):
+    """A replay asked, at ``position`` of the order of durable points, for ``requested``
+    where the instance's history has ``recorded``: the code changed under a running
+    instance. The instance fails; nothing else is written."""
+
+    workflow_id: str
+    position: int
+    recorded: str
+    requested: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"workflow {self.workflow_id!r} does not replay its history: at position "
+            f"{self.position} the history has {self.recorded!r} but the code asked for "
+            f"{self.requested!r}. The code changed under a running instance: deploy the "
+            "code that recorded it, or guard the change with durably.patched(...) so that "
+            "old histories take the old path"
+        )
 
 
 @attrs.frozen(eq=False)

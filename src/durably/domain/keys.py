@@ -33,6 +33,8 @@ __all__ = [
     "CHILD_PREFIX",
     "PARENT",
     "QUEUE",
+    "PATCH_PREFIX",
+    "REOPENS",
     "escape",
     "unescape",
     "meta",
@@ -42,6 +44,8 @@ __all__ = [
     "wait",
     "published",
     "child",
+    "patch",
+    "point_of",
 ]
 
 MAX_KEY_BYTES = 1024
@@ -90,6 +94,8 @@ PUBLISHED_PREFIX = "event:"
 CHILD_PREFIX = "child:"
 PARENT = "workflow:parent"
 QUEUE = "workflow:queue"
+PATCH_PREFIX = "patch:"
+REOPENS = "workflow:reopens"
 
 
 def escape(name: str) -> str:
@@ -147,3 +153,29 @@ def published(key: str) -> str:
 def child(name: str) -> str:
     """The record of a child workflow started by ``start_child`` (or ``child``)."""
     return f"{CHILD_PREFIX}{escape(name)}"
+
+
+def patch(change_id: str) -> str:
+    """The marker of ``patched(change_id)``."""
+    return f"{PATCH_PREFIX}{escape(change_id)}"
+
+
+_POINT_PREFIXES = (SLEEP_PREFIX, WAIT_PREFIX, CHILD_PREFIX, PUBLISHED_PREFIX, PATCH_PREFIX)
+
+
+def point_of(key: str) -> str | None:
+    """The durable point a stored record belongs to, as the determinism check names it:
+    a step by its key (``charge#2``), any other point by its kind and key
+    (``sleep:nap``, ``wait:approval``, ``child:invoice``, ``event:stage``,
+    ``patch:v2-tax``); ``None`` for a key of no durable point.
+
+    >>> point_of("step:charge%3Acard:result"), point_of("sleep:nap"), point_of("workflow:status")
+    ('charge:card', 'sleep:nap', None)
+    """
+    if key.startswith(STEP_PREFIX):
+        name, _, suffix = key[len(STEP_PREFIX) :].rpartition(":")
+        return unescape(name) if suffix in ("result", "attempt") else None
+    for prefix in _POINT_PREFIXES:
+        if key.startswith(prefix):
+            return prefix + unescape(key[len(prefix) :])
+    return None

@@ -22,6 +22,8 @@ __all__ = [
     "PublishedEvent",
     "ParentLink",
     "ChildRecord",
+    "PatchMarker",
+    "Reopening",
     "AlarmFailure",
     "Tombstone",
 ]
@@ -44,6 +46,9 @@ class StepMeta:
     started_at: int | None = None
     index: int | None = None
     """Its place in the order steps first completed (the result is its completion marker)."""
+    position: int | None = None
+    """Its place among the durable points in the order the workflow called them (the
+    determinism check); ``None`` in records written before positions were kept."""
 
 
 @attrs.frozen
@@ -84,6 +89,7 @@ class StepAttempt:
     """The last failure ended the step (not retryable, or retries used up): a later run
     of the step (a replay that caught the failure, an operator's resume) starts with
     fresh attempts."""
+    position: int | None = None
 
 
 @attrs.frozen
@@ -93,6 +99,7 @@ class SleepRecord:
     resume_at: int
     duration_ms: int
     completed: bool = False
+    position: int | None = None
 
 
 WaitOutcome: TypeAlias = Literal["waiting", "received", "timed_out"]
@@ -119,6 +126,7 @@ class WaitRecord:
     event_id: str | None = None
     sent_at: int | None = None
     ended_at: int | None = None
+    position: int | None = None
 
 
 @attrs.frozen
@@ -133,6 +141,8 @@ class PublishedEvent:
     value: JsonValue
     version: int
     set_at: int
+    position: int | None = None
+    """The position of the call that set it (the latest one)."""
 
 
 @attrs.frozen
@@ -165,6 +175,25 @@ class ChildRecord:
     reason: str | None = None
     """The reason of its cancel (``Cancelled``)."""
     ended_at: int | None = None
+    position: int | None = None
+
+
+@attrs.frozen
+class PatchMarker:
+    """``patched(change_id)`` was first reached by code with the change (``patch:<id>``)."""
+
+    position: int
+    at: int
+
+
+@attrs.frozen
+class Reopening:
+    """An operator's ``resume`` of a final instance (kept in ``workflow:reopens``)."""
+
+    at: int
+    previous: str
+    """The status tag it was reopened from (``Failed``, ``Cancelled``)."""
+    reason: str | None = None
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ from durably.primitives.context import WorkflowContext, context, step_info
 from durably.primitives.events import set_event, wait_for_event
 from durably.primitives.sleep import sleep, sleep_until
 from durably.primitives.step import step
+from durably.primitives.versioning import patched
 from durably.primitives.workflow import WorkflowDefinition, make, workflow
 from durably.services.context import StepInfo
 
@@ -23,6 +24,7 @@ __all__ = [
     "start_child",
     "gather",
     "ChildHandle",
+    "patched",
     "context",
     "step_info",
     "WorkflowContext",

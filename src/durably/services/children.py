@@ -103,7 +103,8 @@ async def run_start_child(
         raise WorkflowNotFoundError(workflow, names)
     key = scope.next_child_key(workflow)
     record_key = keys.check_key(keys.child(key), f"child {key!r}")
-    await scope.before_durable_point(key)
+    position = scope.take_position()
+    await scope.before_durable_point(key, position, f"{keys.CHILD_PREFIX}{key}")
     record = await _record(scope, record_key)
     started = BRANCH_CHILDREN.get()
     if record is None:
@@ -123,7 +124,7 @@ async def run_start_child(
             if branch_of(e) is InfrastructureError:
                 raise InfrastructureFailure(e) from e
             raise
-        record = ChildRecord(child, workflow, scope.runtime.now())
+        record = ChildRecord(child, workflow, scope.runtime.now(), position=position)
         scope.pending[record_key] = encode(record, key=record_key)
     elif started is not None and record.outcome is None:
         started.append(record.child_id)

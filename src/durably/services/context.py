@@ -18,12 +18,13 @@ import attrs
 from durably.domain.errors import (
     DurablyError,
     ExecutionStopped,
+    NonDeterminismError,
     StepCancelledError,
     WorkflowScopeError,
 )
 from durably.domain.events import EventBase
 from durably.domain.inbox import CANCEL, EVENT, InboxMessage, Outgoing
-from durably.domain.keys import RECOVERY_ATTEMPTS
+from durably.domain.keys import RECOVERY_ATTEMPTS, point_of
 from durably.domain.lease import LeaseHold
 from durably.domain.records import JsonValue
 from durably.domain.status import PauseReason
@@ -39,6 +40,7 @@ __all__ = [
     "PauseSignal",
     "CancelSignal",
     "StopSignal",
+    "DivergedSignal",
     "InfrastructureFailure",
     "cancel_request",
     "ActiveExecutions",
@@ -106,6 +108,15 @@ class StopSignal(BaseException):
         self.error = error
 
 
+class DivergedSignal(BaseException):
+    """The replay asked for another durable point than the history has at that place:
+    the execution stops and the instance fails with ``error``, writing nothing else."""
+
+    def __init__(self, error: NonDeterminismError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class InfrastructureFailure(BaseException):
     """Storage or scheduler failed under a primitive; the execution stops as it stands."""
 
@@ -141,6 +152,7 @@ class ExecutionScope:
     children: ChildStarter | None = None
     """How this execution starts children (``None``: no engine, no children)."""
     child_names: dict[str, int] = attrs.field(factory=dict)
+    patch_names: dict[str, int] = attrs.field(factory=dict)
     failures: dict[int, tuple[str, int]] = attrs.field(factory=dict)
     """id(exception) -> (step key, attempt), to tell the executor where an error came from."""
     completed: int | None = None
@@ -157,6 +169,11 @@ class ExecutionScope:
     """The unconsumed messages as last read (``None``: not read in this segment)."""
     progressed: bool = False
     """Whether this segment has committed a durability point already."""
+    position: int = 0
+    """The place of the next durable point in the order the workflow calls them."""
+    recorded: dict[int, str] | None = None
+    """The history: which durable point each recorded position holds (read at the first
+    durable point of the segment; ``point_of`` names them)."""
 
     def first_progress_after_recovery(self) -> bool:
         """Whether the commit about to be made is this recovered segment's first
@@ -166,12 +183,41 @@ class ExecutionScope:
         self.progressed = True
         return first
 
-    async def before_durable_point(self, key: str) -> None:
-        """Before a step, sleep or other durable point: stop if the lease may have
-        expired (or the engine closes), and stop as cancelled if a cancel arrived.
+    def take_position(self) -> int:
+        """The position of the durable point being called (taken before it awaits
+        anything, so that points started at once by ``gather`` follow its arguments)."""
+        position = self.position
+        self.position += 1
+        return position
 
-        Both are known without a query: the lease from the monotonic clock, the inbox
-        from the numbers that the last commits brought back (``InboxAdapter.has_news``).
+    async def history(self) -> dict[int, str]:
+        """Which durable point each recorded position holds (read once per segment)."""
+        if self.recorded is None:
+            try:
+                stored = await self.keys.list("")
+            except DurablyError as e:
+                raise InfrastructureFailure(e) from e
+            self.recorded = recorded_points(stored)
+        return self.recorded
+
+    async def check_point(self, position: int, point: str) -> None:
+        """Stop the execution (``DivergedSignal``) when the history holds another point
+        than ``point`` at ``position``; a point beyond the history is new, not a
+        divergence."""
+        found = (await self.history()).get(position)
+        if found is not None and found != point:
+            error = NonDeterminismError(self.workflow_id, position, found, point)
+            raise DivergedSignal(error)
+
+    async def before_durable_point(
+        self, key: str, position: int | None = None, point: str | None = None
+    ) -> None:
+        """Before a step, sleep or other durable point: stop if the lease may have
+        expired (or the engine closes), stop as cancelled if a cancel arrived, and fail
+        the instance if the point is not the one its history has at ``position``.
+
+        The first two are known without a query: the lease from the monotonic clock, the
+        inbox from the numbers that the last commits brought back (``has_news``).
         """
         lease = self.lease
         if lease is not None and not lease.usable():
@@ -187,6 +233,8 @@ class ExecutionScope:
             await self.read_inbox()
         if self.cancels:
             raise CancelSignal(StepCancelledError(key))
+        if position is not None:
+            await self.check_point(position, key if point is None else point)
 
     async def read_inbox(self) -> None:
         """Read the messages not consumed yet and keep the cancels among them."""
@@ -352,6 +400,23 @@ def current_scope() -> ExecutionScope | None:
 def current_step() -> StepInfo | None:
     """The step running in this context, if any."""
     return STEP.get()
+
+
+def recorded_points(stored: dict[str, JsonValue]) -> dict[int, str]:
+    """Which durable point each position of a history holds, from the instance's stored
+    records (those that carry a position: the records written before positions were
+    kept are simply not checked)."""
+    points: dict[int, str] = {}
+    for key, record in stored.items():
+        point = point_of(key)
+        if point is None or not isinstance(record, dict):
+            continue
+        position = record.get("position")
+        if position is None and isinstance(record.get("meta"), dict):
+            position = record["meta"].get("position")
+        if isinstance(position, int):
+            points[position] = point
+    return points
 
 
 def cancel_request(messages: list[InboxMessage]) -> tuple[str | None, tuple[int, ...]] | None:

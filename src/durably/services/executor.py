@@ -28,6 +28,7 @@ from durably.services.context import (
     SCOPE,
     ActiveExecutions,
     CancelSignal,
+    DivergedSignal,
     ExecutionMode,
     ExecutionScope,
     InfrastructureFailure,
@@ -218,6 +219,7 @@ class WorkflowExecutor:
             body_input = decode(ctx.input, definition.input_type, key=keys.INPUT)
         except DurablyError as e:
             return await self._failed(scope, WorkflowError.from_exception(e))
+        await scope.history()  # the order of points it recorded: read before the body runs
         task = asyncio.get_running_loop().create_task(_run_body(definition, body_input, scope))
         unregister = self._executions.add(ctx.workflow_id, task)
         try:
@@ -236,6 +238,10 @@ class WorkflowExecutor:
             )
         except (CancelSignal, StepCancelledError):
             return await self._cancelled(scope)
+        except DivergedSignal as d:
+            # The history does not fit the code: fail, and write nothing the body left.
+            scope.take_pending(), scope.take_consumed(), scope.take_sends()
+            return await self._failed(scope, WorkflowError.from_exception(d.error))
         except asyncio.CancelledError:
             if not self._executions.was_interrupted(task):
                 raise  # the host is shutting down: leave the instance to recovery

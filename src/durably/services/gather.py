@@ -29,6 +29,7 @@ from durably.services.context import (
     BRANCH_CHILDREN,
     STEP,
     CancelSignal,
+    DivergedSignal,
     ExecutionScope,
     InfrastructureFailure,
     PauseSignal,
@@ -103,8 +104,14 @@ def _failed(task: asyncio.Task[Any]) -> bool:
     return not task.cancelled() and not isinstance(task.exception(), PauseSignal | type(None))
 
 
-_SEVERITY: tuple[type[BaseException], ...] = (StopSignal, InfrastructureFailure, CancelSignal)
-"""What ends a gather first: the execution must stop, then a cancel, then an error."""
+_SEVERITY: tuple[type[BaseException], ...] = (
+    StopSignal,
+    InfrastructureFailure,
+    DivergedSignal,
+    CancelSignal,
+)
+"""What ends a gather first: the execution must stop (or fail on its history), then a
+cancel, then an error."""
 
 
 def _outcome(

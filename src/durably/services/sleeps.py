@@ -34,7 +34,8 @@ async def run_sleep(
     key = scope.next_sleep_key(name)
     if not scope.durable:
         return
-    await scope.before_durable_point(key)
+    position = scope.take_position()
+    await scope.before_durable_point(key, position, f"{keys.SLEEP_PREFIX}{key}")
     record_key = keys.check_key(keys.sleep(key), f"sleep {key!r}")
     now = scope.runtime.now()
     stored = scope.pending.get(record_key)
@@ -45,11 +46,11 @@ async def run_sleep(
         duration = duration_ms if duration_ms is not None else max(0, resume_at - now)
         if resume_at <= now:
             # Not in the future: done at once, but recorded, so replays agree on it.
-            done = SleepRecord(resume_at=resume_at, duration_ms=duration, completed=True)
+            done = SleepRecord(resume_at, duration, completed=True, position=position)
             scope.pending[record_key] = encode(done, key=record_key)
             scope.events.emit(SleepCompleted, duration_ms=duration)
             return
-        record = SleepRecord(resume_at=resume_at, duration_ms=duration)
+        record = SleepRecord(resume_at=resume_at, duration_ms=duration, position=position)
         raise PauseSignal(
             "sleep",
             resume_at,

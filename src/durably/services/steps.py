@@ -131,9 +131,10 @@ async def run_step(
     key = scope.next_key(name)
     if not scope.durable:
         return await _run_direct(scope, key, fn, timeout_ms)
+    position = scope.take_position()
     result_key = keys.check_key(keys.step(key, "result"), f"step {key!r}")
     attempt_key = keys.step(key, "attempt")
-    await scope.before_durable_point(key)
+    await scope.before_durable_point(key, position)
     try:
         found = await scope.keys.get_many((result_key, attempt_key))
     except DurablyError as e:
@@ -177,7 +178,7 @@ async def run_step(
         STEP.reset(token)
     duration_ms = round((time.monotonic() - started) * 1000)
 
-    run = _Attempt(key, attempt, first_started_at, now, duration_ms, previous)
+    run = _Attempt(key, attempt, first_started_at, now, duration_ms, previous, position)
     if error is not None:
         _fail(scope, run, error, retry)
 
@@ -199,6 +200,7 @@ async def run_step(
                 "duration_ms": duration_ms,
                 "started_at": now,
                 "index": index,
+                "position": position,
             },
         }
         # The attempt record of a step that failed before stays: it is its history.
@@ -249,6 +251,7 @@ class _Attempt:
     started_at: int
     duration_ms: int
     previous: StepAttempt | None
+    position: int
 
     def record(self, scope: ExecutionScope, error: WorkflowError, *, final: bool) -> JsonValue:
         """The step's attempt record with this failure added (encoded for storage)."""
@@ -266,6 +269,7 @@ class _Attempt:
             last_error=error,
             failures=(*earlier, failure)[-KEPT_FAILURES:],
             failed_for_good=final,
+            position=self.position,
         )
         attempt_key = keys.step(self.key, "attempt")
         return encode(record, key=attempt_key)

@@ -50,14 +50,15 @@ async def run_wait(scope: ExecutionScope, name: str, timeout_ms: int | None) -> 
             "a workflow called directly has no inbox to wait on; run it with an Engine",
         )
     record_key = keys.check_key(keys.wait(key), f"wait {key!r}")
-    await scope.before_durable_point(key)
+    position = scope.take_position()
+    await scope.before_durable_point(key, position, f"{keys.WAIT_PREFIX}{key}")
     stored = scope.pending.get(record_key)
     if stored is None:
         stored = await read_or_fail(scope, record_key)
     now = scope.runtime.now()
     if stored is None:
         deadline = None if timeout_ms is None else now + timeout_ms
-        record = WaitRecord(name, now, deadline, timeout_ms)
+        record = WaitRecord(name, now, deadline, timeout_ms, position=position)
     else:
         record = decode(stored, WaitRecord, key=record_key)
         if record.outcome == "received":
@@ -111,15 +112,21 @@ async def run_set_event(scope: ExecutionScope, key: str, value: object) -> None:
     if not scope.durable:
         return
     record_key = keys.check_key(keys.published(key), f"event {key!r}")
-    point = key if version == 1 else f"{key}#{version}"
-    await scope.before_durable_point(point)
+    call = key if version == 1 else f"{key}#{version}"
+    position = scope.take_position()
     stored = scope.pending.get(record_key)
     if stored is None:
         stored = await read_or_fail(scope, record_key)
-    if stored is not None and decode(stored, PublishedEvent, key=record_key).version >= version:
+    latest = None if stored is None else decode(stored, PublishedEvent, key=record_key)
+    # Only the latest call's position is kept: an earlier call has nothing to check.
+    checked = latest is not None and latest.version == version
+    await scope.before_durable_point(
+        call, position if checked else None, f"{keys.PUBLISHED_PREFIX}{key}"
+    )
+    if latest is not None and latest.version >= version:
         return  # a replay: this call (or a later one) was committed already
     data = encode(value, key=record_key)
-    record = PublishedEvent(value=data, version=version, set_at=scope.runtime.now())
+    record = PublishedEvent(data, version, scope.runtime.now(), position)
     try:
         await scope.commit({record_key: encode(record, key=record_key)})
     except StorageError as e:
