@@ -7,6 +7,7 @@ from durably.domain.transitions import (
     Pause,
     Queue,
     Recover,
+    Reopen,
     Resume,
     Start,
     Transition,
@@ -22,6 +23,7 @@ __all__ = [
     "Pause",
     "Fail",
     "Cancel",
+    "Reopen",
     "Transition",
     "apply_transition",
 ]

@@ -1,11 +1,14 @@
-"""An alarm that fails (a worker without the workflow) is recorded in the instance, by the
-worker that holds its lease, with the real next wake-up; the next segment that ends
-clears it. Two engines over one database (SQLite file, PostgreSQL schema), one clock.
+"""An alarm that fails (a status this version cannot read) is recorded in the instance,
+by the worker that holds its lease, with the real next wake-up; the next segment that
+ends clears it. An instance of a workflow the worker does not have is not claimed at all
+(nothing recorded, nothing moved). Two engines over one database (SQLite file,
+PostgreSQL schema), one clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +16,8 @@ import pytest
 
 import durably
 from durably.adapters.clock import ManualClock
+from durably.domain import keys
+from durably.domain.results import ok
 from durably.domain.status import Completed, Paused
 from durably.engine import Engine, Lease, Timeline
 from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
@@ -56,33 +61,36 @@ async def test_a_failed_alarm_shows_its_error_and_the_real_next_wake_up(url: str
         paused = (await full.start(napper, 1, id="n1")).unwrap().status
         assert isinstance(paused, Paused)
         assert paused.resume_at is not None
+        stored = await full.host.read("n1", keys.STATUS)
+        assert stored is not None
+        # A status written by a newer durably: this one cannot read it.
+        unreadable = {**json.loads(stored), "tag": "Hibernating"}
+        ok(await full.host.runtime("n1", None).storage.put(keys.STATUS, unreadable))
     first_failure = paused.resume_at + 5
     clock.time_ms = first_failure
-    async with Engine([], backend=url, clock=clock, lease=LEASE) as bare:
-        assert await bare.run_until_idle() == 1  # claimed, failed, not retried at once
-        timeline = await timeline_of(bare, "n1")
-        header = timeline.header
-        assert header.last_alarm_error is not None
-        assert header.last_alarm_error.error.type == "WorkflowNotFoundError"
-        assert "'napper' not found" in header.last_alarm_error.error.message
-        assert (header.last_alarm_error.failed_at, header.last_alarm_error.count) == (
-            first_failure,
-            1,
-        )
+    async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:
+        assert await full.run_until_idle() == 1  # claimed, failed, not retried at once
+        found = await full.host.read("n1", keys.LAST_ALARM_ERROR)
+        assert found is not None
+        failure = json.loads(found)
+        assert failure["error"]["type"] == "SerializationError"
+        assert "Hibernating" in failure["error"]["message"]
+        assert (failure["failed_at"], failure["count"]) == (first_failure, 1)
         # The real next wake-up: the alarm, at the failed claim's lease expiry (not the
         # sleep's past resume time).
+        header = (await timeline_of(full, "n1")).header
         assert header.next_wakeup_at == first_failure + LEASE.duration_ms
-        assert header.status == paused  # nothing else changed
 
         clock.time_ms += LEASE.duration_ms
-        assert await bare.run_until_idle() == 1
-        again = (await timeline_of(bare, "n1")).header.last_alarm_error
-        assert again is not None
-        assert (again.count, again.first_failed_at, again.failed_at) == (
+        assert await full.run_until_idle() == 1
+        again = json.loads(await full.host.read("n1", keys.LAST_ALARM_ERROR) or "null")
+        assert (again["count"], again["first_failed_at"], again["failed_at"]) == (
             2,
             first_failure,
             clock.time_ms,
         )
+        # Repaired (the newer durably gone): the next alarm runs it, and clears the error.
+        ok(await full.host.runtime("n1", None).storage.put(keys.STATUS, json.loads(stored)))
 
     clock.time_ms += LEASE.duration_ms
     async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:
@@ -91,3 +99,27 @@ async def test_a_failed_alarm_shows_its_error_and_the_real_next_wake_up(url: str
         assert isinstance(header.status, Completed)
         assert header.last_alarm_error is None  # the segment that ended cleared it
         assert header.output == 2
+
+
+async def test_a_worker_without_the_workflow_leaves_its_instance_alone(url: str) -> None:
+    clock = ManualClock(T0)
+    async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:
+        paused = (await full.start(napper, 1, id="n2")).unwrap().status
+        assert isinstance(paused, Paused)
+        assert paused.resume_at is not None
+    clock.time_ms = paused.resume_at + 3_600_000  # an hour late
+    async with Engine([], backend=url, clock=clock, lease=LEASE) as bare:
+        for _ in range(3):
+            assert await bare.run_until_idle() == 0  # not claimed: not its workflow
+            clock.time_ms += LEASE.duration_ms
+        header = (await timeline_of(bare, "n2")).header
+        assert header.status == paused  # not failed
+        assert header.last_alarm_error is None
+        assert header.recovery_attempts == 0  # not counted as a recovery
+        assert header.next_wakeup_at == paused.resume_at  # its alarm not moved
+        row = await bare.host.instance("n2")
+        assert row is not None
+        assert row.lease_owner is None
+    async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:
+        assert await full.run_until_idle() == 1
+        assert (await full.result("n2")).unwrap() == 2

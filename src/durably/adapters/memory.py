@@ -259,18 +259,35 @@ class MemoryBackend:
         """Every message of the instance, in delivery order."""
         return list(self.inboxes.get(instance_id, []))
 
-    async def next_due(self, queues: Collection[str] | None = None) -> int | None:
-        """The earliest alarm (of ``queues``, if given)."""
-        if queues is None:
-            return min(self.alarms.values(), default=None)
+    async def next_due(
+        self, queues: Collection[str] | None = None, workflows: Collection[str] | None = None
+    ) -> int | None:
+        """The earliest alarm (of ``queues`` and ``workflows``, if given)."""
         return min(
             (
                 at
                 for iid, at in self.alarms.items()
-                if iid in self.rows and self.rows[iid].queue in queues
+                if (row := self.rows.get(iid)) is not None
+                and (queues is None or row.queue in queues)
+                and (workflows is None or row.workflow in workflows)
             ),
             default=None,
         )
+
+    async def due_elsewhere(
+        self, now: int, queues: Collection[str], workflows: Collection[str], limit: int
+    ) -> list[InstanceRow]:
+        """Due, free instances of ``queues`` whose workflow is none of ``workflows``."""
+        found = [
+            row.frozen(iid)
+            for iid, at in sorted(self.alarms.items(), key=lambda item: item[1])
+            if at <= now
+            and (row := self.rows.get(iid)) is not None
+            and self._free(row, now)
+            and row.queue in queues
+            and row.workflow not in workflows
+        ]
+        return found[:limit]
 
     def _free(self, row: _Row, now: int) -> bool:
         return row.lease_owner is None or (
@@ -310,7 +327,7 @@ class MemoryBackend:
         starts: dict[str, list[tuple[str, _Row]]] = {}
         for _, iid in due:
             row = self.rows.get(iid)
-            if row is None or not self._free(row, now) or row.queue not in scope.served:
+            if row is None or not self._free(row, now) or not _serves(scope, row):
                 continue
             if row.queue in limited and row.status == "Queued" and not row.slot:
                 starts.setdefault(row.queue, []).append((iid, row))
@@ -424,6 +441,12 @@ class MemoryBackend:
         event.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout_s)
+
+
+def _serves(scope: ClaimScope, row: _Row) -> bool:
+    """Whether a claim of ``scope`` may take an instance in ``row``."""
+    known = scope.workflows is None or row.workflow in scope.workflows
+    return known and row.queue in scope.served
 
 
 MemoryRuntime = ClockRuntime

@@ -142,6 +142,9 @@ class ClaimScope:
     """The served queues whose starts take slots (``Queue.limited``)."""
     room: tuple[tuple[str, int], ...] = ()
     """``(queue, n)``: at most ``n`` more of that queue for this worker now."""
+    workflows: frozenset[str] | None = None
+    """The workflows this worker has (``None``: any): an instance of another one is left
+    to a worker that has it (its lease not taken, its alarm not moved)."""
 
     def room_of(self, queue: str) -> int | None:
         """How many more of ``queue`` this worker may take (``None``: no local cap)."""

@@ -30,6 +30,7 @@ __all__ = [
     "Pause",
     "Fail",
     "Cancel",
+    "Reopen",
     "Transition",
     "RecoverReason",
     "VALID_TRANSITIONS",
@@ -74,6 +75,14 @@ class Recover:
 
 
 @attrs.frozen
+class Reopen:
+    """An operator runs a failed or cancelled instance again (``Engine.resume``)."""
+
+    reason: str | None = None
+    tag: ClassVar[Literal["Reopen"]] = "Reopen"
+
+
+@attrs.frozen
 class Complete:
     """Finish with an output."""
 
@@ -112,7 +121,7 @@ class Cancel:
     tag: ClassVar[Literal["Cancel"]] = "Cancel"
 
 
-Transition: TypeAlias = Start | Queue | Resume | Recover | Complete | Pause | Fail | Cancel
+Transition: TypeAlias = Start | Queue | Resume | Recover | Complete | Pause | Fail | Cancel | Reopen
 
 NO_WORKFLOW = "none"
 """The ``from_status`` used when there is no workflow yet."""
@@ -124,8 +133,9 @@ VALID_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "Running": ("Complete", "Pause", "Fail", "Cancel", "Recover"),
     "Paused": ("Resume", "Cancel", "Recover"),
     "Completed": (),
-    "Failed": (),
-    "Cancelled": (),
+    # Only by an operator's action (Engine.resume): the engine treats both as final.
+    "Failed": ("Reopen",),
+    "Cancelled": ("Reopen",),
 }
 
 
@@ -148,7 +158,7 @@ def next_status(status: WorkflowStatus | None, transition: Transition, now: int)
     match transition:
         case Start() | Resume() | Recover():
             return Running(running_at=now)
-        case Queue():
+        case Queue() | Reopen():
             return Queued(queued_at=now)
         case Pause(reason=reason, resume_at=resume_at, step_name=step_name, waits=waits):
             return Paused(reason=reason, resume_at=resume_at, step_name=step_name, waits=waits)

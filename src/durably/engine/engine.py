@@ -7,6 +7,7 @@ import builtins
 import datetime
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from pathlib import Path
@@ -26,12 +27,13 @@ from durably.domain.errors import (
 from durably.domain.events import uuid7
 from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.owner import owner_token
-from durably.domain.queues import DEFAULT_QUEUE, Placement, Queue
+from durably.domain.queues import DEFAULT_QUEUE, ClaimScope, Placement, Queue
 from durably.domain.results import ok
 from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
 from durably.engine.children import ChildLauncher
 from durably.engine.config import EngineOptions, Lease, Purge
+from durably.engine.operator import cancel_candidates, cancel_matching, fork_instance
 from durably.engine.purge import purge_candidates, purge_finished
 from durably.engine.queries import EngineQueries
 from durably.engine.server import InstanceServer
@@ -169,7 +171,9 @@ class Engine(EngineQueries):
         self._server.children = ChildLauncher(self._server, self.registry, self.queues)
         self._changed = self._server.changed
         self._heartbeat: asyncio.Task[None] | None = None
-        self._worker = AlarmWorker(self._server, self.poll_interval_ms, self.queues)
+        self._worker = AlarmWorker(
+            self._server, self.poll_interval_ms, self.queues, self.registry.list()
+        )
         self._opened = False
 
     # -- construction from a profile, and from another engine ------------------------------
@@ -268,6 +272,12 @@ class Engine(EngineQueries):
     def host(self) -> InstanceHost:
         """The backend hosting the instances."""
         return self._host
+
+    @property
+    def claim_scope(self) -> ClaimScope:
+        """What this engine's worker claims: its queues (with their limits) and the
+        workflows it has."""
+        return self._worker.scope(None, Counter())
 
     @property
     def server(self) -> InstanceServer:
@@ -497,6 +507,77 @@ class Engine(EngineQueries):
             return Success(CancelResult(True, None, outcome.status))
         # Running here: the cancel goes to the inbox and the execution is interrupted.
         return await self._server.reader(id).cancel(reason)
+
+    # -- operator actions -----------------------------------------------------------------
+
+    async def resume(
+        self, id: str, *, reason: str | None = None
+    ) -> Result[StartResult, OrchestratorError]:
+        """Run a ``Failed`` or ``Cancelled`` instance again, from where it stopped: its
+        completed steps are kept (not run again), the step that failed gets fresh
+        attempts, and a worker runs it (it is queued, like ``queue``). The reopening
+        (``Reopen``, with ``reason``) is kept in its history. Any other status is an
+        ``InvalidTransitionError``; a purged instance an ``InstancePurgedError``."""
+        self._require_writable("resume")
+        started = time.monotonic()
+        try:
+            taken = await self._host.acquire(id, self.owner, self.now(), self.lease.duration_ms)
+        except StorageError as e:
+            return Failure(OrchestratorError("resume", e))
+        hold = self._server.new_hold(taken_at=started) if taken else None
+        async with self._server.serve(id, hold) as orchestrator:
+            reopened = await orchestrator.reopen(reason)
+        if isinstance(reopened, Success):
+            self._server.changed.fire()  # this process's worker looks for due instances now
+        return reopened
+
+    async def fork(
+        self, id: str, *, from_step: str, new_id: str | None = None
+    ) -> Result[StartResult, OrchestratorError]:
+        """A new instance (``new_id``, else ``<id>-fork-<8 hex>``) with the input of
+        instance ``id`` and the points it had ended before step ``from_step``: queued, a
+        worker runs it from that step (the steps before are not run again)."""
+        self._require_writable("fork")
+        if new_id is not None:
+            new_id = self._check_id(new_id)
+        return await fork_instance(self, id, from_step, new_id)
+
+    async def cancel_many(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        before: Duration | None = None,
+        reason: str | None = None,
+    ) -> Result[builtins.list[InstanceSummary], OrchestratorError]:
+        """Cancel every instance not ended yet of ``workflow`` and in ``status`` (if
+        given), last updated more than ``before`` ago (if given); the instances whose
+        cancel was recorded (as ``cancel`` does for each). ``cancel_candidates`` lists
+        them without cancelling anything."""
+        self._require_writable("cancel_many")
+        cutoff = None if before is None else self.now() - parse_duration(before, field="before")
+        try:
+            found = await cancel_candidates(self, workflow, status, cutoff)
+            return Success(await cancel_matching(self, found, reason))
+        except OrchestratorError as e:
+            return Failure(e)
+        except DurablyError as e:
+            return Failure(OrchestratorError("cancel_many", e))
+
+    async def cancel_candidates(
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        before: Duration | None = None,
+    ) -> Result[builtins.list[InstanceSummary], StorageError]:
+        """What ``cancel_many`` with these filters would cancel now (it reads only)."""
+        self._require_open()
+        cutoff = None if before is None else self.now() - parse_duration(before, field="before")
+        try:
+            return Success(await cancel_candidates(self, workflow, status, cutoff))
+        except StorageError as e:
+            return Failure(e)
 
     # -- events -------------------------------------------------------------------------
 

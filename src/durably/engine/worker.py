@@ -24,12 +24,21 @@ class AlarmWorker:
     """Fires the alarms of one server's host: the loop behind ``run_worker``."""
 
     def __init__(
-        self, server: InstanceServer, poll_interval_ms: int, queues: Mapping[str, Queue]
+        self,
+        server: InstanceServer,
+        poll_interval_ms: int,
+        queues: Mapping[str, Queue],
+        workflows: Collection[str],
     ) -> None:
         self.server = server
         self.poll_interval_ms = poll_interval_ms
         self.queues = queues
         """The engine's queues (the default one included), with their limits."""
+        self.workflows = frozenset(workflows)
+        """The workflows this process has: an instance of another one is left alone."""
+        self.skipped: set[str] = set()
+        """The instances left to a worker that has their workflow (each logged once)."""
+        self._looked_elsewhere = float("-inf")
         self.closing = asyncio.Event()
         """Set when the engine closes: every worker loop stops."""
 
@@ -45,6 +54,7 @@ class AlarmWorker:
         queues = [self.queues[name] for name in names]
         return ClaimScope(
             served=frozenset(names),
+            workflows=self.workflows,
             limits=tuple(q for q in queues if q.limited),
             room=tuple(
                 (q.name, max(0, q.worker_concurrency - running[q.name]))
@@ -136,8 +146,9 @@ class AlarmWorker:
                 claimed: list[tuple[str, LeaseHold, str]] = []
                 try:
                     # One statement when there is nothing to do: an idle worker is cheap.
-                    due = await host.next_due(scope.served)
+                    due = await host.next_due(scope.served, scope.workflows)
                     now = host.now()
+                    await self._note_unknown(scope, now)
                     if free > 0 and due is not None and due <= now:
                         claimed = await self.claim(free, scope)
                 except StorageError:
@@ -178,6 +189,24 @@ class AlarmWorker:
                 hold.stopping = True
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+
+    async def _note_unknown(self, scope: ClaimScope, now: int) -> None:
+        """Once a minute at most: log (once each) the due instances of a workflow this
+        process does not have. Claims leave them alone: not leased, not failed, not
+        counted as recoveries, for a worker that has their workflow."""
+        if time.monotonic() - self._looked_elsewhere < 60:
+            return
+        self._looked_elsewhere = time.monotonic()
+        found = await self.server.host.due_elsewhere(now, scope.served, self.workflows, 100)
+        for row in found:
+            if row.id not in self.skipped:
+                self.skipped.add(row.id)
+                log.warning(
+                    "instance %s is due but this process does not have workflow %r: "
+                    "left for a worker that has it",
+                    row.id,
+                    row.workflow,
+                )
 
     def wait_ms(self, due: int | None, now: int) -> int:
         """How long to wait for the next claim: until the next alarm, at most one poll

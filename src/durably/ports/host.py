@@ -91,8 +91,17 @@ class InstanceHost(Protocol):
         instance due at ``now`` if it waits (``domain/inbox.py``), in one commit."""
         ...
 
-    async def next_due(self, queues: Collection[str] | None = None) -> int | None:
-        """The earliest alarm of any instance (of ``queues``, if given)."""
+    async def next_due(
+        self, queues: Collection[str] | None = None, workflows: Collection[str] | None = None
+    ) -> int | None:
+        """The earliest alarm of any instance (of ``queues`` and ``workflows``, if given)."""
+        ...
+
+    async def due_elsewhere(
+        self, now: int, queues: Collection[str], workflows: Collection[str], limit: int
+    ) -> list[InstanceRow]:
+        """Up to ``limit`` due instances of ``queues``, not leased, whose workflow is none
+        of ``workflows`` (what a worker without their workflow leaves alone)."""
         ...
 
     async def claim_due(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -12,6 +12,8 @@ from durably.domain import keys
 from durably.domain.errors import (
     DuplicateWorkflowError,
     DurablyError,
+    InstanceNotFoundError,
+    InstancePurgedError,
     OrchestratorError,
     SerializationError,
     StorageError,
@@ -28,7 +30,7 @@ from durably.domain.events import (
 )
 from durably.domain.inbox import CANCEL, EVENT, InboxMessage, Outgoing, event_dedupe_key, wait_key
 from durably.domain.lease import LeaseHold
-from durably.domain.records import AlarmFailure, JsonValue, ParentLink
+from durably.domain.records import AlarmFailure, JsonValue, ParentLink, Reopening, Tombstone
 from durably.domain.serialization import (
     decode,
     decode_value,
@@ -49,7 +51,7 @@ from durably.domain.status import (
     WorkflowStatus,
     is_terminal,
 )
-from durably.domain.transitions import Cancel, Queue, Resume, Start
+from durably.domain.transitions import Cancel, Queue, Reopen, Resume, Start
 from durably.ports import InboxAdapter, RuntimeAdapter, SchedulerAdapter, StorageAdapter
 from durably.services.context import ActiveExecutions, ExecutionMode, cancel_request
 from durably.services.definition import WorkflowDefinition
@@ -156,9 +158,25 @@ class WorkflowOrchestrator:
         """Create the instance and set its alarm to now; it runs when the alarm fires."""
         return await self._guard("queue", self._start(call, queue=True))
 
-    async def _start(self, call: WorkflowCall, *, queue: bool) -> StartResult:
+    async def fork(
+        self, call: WorkflowCall, history: Mapping[str, JsonValue]
+    ) -> Result[StartResult, OrchestratorError]:
+        """Create the instance queued, with the records of ``history`` (the points an
+        instance it forks had ended): a worker runs it from the first point not in it."""
+        return await self._guard("fork", self._start(call, queue=True, history=history))
+
+    async def _start(
+        self,
+        call: WorkflowCall,
+        *,
+        queue: bool,
+        history: Mapping[str, JsonValue] | None = None,
+    ) -> StartResult:
         definition = self._registry.definition(call.workflow)
         existing = await self._sm.status()
+        if existing is not None and history is not None:
+            taken = ValueError(f"instance {self.instance_id!r} exists already: fork to another id")
+            raise OrchestratorError("fork", taken)
         if existing is not None:
             return await self._existing(call, existing)
         data = encode(call.input, key=keys.INPUT)
@@ -175,6 +193,8 @@ class WorkflowOrchestrator:
                     await self._keys.put(keys.PARENT, encode(call.parent, key=keys.PARENT))
                 if call.placement is not None:
                     await self._keys.put(keys.QUEUE, encode(call.placement, key=keys.QUEUE))
+                if history:
+                    await self._keys.put_batch(history)
                 if queue:
                     await self._sm.transition(Queue(input=data))
                     await self._keys.schedule(now if call.start_at is None else call.start_at)
@@ -429,6 +449,45 @@ class WorkflowOrchestrator:
                 emitter.emit(
                     WorkflowCancelled, reason=result.reason, completed_steps=result.completed_steps
                 )
+
+    # -- operator actions ----------------------------------------------------------------
+
+    async def reopen(self, reason: str | None = None) -> Result[StartResult, OrchestratorError]:
+        """Run a ``Failed`` or ``Cancelled`` instance again (``Reopen``: it is queued, a
+        worker runs it): its completed steps are kept, the step that failed gets fresh
+        attempts. The reopening is kept in its history (``workflow:reopens``)."""
+        return await self._guard("resume", self._reopen(reason))
+
+    async def _reopen(self, reason: str | None) -> StartResult:
+        status = await self._sm.status()
+        if status is None:
+            raise InstanceNotFoundError(self.instance_id)
+        tombstone = await self._keys.get(keys.TOMBSTONE)
+        if tombstone is not None:
+            raise InstancePurgedError(
+                self.instance_id, decode(tombstone, Tombstone, key=keys.TOMBSTONE).status
+            )
+        now = self._runtime.now()
+        async with self._keys.transaction():
+            await self._sm.transition(Reopen(reason))  # InvalidTransitionError if not final
+            earlier = await self._keys.get(keys.REOPENS)
+            reopens = [*(earlier or []), encode(Reopening(now, status.tag, reason))]
+            await self._keys.put(keys.REOPENS, reopens)
+            for stale in (
+                keys.CANCELLED,
+                keys.CANCEL_REASON,
+                keys.PURGE_AT,
+                keys.LAST_ALARM_ERROR,
+                keys.RECOVERY_ATTEMPTS,
+                keys.PENDING_RESUME_AT,
+            ):
+                await self._keys.delete(stale)
+            await self._keys.schedule(now)
+        state = await self._state()
+        self._events.bound(state.workflow_name, state.execution_id).emit(
+            WorkflowQueued, input=state.input
+        )
+        return StartResult(self.instance_id, False, None, Queued(now))
 
     # -- cancel and status -------------------------------------------------------------
 

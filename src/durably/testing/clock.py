@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from durably.adapters.memory import MemoryBackend
 from durably.domain.durations import Duration, parse_duration
+from durably.domain.queues import ClaimScope
 
 if TYPE_CHECKING:
     from durably.engine import Engine
@@ -160,13 +161,19 @@ class VirtualClock:
         return busy - sum(1 for d in self._deadlines if not d.fired)
 
     def _due_times(self) -> list[int]:
-        """When each instance with an alarm can next be claimed."""
+        """When each instance with an alarm can next be claimed (by an engine that serves
+        its queue and has its workflow, when its queue's limits let it start)."""
         times: list[int] = []
         for engine in self._engines:
             backend = self._backend(engine)
+            scope = engine.claim_scope
             for instance_id, at in backend.alarms.items():
                 row = backend.rows.get(instance_id)
-                if row is None or row.lease_owner is None:
+                if row is not None and not _claimable(scope, backend, row):
+                    continue
+                if row is not None and (start := _start_time(scope, backend, row)) is not None:
+                    times.append(max(at, start))
+                elif row is None or row.lease_owner is None:
                     times.append(at)
                 elif row.lease_owner != engine.owner:
                     # A lease nobody renews (its process crashed) must expire first.
@@ -267,3 +274,38 @@ class VirtualClock:
         for deadline in list(self._deadlines):
             if not deadline.fired:
                 deadline.fire()
+
+
+def _claimable(scope: ClaimScope, backend: MemoryBackend, row: Any) -> bool:
+    """Whether a claim of ``scope`` may ever take ``row`` as things stand (its queue and
+    workflow served; for a start in a limited queue, a free slot of its queue and
+    partition)."""
+    if row.queue not in scope.served:
+        return False
+    if scope.workflows is not None and row.workflow not in scope.workflows:
+        return False
+    queue = next((q for q in scope.limits if q.name == row.queue), None)
+    if queue is None or row.status != "Queued" or row.slot:
+        return True
+    holders = [r for r in backend.rows.values() if r.queue == row.queue and r.slot]
+    if queue.concurrency is not None and len(holders) >= queue.concurrency:
+        return False  # a slot frees when an instance that holds one ends: its own alarm
+    if queue.partition_concurrency is not None:
+        same = sum(1 for r in holders if r.partition_key == row.partition_key)
+        return same < queue.partition_concurrency
+    return True
+
+
+def _start_time(scope: ClaimScope, backend: MemoryBackend, row: Any) -> int | None:
+    """For a start in a rate-limited queue whose window is full: when a start frees."""
+    queue = next((q for q in scope.limits if q.name == row.queue), None)
+    window = None if queue is None else queue.rate_limit
+    if window is None or row.status != "Queued" or row.slot:
+        return None
+    count, period = window
+    starts = sorted(
+        r.slot_at for r in backend.rows.values() if r.queue == row.queue and r.slot_at is not None
+    )
+    if len(starts) < count:
+        return None
+    return int(starts[-count]) + period

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -285,7 +285,9 @@ class PostgresHost:
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def _fetch(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    async def _fetch(
+        self, query: str, params: Sequence[object] | Mapping[str, object] = ()
+    ) -> list[tuple[Any, ...]]:
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)
@@ -371,18 +373,39 @@ class PostgresHost:
         )
         return [InstanceRow(*row) for row in rows]
 
-    async def next_due(self, queues: Collection[str] | None = None) -> int | None:
-        """The earliest alarm of any instance (of ``queues``, if given)."""
-        if queues is None:
+    async def next_due(
+        self, queues: Collection[str] | None = None, workflows: Collection[str] | None = None
+    ) -> int | None:
+        """The earliest alarm of any instance (of ``queues`` and ``workflows``)."""
+        if queues is None and workflows is None:
             rows = await self._fetch(f"SELECT min(due_at) FROM {self.schema}.alarms")
         else:
             rows = await self._fetch(
                 f"SELECT min(a.due_at) FROM {self.schema}.alarms a"
                 f" JOIN {self.schema}.instances i ON i.id = a.instance_id"
-                " WHERE i.queue = ANY(%s)",
-                (sorted(queues),),
+                " WHERE (%(q)s::text[] IS NULL OR i.queue = ANY(%(q)s::text[]))"
+                " AND (%(w)s::text[] IS NULL OR i.workflow = ANY(%(w)s::text[]))",
+                {
+                    "q": None if queues is None else sorted(queues),
+                    "w": None if workflows is None else sorted(workflows),
+                },
             )
         return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    async def due_elsewhere(
+        self, now: int, queues: Collection[str], workflows: Collection[str], limit: int
+    ) -> list[InstanceRow]:
+        """Due, free instances of ``queues`` whose workflow is none of ``workflows``."""
+        rows = await self._fetch(
+            f"SELECT {', '.join('i.' + c for c in _ROW.split(', '))}"
+            f" FROM {self.schema}.alarms a JOIN {self.schema}.instances i"
+            " ON i.id = a.instance_id WHERE a.due_at <= %(now)s"
+            " AND (i.lease_owner IS NULL OR i.lease_expires_at <= %(now)s)"
+            " AND i.queue = ANY(%(q)s) AND NOT (i.workflow = ANY(%(w)s))"
+            " ORDER BY a.due_at LIMIT %(limit)s",
+            {"now": now, "q": sorted(queues), "w": sorted(workflows), "limit": limit},
+        )
+        return [InstanceRow(*row) for row in rows]
 
     # -- leases -----------------------------------------------------------------------------
 

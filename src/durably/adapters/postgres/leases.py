@@ -46,6 +46,8 @@ class LeaseStatements:
         limited = {q.name: q for q in scope.limits}
         capped = {name for name, _ in scope.room}
         served = set(scope.served)
+        known = "" if scope.workflows is None else " AND i.workflow = ANY(%(workflows)s)"
+        flows = {"workflows": sorted(scope.workflows or ())}
         async with conn.transaction():
             claimed: list[Claimed] = []
             general = sorted(served - capped)
@@ -53,8 +55,8 @@ class LeaseStatements:
                 claimed += await self._take(
                     conn,
                     "i.queue = ANY(%(queues)s) AND NOT (i.status = 'Queued' AND NOT i.slot"
-                    " AND i.queue = ANY(%(limited)s))",
-                    {"queues": general, "limited": sorted(limited)},
+                    f" AND i.queue = ANY(%(limited)s)){known}",
+                    {"queues": general, "limited": sorted(limited), **flows},
                     "a.due_at",
                     limit,
                     owner,
@@ -71,8 +73,8 @@ class LeaseStatements:
                 )
                 claimed += await self._take(
                     conn,
-                    f"i.queue = %(queue)s{new_slot}",
-                    {"queue": name},
+                    f"i.queue = %(queue)s{new_slot}{known}",
+                    {"queue": name, **flows},
                     "a.due_at",
                     room,
                     owner,
@@ -87,7 +89,7 @@ class LeaseStatements:
                     room = min(room, cap - sum(1 for c in claimed if c.queue == name))
                 if room <= 0:
                     continue
-                chosen = await self._admitted(conn, limited[name], now, room)
+                chosen = await self._admitted(conn, limited[name], now, room, scope.workflows)
                 if chosen:
                     claimed += await self._take(
                         conn,
@@ -137,7 +139,14 @@ class LeaseStatements:
         )
         return [Claimed(str(r[0]), int(r[1]), str(r[2])) for r in await cur.fetchall()]
 
-    async def _admitted(self, conn: Connection, queue: Queue, now: int, room: int) -> list[str]:
+    async def _admitted(
+        self,
+        conn: Connection,
+        queue: Queue,
+        now: int,
+        room: int,
+        workflows: frozenset[str] | None = None,
+    ) -> list[str]:
         """The waiting instances of ``queue`` that may start now (``admit``), counted under
         the queue's lock."""
         name = queue.name
@@ -170,8 +179,16 @@ class LeaseStatements:
             f" JOIN {self.instances} i ON i.id = a.instance_id"
             " WHERE a.due_at <= %s AND (i.lease_owner IS NULL OR i.lease_expires_at <= %s)"
             " AND i.queue = %s AND i.status = 'Queued' AND NOT i.slot"
+            " AND (%s::text[] IS NULL OR i.workflow = ANY(%s::text[]))"
             " ORDER BY i.priority, i.created_at, i.id LIMIT %s",
-            (now, now, name, fetch),
+            (
+                now,
+                now,
+                name,
+                None if workflows is None else sorted(workflows),
+                None if workflows is None else sorted(workflows),
+                fetch,
+            ),
         )
         waiting = [(str(r[0]), r[1]) for r in await cur.fetchall()]
         return admit(queue, waiting, started, recent, by_partition, room)

@@ -36,6 +36,21 @@ from durably.ports import Claimed, InstanceRow, InstanceRuntime
 
 __all__ = ["SqliteHost"]
 
+
+def _within(
+    queues: Collection[str] | None, workflows: Collection[str] | None
+) -> tuple[str, list[object]]:
+    """The condition (on ``i``, the instances) of these queues and workflows."""
+    parts: list[str] = ["1 = 1"]
+    params: list[object] = []
+    for column, names in (("queue", queues), ("workflow", workflows)):
+        if names is not None:
+            listed = sorted(names)
+            parts.append(f"i.{column} IN ({', '.join('?' * len(listed))})")
+            params.extend(listed)
+    return " AND ".join(parts), params
+
+
 _ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
 
 
@@ -221,18 +236,36 @@ class SqliteHost:
         )
         return [_row(row) for row in rows]
 
-    async def next_due(self, queues: Collection[str] | None = None) -> int | None:
-        """The earliest alarm time of any instance (of ``queues``, if given)."""
-        if queues is None:
+    async def next_due(
+        self, queues: Collection[str] | None = None, workflows: Collection[str] | None = None
+    ) -> int | None:
+        """The earliest alarm time of any instance (of ``queues`` and ``workflows``)."""
+        if queues is None and workflows is None:
             rows = await self._query("SELECT MIN(due_at) FROM alarms")
         else:
-            names = sorted(queues)
+            where, params = _within(queues, workflows)
             rows = await self._query(
                 "SELECT MIN(a.due_at) FROM alarms a JOIN instances i ON i.id = a.instance_id"
-                f" WHERE i.queue IN ({', '.join('?' * len(names))})",
-                names,
+                f" WHERE {where}",
+                params,
             )
         return None if not rows or rows[0][0] is None else int(rows[0][0])  # type: ignore[call-overload]
+
+    async def due_elsewhere(
+        self, now: int, queues: Collection[str], workflows: Collection[str], limit: int
+    ) -> list[InstanceRow]:
+        """Due, free instances of ``queues`` whose workflow is none of ``workflows``."""
+        names, flows = sorted(queues), sorted(workflows)
+        rows = await self._query(
+            f"SELECT {', '.join('i.' + c for c in _ROW.split(', '))} FROM alarms a"
+            " JOIN instances i ON i.id = a.instance_id"
+            " WHERE a.due_at <= ? AND (i.lease_owner IS NULL OR i.lease_expires_at <= ?)"
+            f" AND i.queue IN ({', '.join('?' * len(names))})"
+            f" AND i.workflow NOT IN ({', '.join('?' * len(flows))})"
+            " ORDER BY a.due_at LIMIT ?",
+            [now, now, *names, *flows, limit],
+        )
+        return [InstanceRow(*row) for row in rows]  # type: ignore[arg-type]
 
     # -- leases -----------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ def claim_due(
     expires = now + lease_ms
     limited = {q.name: q for q in scope.limits}
     served = sorted(scope.served)
+    known, known_params = _known(scope)
     with transaction(conn):
         claimed: list[Claimed] = []
         # Those that need no new slot, in due order; a queue with a cap for this worker
@@ -61,8 +62,8 @@ def claim_due(
             claimed += _take(
                 conn,
                 f"i.queue IN ({_marks(len(general))}) AND NOT (i.status = 'Queued' AND i.slot = 0"
-                f" AND i.queue IN ({_marks(len(limited))}))",
-                [*general, *limited],
+                f" AND i.queue IN ({_marks(len(limited))})){known}",
+                [*general, *limited, *known_params],
                 "a.due_at",
                 limit,
                 owner,
@@ -77,8 +78,8 @@ def claim_due(
             new_slot = " AND NOT (i.status = 'Queued' AND i.slot = 0)" if name in limited else ""
             claimed += _take(
                 conn,
-                f"i.queue = ?{new_slot}",
-                [name],
+                f"i.queue = ?{new_slot}{known}",
+                [name, *known_params],
                 "a.due_at",
                 room,
                 owner,
@@ -94,7 +95,7 @@ def claim_due(
                 room = min(room, cap - sum(1 for c in claimed if c.queue == name))
             if room <= 0:
                 continue
-            chosen = _admitted(conn, limited[name], now, room)
+            chosen = _admitted(conn, limited[name], now, room, known, known_params)
             if chosen:
                 claimed += _take(
                     conn,
@@ -141,7 +142,22 @@ def _take(
     return [Claimed(str(r[0]), int(r[1]), str(r[2])) for r in rows]
 
 
-def _admitted(conn: sqlite3.Connection, queue: Queue, now: int, room: int) -> list[str]:
+def _known(scope: ClaimScope) -> tuple[str, list[object]]:
+    """The condition that keeps a claim to the workflows its worker has (and its values)."""
+    if scope.workflows is None:
+        return "", []
+    names = sorted(scope.workflows)
+    return f" AND i.workflow IN ({_marks(len(names))})", list(names)
+
+
+def _admitted(
+    conn: sqlite3.Connection,
+    queue: Queue,
+    now: int,
+    room: int,
+    known: str = "",
+    known_params: Sequence[object] = (),
+) -> list[str]:
     """The waiting instances of ``queue`` that may start now (``admit``)."""
     name = queue.name
     started = int(
@@ -171,8 +187,8 @@ def _admitted(conn: sqlite3.Connection, queue: Queue, now: int, room: int) -> li
     candidates = conn.execute(
         "SELECT i.id, i.partition_key FROM alarms a JOIN instances i ON i.id = a.instance_id"
         f" WHERE a.due_at <= ? AND {_FREE} AND i.queue = ? AND i.status = 'Queued'"
-        " AND i.slot = 0 ORDER BY i.priority, i.created_at, i.id LIMIT ?",
-        (now, now, name, fetch),
+        f" AND i.slot = 0{known} ORDER BY i.priority, i.created_at, i.id LIMIT ?",
+        (now, now, name, *known_params, fetch),
     ).fetchall()
     waiting = [(str(r[0]), None if r[1] is None else str(r[1])) for r in candidates]
     return admit(queue, waiting, started, recent, by_partition, room)
