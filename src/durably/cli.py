@@ -349,7 +349,7 @@ async def _purge(engine: Engine, args: argparse.Namespace, out: Console) -> int:
         rows = listed.unwrap()
         print(f"would purge {_count(len(rows))} (--dry-run: nothing was deleted)")
         if rows:
-            fmt.print_table(out, fmt.instances_table(rows, out.width))
+            fmt.print_table(out, fmt.instances_table(rows, out.width, engine.now()))
         return 0
     purged = await engine.purge(before=before)
     if isinstance(purged, Failure):

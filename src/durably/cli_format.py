@@ -78,14 +78,15 @@ def format_duration(ms: int) -> str:
 
 
 def wake_text(at: int, now: int) -> str:
-    """When something comes due: ``in 2.0s``, ``due now`` or ``overdue by 5.0s``.
+    """When something comes due: ``in 2.0s``, ``due now`` or, past, ``due 5.0s ago,
+    unclaimed`` (a worker would have moved the alarm on taking it up).
 
     >>> wake_text(3_000, 1_000), wake_text(1_000, 1_000), wake_text(1_000, 6_000)
-    ('in 2.0s', 'due now', 'overdue by 5.0s')
+    ('in 2.0s', 'due now', 'due 5.0s ago, unclaimed')
     """
     if at > now:
         return f"in {format_duration(at - now)}"
-    return "due now" if at == now else f"overdue by {format_duration(now - at)}"
+    return "due now" if at == now else f"due {format_duration(now - at)} ago, unclaimed"
 
 
 def describe_status(
@@ -314,14 +315,24 @@ def print_table(console: Console, table: Table) -> None:
         console.width = width
 
 
-def instances_table(rows: Iterable[InstanceSummary], width: int) -> Table:
-    """The table of ``durably list``."""
+def _due_cell(due_at: int | None, now: int) -> Text | str:
+    if due_at is None:
+        return ""
+    if due_at > now:
+        return f"in {format_duration(due_at - now)}"
+    return Text(f"due since {format_time(due_at)}, unclaimed", style="yellow")
+
+
+def instances_table(rows: Iterable[InstanceSummary], width: int, now: int) -> Table:
+    """The table of ``durably list``: with each instance's next wake-up (an alarm in the
+    past: due since then and no worker has taken it up)."""
     columns = [
         Column("id", keep=True),
         Column("workflow", keep=True),
         Column("status", keep=True),
         Column("created (UTC)", minimum=12, optional=True),
         Column("updated (UTC)", minimum=12),
+        Column("next wake-up (UTC)", minimum=12, optional=True),
     ]
     cells: list[list[Text | str]] = [
         [
@@ -330,6 +341,7 @@ def instances_table(rows: Iterable[InstanceSummary], width: int) -> Table:
             Text(row.status, style=STYLES.get(row.status, "")),
             format_time(row.created_at),
             format_time(row.updated_at),
+            _due_cell(row.due_at, now),
         ]
         for row in rows
     ]

@@ -108,6 +108,7 @@ def _summary_json(row: InstanceSummary) -> dict[str, Any]:
         "status": row.status,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
+        "due_at": row.due_at,
     }
     return dict(with_iso(data))
 
@@ -168,7 +169,8 @@ def _header_grid(timeline: Timeline, now: int) -> Table:
         when = (
             f"{fmt.format_time(at)} UTC, {fmt.wake_text(at, now)}"
             if at >= now
-            else f"overdue since {fmt.format_time(at)} UTC ({fmt.format_duration(now - at)})"
+            else f"due since {fmt.format_time(at)} UTC ({fmt.format_duration(now - at)} ago),"
+            " unclaimed: no worker with its workflow and queue has taken it up"
         )
         grid.add_row("next wake-up", when)
     failure = header.last_alarm_error
@@ -399,7 +401,7 @@ async def list_instances(engine: Engine, args: argparse.Namespace, out: Console)
     if args.json:
         _print_json({"instances": [_summary_json(row) for row in found]})
     elif found:
-        fmt.print_table(out, fmt.instances_table(found, out.width))
+        fmt.print_table(out, fmt.instances_table(found, out.width, engine.now()))
     else:
         out.print("no instances")
     return 0

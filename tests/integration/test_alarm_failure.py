@@ -20,12 +20,15 @@ from durably.domain import keys
 from durably.domain.results import ok
 from durably.domain.status import Completed, Paused
 from durably.engine import Engine, Lease, Timeline
+from durably.engine.replay import read_histories
+from durably.testing import EngineFactory
 from tests.integration.pg_support import acquire_database, drop_schema, engine_url, release_database
 
 pytestmark = pytest.mark.timeout(60)
 
 T0 = 1_714_564_800_000
 LEASE = Lease(duration="30s", renew_every="10s")
+HOUR = 3_600_000
 
 
 @durably.workflow
@@ -33,6 +36,11 @@ async def napper(n: int) -> int:
     await durably.step("before", lambda: n)
     await durably.sleep("1m", name="nap")
     return await durably.step("after", lambda: n + 1)
+
+
+@durably.workflow
+async def other(n: int) -> int:
+    return await durably.step("only", lambda: n)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -78,8 +86,8 @@ async def test_a_failed_alarm_shows_its_error_and_the_real_next_wake_up(url: str
         assert (failure["failed_at"], failure["count"]) == (first_failure, 1)
         # The real next wake-up: the alarm, at the failed claim's lease expiry (not the
         # sleep's past resume time).
-        header = (await timeline_of(full, "n1")).header
-        assert header.next_wakeup_at == first_failure + LEASE.duration_ms
+        [row] = await full.host.list_instances(None, None, 10)
+        assert row.due_at == first_failure + LEASE.duration_ms
 
         clock.time_ms += LEASE.duration_ms
         assert await full.run_until_idle() == 1
@@ -123,3 +131,27 @@ async def test_a_worker_without_the_workflow_leaves_its_instance_alone(url: str)
     async with Engine([napper], backend=url, clock=clock, lease=LEASE) as full:
         assert await full.run_until_idle() == 1
         assert (await full.result("n2")).unwrap() == 2
+
+
+async def test_an_hour_of_virtual_time_on_a_worker_without_the_workflow() -> None:
+    """The testing kit's worker runs all along while an hour passes alarm by alarm: the
+    instance of a workflow it lacks is never claimed, failed nor counted as a recovery."""
+    async with EngineFactory() as engines:
+        clock = engines.clock
+        async with Engine([napper], backend="memory://", clock=ManualClock(clock.now())) as full:
+            paused = (await full.start(napper, 1, id="n3")).unwrap().status
+            assert isinstance(paused, Paused)
+            assert paused.resume_at is not None
+            [history] = await read_histories(full.host)
+        bare = await engines([other])
+        imported = bare.host.runtime("n3", None)
+        ok(await imported.storage.put_batch(history.entries))
+        ok(await imported.scheduler.schedule(paused.resume_at))  # due in 1 min
+        await clock.advance("1h")
+        assert clock.now() - paused.resume_at == HOUR - 60_000  # due for 59 minutes
+        header = (await timeline_of(bare, "n3")).header
+        assert header.status == paused
+        assert header.recovery_attempts == 0
+        assert header.last_alarm_error is None
+        assert header.next_wakeup_at == paused.resume_at
+        assert (await bare.start(other, 5, id="o-1")).unwrap().output == 5  # the worker works

@@ -247,7 +247,7 @@ class MemoryBackend:
     ) -> list[InstanceRow]:
         """Instances by status and/or workflow, most recently updated first."""
         found = [
-            row.frozen(iid)
+            attrs.evolve(row.frozen(iid), due_at=self.alarms.get(iid))
             for iid, row in self.rows.items()
             if (status is None or row.status == status)
             and (workflow is None or row.workflow == workflow)

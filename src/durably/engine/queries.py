@@ -171,7 +171,10 @@ class EngineQueries:
         except StorageError as e:
             return Failure(e)
         return Success(
-            [InstanceSummary(r.id, r.workflow, r.status, r.created_at, r.updated_at) for r in rows]
+            [
+                InstanceSummary(r.id, r.workflow, r.status, r.created_at, r.updated_at, r.due_at)
+                for r in rows
+            ]
         )
 
     async def steps(self, id: str) -> Result[builtins.list[StepRecord], StorageError]:

@@ -30,6 +30,8 @@ class InstanceRow:
     updated_at: int
     lease_owner: str | None = None
     lease_expires_at: int | None = None
+    due_at: int | None = None
+    """Its alarm (filled by ``list_instances`` only): when a worker should take it up."""
 
 
 @attrs.frozen

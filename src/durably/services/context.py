@@ -41,6 +41,7 @@ __all__ = [
     "CancelSignal",
     "StopSignal",
     "DivergedSignal",
+    "HistoryEnded",
     "InfrastructureFailure",
     "cancel_request",
     "ActiveExecutions",
@@ -54,7 +55,9 @@ __all__ = [
     "is_durable",
 ]
 
-ExecutionMode: TypeAlias = Literal["fresh", "resume", "recover", "direct"]
+ExecutionMode: TypeAlias = Literal["fresh", "resume", "recover", "direct", "replay"]
+"""``replay``: a replay check of stored history against the current code, which runs
+nothing new (``HistoryEnded`` stops it where the history ends) and commits nothing."""
 
 
 @attrs.frozen
@@ -89,6 +92,16 @@ class PauseSignal(BaseException):
         self.writes = writes or {}
         self.events = events or []
         self.waits = waits
+
+
+class HistoryEnded(PauseSignal):
+    """A replay check reached the end of the history (a point not recorded, or a step
+    whose result is not): the body stops there without running anything. A pause, so
+    that the other branches of a ``gather`` still reach their own points."""
+
+    def __init__(self, point: str) -> None:
+        # The reason is not read: a replay check commits nothing.
+        super().__init__("sleep", None, step_name=point)
 
 
 class CancelSignal(BaseException):
@@ -205,6 +218,8 @@ class ExecutionScope:
         than ``point`` at ``position``; a point beyond the history is new, not a
         divergence."""
         found = (await self.history()).get(position)
+        if found is None and self.mode == "replay":
+            raise HistoryEnded(point)
         if found is not None and found != point:
             error = NonDeterminismError(self.workflow_id, position, found, point)
             raise DivergedSignal(error)
@@ -276,6 +291,8 @@ class ExecutionScope:
         This is the one path of a durability point to the store. When it fails, what
         waited stays waiting (the execution stops, or goes on without this point).
         """
+        if self.mode == "replay":
+            raise HistoryEnded(next(iter(writes), "commit"))  # a replay check writes nothing
         pending, consumed, sends = self.pending, self.consuming, self.sends
         self.pending, self.consuming, self.sends = {}, set(), []
         progress = self.first_progress_after_recovery()

@@ -9,7 +9,12 @@ import attrs
 from returns.result import Failure, Result, Success
 
 from durably.domain import keys
-from durably.domain.errors import DurablyError, OrchestratorError, StepCancelledError
+from durably.domain.errors import (
+    DurablyError,
+    NonDeterminismError,
+    OrchestratorError,
+    StepCancelledError,
+)
 from durably.domain.events import EventBase
 from durably.domain.inbox import InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
@@ -198,10 +203,33 @@ class WorkflowExecutor:
         except DurablyError as e:
             raise OrchestratorError("execute", e) from e
 
-    async def _execute(
+    async def replay(
         self, definition: WorkflowDefinition[Any, Any], ctx: ExecutionContext
-    ) -> ExecutionResult:
-        scope = ExecutionScope(
+    ) -> NonDeterminismError | None:
+        """Replay the recorded history of ``ctx``'s instance against ``definition``
+        without running anything new nor writing (mode ``replay``): the divergence
+        found, or ``None`` when the code asks for the recorded points in their order up
+        to the end of the history (or ends, pauses or fails as the code may)."""
+        scope = self._scope(attrs.evolve(ctx, mode="replay"))
+        scope.lease = None  # it holds no lease: it writes nothing
+        try:
+            body_input = decode(ctx.input, definition.input_type, key=keys.INPUT)
+        except DurablyError:
+            return None  # the input no longer fits the code: not a question of order
+        await scope.history()
+        task = asyncio.get_running_loop().create_task(_run_body(definition, body_input, scope))
+        try:
+            await task
+        except DivergedSignal as d:
+            return d.error
+        except (InfrastructureFailure, StopSignal) as f:
+            raise OrchestratorError("replay", f.error) from f.error
+        except (Exception, PauseSignal, CancelSignal):
+            pass  # the history ended here, or the code stopped as it may
+        return None
+
+    def _scope(self, ctx: ExecutionContext) -> ExecutionScope:
+        return ExecutionScope(
             workflow_id=ctx.workflow_id,
             workflow_name=ctx.workflow_name,
             execution_id=ctx.execution_id,
@@ -215,6 +243,11 @@ class WorkflowExecutor:
             children=self._children,
             messages=None if ctx.messages is None else list(ctx.messages),
         )
+
+    async def _execute(
+        self, definition: WorkflowDefinition[Any, Any], ctx: ExecutionContext
+    ) -> ExecutionResult:
+        scope = self._scope(ctx)
         try:
             body_input = decode(ctx.input, definition.input_type, key=keys.INPUT)
         except DurablyError as e:

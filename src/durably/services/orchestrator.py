@@ -14,6 +14,7 @@ from durably.domain.errors import (
     DurablyError,
     InstanceNotFoundError,
     InstancePurgedError,
+    NonDeterminismError,
     OrchestratorError,
     SerializationError,
     StorageError,
@@ -317,6 +318,19 @@ class WorkflowOrchestrator:
                 elif recovered.new_status == "Failed":
                     # Recovery gave up (terminal): the cleanup includes scheduling the purge.
                     await self._purge.schedule()
+
+    async def replay(self) -> Result[NonDeterminismError | None, OrchestratorError]:
+        """Replay the instance's recorded history against the registered code without
+        running anything new nor writing: the divergence found, if any (a replay check:
+        ``durably replay``, ``durably.testing.replay``)."""
+        return await self._guard("replay", self._replay())
+
+    async def _replay(self) -> NonDeterminismError | None:
+        state = await self._sm.state()
+        if state is None:
+            raise OrchestratorError("replay", f"no workflow instance {self.instance_id!r}")
+        definition = self._registry.definition(state.workflow_name)
+        return await self._executor.replay(definition, self._context(state, "replay"))
 
     async def record_alarm_failure(self, error: DurablyError) -> Result[None, OrchestratorError]:
         """Record why the alarm just handled failed (for ``durably show``), in a commit

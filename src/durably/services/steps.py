@@ -44,6 +44,7 @@ from durably.ports.clock import TimeSkippingClock
 from durably.services.context import (
     STEP,
     ExecutionScope,
+    HistoryEnded,
     InfrastructureFailure,
     PauseSignal,
     StepInfo,
@@ -151,6 +152,8 @@ async def run_step(
         )
         return decode_value(record.value, return_type, key=result_key)
 
+    if scope.mode == "replay":
+        raise HistoryEnded(key)  # not completed in the history: a replay check runs no step
     stored_attempt = found.get(attempt_key)
     now = scope.runtime.now()
     previous: StepAttempt | None = None

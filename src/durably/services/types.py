@@ -87,3 +87,6 @@ class InstanceSummary:
     status: str
     created_at: int
     updated_at: int
+    due_at: int | None = None
+    """Its alarm, when it has one: a time in the past with no worker taking it up is an
+    instance due and unclaimed (no worker with its workflow or queue is running)."""

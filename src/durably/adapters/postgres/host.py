@@ -41,6 +41,7 @@ __all__ = ["PostgresHost", "CHANNEL", "safe_dsn"]
 CHANNEL = "durably_alarms"
 CONNECT_TIMEOUT_S = 5
 _ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
+_LISTED = ", ".join("i." + column for column in _ROW.split(", ")) + ", a.due_at"
 
 
 def refuses_data(error: psycopg.Error) -> bool:
@@ -360,15 +361,16 @@ class PostgresHost:
         """Instances by status and/or workflow, most recently updated first."""
         where, params = [], []
         if status is not None:
-            where.append("status = %s")
+            where.append("i.status = %s")
             params.append(status)
         if workflow is not None:
-            where.append("workflow = %s")
+            where.append("i.workflow = %s")
             params.append(workflow)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetch(
-            f"SELECT {_ROW} FROM {self.schema}.instances{clause}"
-            " ORDER BY updated_at DESC, id LIMIT %s",
+            f"SELECT {_LISTED} FROM {self.schema}.instances i"
+            f" LEFT JOIN {self.schema}.alarms a ON a.instance_id = i.id{clause}"
+            " ORDER BY i.updated_at DESC, i.id LIMIT %s",
             [*params, limit],
         )
         return [InstanceRow(*row) for row in rows]

@@ -52,6 +52,7 @@ def _within(
 
 
 _ROW = "id, workflow, status, created_at, updated_at, lease_owner, lease_expires_at"
+_LISTED = ", ".join("i." + column for column in _ROW.split(", ")) + ", a.due_at"
 
 
 def _prefix_end(prefix: str) -> str:
@@ -224,14 +225,15 @@ class SqliteHost:
         """Instances by status and/or workflow, most recently updated first (indexed)."""
         where, params = [], []
         if status is not None:
-            where.append("status = ?")
+            where.append("i.status = ?")
             params.append(status)
         if workflow is not None:
-            where.append("workflow = ?")
+            where.append("i.workflow = ?")
             params.append(workflow)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._query(
-            f"SELECT {_ROW} FROM instances{clause} ORDER BY updated_at DESC, id LIMIT ?",
+            f"SELECT {_LISTED} FROM instances i LEFT JOIN alarms a ON a.instance_id = i.id"
+            f"{clause} ORDER BY i.updated_at DESC, i.id LIMIT ?",
             [*params, limit],
         )
         return [_row(row) for row in rows]
