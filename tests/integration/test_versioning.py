@@ -8,6 +8,7 @@ deploy: an instance paused under one version is taken up again under another.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,9 +48,9 @@ def run(name: str) -> str:
 @durably.workflow
 async def flow(n: int) -> list[str]:
     before, after = VERSIONS[CODE["v"]]
-    done = [await durably.step(name, lambda name=name: run(name)) for name in before]
+    done: list[str] = [await durably.step(name, functools.partial(run, name)) for name in before]
     await durably.sleep("1h", name="nap")
-    return done + [await durably.step(name, lambda name=name: run(name)) for name in after]
+    return done + [await durably.step(name, functools.partial(run, name)) for name in after]
 
 
 @durably.workflow
