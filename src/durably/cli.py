@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from durably import cli_format as fmt
+from durably import cli_operator as operator
 from durably.cli_app import (
     DEFAULT_BACKEND,
     PROG,
@@ -117,9 +118,38 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     show.add_argument("--json", action="store_true", help=as_json)
     show.add_argument("--traceback", action="store_true", help="print the stored traceback")
-    cancel = command("cancel", "cancel an instance")
-    cancel.add_argument("id")
+    cancel = command(
+        "cancel", "cancel an instance, or every unfinished one matching --workflow/--status"
+    )
+    cancel.add_argument("id", nargs="?", help="the instance (or filter with the options below)")
     cancel.add_argument("--reason", help="recorded with the cancellation")
+    cancel.add_argument("--workflow", help="those of this workflow")
+    cancel.add_argument("--status", help="those in this status (Queued, Running, Paused, ...)")
+    cancel.add_argument("--before", metavar="AGE", help="those last updated at least AGE ago")
+    cancel.add_argument(
+        "--dry-run", action="store_true", help="list what would be cancelled; cancel nothing"
+    )
+    resume = command("resume", "run a Failed or Cancelled instance again from where it stopped")
+    resume.add_argument("id")
+    resume.add_argument("--reason", help="recorded with the reopening")
+    fork = command("fork", "a new instance with ID's input and its steps before --from-step")
+    fork.add_argument("id")
+    fork.add_argument("--from-step", required=True, metavar="NAME", help="rerun from this step")
+    fork.add_argument("--id", dest="new_id", metavar="NEW", help="the new instance's id")
+    replay = command(
+        "replay",
+        "replay stored histories against the app's code, running nothing (exit 1: "
+        "one does not fit)",
+    )
+    replay.add_argument("--workflow", help="only the histories of this workflow")
+    replay.add_argument("--limit", type=_positive, help="at most N histories (latest first)")
+    replay.add_argument(
+        "--histories", metavar="FILE", help="histories from `export` instead of the backend"
+    )
+    export = command("export", "print the stored histories of instances as JSON (for replay)")
+    export.add_argument("ids", nargs="*", metavar="ID", help="these instances (default: all)")
+    export.add_argument("--workflow", help="without ids: the instances of this workflow")
+    export.add_argument("--limit", type=_positive, help="without ids: at most N (latest first)")
     send = command("send", "send an event to an instance (a wait_for_event of NAME takes it)")
     send.add_argument("id")
     send.add_argument("name", help="the event's name")
@@ -265,6 +295,10 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
         return await _send(engine, args)
     if args.command == "get-event":
         return await _get_event(engine, args)
+    if args.command in _OPERATOR:
+        return await _OPERATOR[args.command](engine, args)
+    if args.command == "cancel" and args.id is None:
+        return await operator.cancel_by_filter(engine, args, out)
     if args.command == "cancel":
         cancelled = await engine.cancel(args.id, reason=args.reason)
         if isinstance(cancelled, Failure):
@@ -277,6 +311,27 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
         print(f"{args.id} cancelled (was {answer.previous_status})")
         return 0
     return await _purge(engine, args, out)
+
+
+_OPERATOR = {
+    "resume": operator.resume,
+    "fork": operator.fork,
+    "replay": operator.replay,
+    "export": operator.export,
+}
+
+
+def _check_cancel(args: argparse.Namespace) -> None:
+    filtered = [f"--{name}" for name in ("workflow", "status", "before") if getattr(args, name)]
+    if args.id is not None and (filtered or args.dry_run):
+        given = ", ".join([*filtered, *(["--dry-run"] if args.dry_run else [])])
+        raise CliError(f"`{PROG} cancel ID` takes no filter ({given}): give an id or filters", 2)
+    if args.id is None and not (args.workflow or args.status):
+        raise CliError(
+            f"`{PROG} cancel` needs an instance id, or --workflow and/or --status to cancel"
+            " every unfinished instance that matches",
+            2,
+        )
 
 
 async def _send(engine: Engine, args: argparse.Namespace) -> int:
@@ -364,8 +419,9 @@ def _count(instances: int) -> str:
 
 def _reads_only(args: argparse.Namespace) -> bool:
     """Whether the command only reads the store (it must exist; nothing is created)."""
-    reading = ("status", "show", "list", "get-event")
-    return args.command in reading or (args.command == "purge" and args.dry_run)
+    reading = ("status", "show", "list", "get-event", "replay", "export")
+    dry_run = args.command in ("purge", "cancel") and args.dry_run
+    return args.command in reading or dry_run
 
 
 async def _open(engine: Engine) -> None:
@@ -385,8 +441,10 @@ async def _run(args: argparse.Namespace, secrets: set[str]) -> int:
     engine = make_engine(args, read_only=read_only)
     secrets |= url_secrets(engine.backend_url)
     check_input(args, engine)
+    if args.command == "cancel":
+        _check_cancel(args)
     with redacted_logs(secrets):
-        if args.command in ("cancel", "send", "purge") and not read_only:
+        if args.command in ("cancel", "send", "purge", "resume", "fork") and not read_only:
             # They write, but only into a durably store that exists: look first, read-only,
             # so that a mistyped path or another application's file is refused untouched.
             checked = make_engine(args, read_only=True)

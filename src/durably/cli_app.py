@@ -97,7 +97,7 @@ def make_engine(args: argparse.Namespace, *, read_only: bool = False) -> Engine:
     app_engine = None
     if spec is not None:
         workflows, app_engine = _import_app(spec)
-    elif args.command in ("start", "worker"):
+    elif args.command in ("start", "worker", "fork", "replay"):
         raise CliError(
             f"`{PROG} {args.command}` needs the workflows: pass --app module:attribute"
             " (or set DURABLY_APP)"

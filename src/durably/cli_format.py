@@ -324,15 +324,17 @@ def _due_cell(due_at: int | None, now: int) -> Text | str:
 
 
 def instances_table(rows: Iterable[InstanceSummary], width: int, now: int) -> Table:
-    """The table of ``durably list``: with each instance's next wake-up (an alarm in the
-    past: due since then and no worker has taken it up)."""
+    """The table of ``durably list``: with each instance's next wake-up, when one has an
+    alarm (in the past: due since then and no worker has taken it up)."""
+    rows = list(rows)
+    alarms = any(row.due_at is not None for row in rows)
     columns = [
         Column("id", keep=True),
         Column("workflow", keep=True),
         Column("status", keep=True),
         Column("created (UTC)", minimum=12, optional=True),
         Column("updated (UTC)", minimum=12),
-        Column("next wake-up (UTC)", minimum=12, optional=True),
+        *([Column("next wake-up (UTC)", minimum=12, optional=True)] if alarms else []),
     ]
     cells: list[list[Text | str]] = [
         [
@@ -341,7 +343,7 @@ def instances_table(rows: Iterable[InstanceSummary], width: int, now: int) -> Ta
             Text(row.status, style=STYLES.get(row.status, "")),
             format_time(row.created_at),
             format_time(row.updated_at),
-            _due_cell(row.due_at, now),
+            *([_due_cell(row.due_at, now)] if alarms else []),
         ]
         for row in rows
     ]

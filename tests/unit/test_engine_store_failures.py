@@ -156,6 +156,30 @@ async def _queue_stats(engine: Engine) -> Result[Any, Any]:
         return await engine.queue_stats()
 
 
+async def _resume(engine: Engine) -> Result[Any, Any]:
+    instance_id = await completed(engine)
+    with failing(engine, "acquire"):
+        return await engine.resume(instance_id)
+
+
+async def _fork(engine: Engine) -> Result[Any, Any]:
+    instance_id = await completed(engine)
+    with failing(engine, *ALL_READS):
+        return await engine.fork(instance_id, from_step="double")
+
+
+async def _cancel_many(engine: Engine) -> Result[Any, Any]:
+    ok(await engine.queue(double, 1, id="c-1"))
+    with failing(engine, *ALL_READS):
+        return await engine.cancel_many(workflow="double")
+
+
+async def _cancel_candidates(engine: Engine) -> Result[Any, Any]:
+    ok(await engine.queue(double, 1, id="c-1"))
+    with failing(engine, *ALL_READS):
+        return await engine.cancel_candidates(status="Queued")
+
+
 CASES: dict[str, Case] = {
     "start": _start,
     "queue": _queue,
@@ -171,6 +195,10 @@ CASES: dict[str, Case] = {
     "send_event": _send_event,
     "get_event": _get_event,
     "queue_stats": _queue_stats,
+    "resume": _resume,
+    "fork": _fork,
+    "cancel_many": _cancel_many,
+    "cancel_candidates": _cancel_candidates,
 }
 
 

@@ -45,7 +45,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "primitives": ("durably.primitives",),
     "containers": ("durably.containers",),
     "engine": ("durably.engine",),
-    "cli": ("durably.cli", "durably.cli_app", "durably.cli_format", "durably.cli_inspect"),
+    "cli": (
+        "durably.cli",
+        "durably.cli_app",
+        "durably.cli_format",
+        "durably.cli_inspect",
+        "durably.cli_operator",
+    ),
     "testing": ("durably.testing",),
     "public": (
         "durably",
@@ -115,6 +121,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("durably.cli_format", "durably.domain.status"): _CLI_READS_DOMAIN,
     ("durably.cli_format", "durably.services.types"): _CLI_READS_DOMAIN,
     ("durably.cli_inspect", "durably.domain.errors"): _CLI_READS_DOMAIN,
+    ("durably.cli_operator", "durably.domain.errors"): _CLI_READS_DOMAIN,
     ("durably.cli_inspect", "durably.domain.serialization"): _CLI_READS_DOMAIN,
     ("durably.cli_inspect", "durably.domain.status"): _CLI_READS_DOMAIN,
     ("durably.cli_inspect", "durably.services.types"): _CLI_READS_DOMAIN,

@@ -114,9 +114,12 @@ async def cancel_candidates(
 ) -> list[InstanceSummary]:
     """The instances, not final, of ``workflow`` and ``status`` (if given), last
     updated at or before ``cutoff`` (if given), most recently updated first."""
+    unfinished = ["Pending", "Queued", "Running", "Paused"]
     if status is not None and status in TERMINAL_TAGS:
         raise ValueError(f"status {status!r} is final: there is nothing to cancel")
-    statuses = [status] if status is not None else ["Pending", "Queued", "Running", "Paused"]
+    if status is not None and status not in unfinished:
+        raise ValueError(f"unknown status {status!r} (one of {', '.join(unfinished)})")
+    statuses = [status] if status is not None else unfinished
     found: list[InstanceSummary] = []
     for tag in statuses:
         for row in await engine.host.list_instances(tag, workflow, 1_000_000):

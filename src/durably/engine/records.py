@@ -197,8 +197,8 @@ class StatusRow:
     """A status the instance went through, as far as its stored keys tell."""
 
     status: str
-    """``Created``, ``Queued``, ``Running``, ``Recovered``, ``Completed``, ``Failed``,
-    ``Cancelled`` or ``Purged``."""
+    """``Created``, ``Queued``, ``Running``, ``Recovered``, ``Reopened`` (an operator's
+    ``resume``), ``Completed``, ``Failed``, ``Cancelled`` or ``Purged``."""
     at: int
     detail: str | None = None
     kind: ClassVar[Literal["status"]] = "status"

@@ -24,6 +24,7 @@ from durably.domain.records import (
     JsonValue,
     ParentLink,
     PublishedEvent,
+    Reopening,
     SleepRecord,
     StepAttempt,
     StepResult,
@@ -399,6 +400,12 @@ def build_timeline(
     recovered = entries.get(keys.LAST_RECOVERY_AT)
     if recovered is not None:
         middle.append(StatusRow("Recovered", int(recovered)))
+    reopenings: list[Reopening] = decode(
+        entries.get(keys.REOPENS) or [], list[Reopening], key=keys.REOPENS
+    )
+    for reopening in reopenings:
+        detail = f"was {reopening.previous}" + (f": {reopening.reason}" if reopening.reason else "")
+        middle.append(StatusRow("Reopened", reopening.at, detail))
     current = _status_rows(status, tombstone)
     if isinstance(status, Queued | Running):
         middle.extend(current)
