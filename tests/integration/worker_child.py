@@ -15,6 +15,9 @@ The workflow ``collector`` takes ``Collect(side, count)``: ``count`` times, it w
 an event ``item`` and records its payload in a step (which appends ``"got <index>
 <payload> <pid>"`` to the side file); it returns the payloads in the order it got them.
 
+The workflow ``fixable`` takes ``Fixable(side, steps, bug)``: ``steps`` logged steps
+(``run <instance> s<k> <pid> <wall time>``); ``s2`` fails while the file ``bug`` exists.
+
 The workflow ``fan_parent`` takes ``Fan(side, children, steps)``: a step ``prepare``,
 then ``children`` children ``fan_child`` at once (``gather``), each of ``steps`` steps,
 then a step ``total`` that sums their outputs. Every step appends ``"run <instance>
@@ -50,6 +53,8 @@ __all__ = [
     "fan_child",
     "Slot",
     "slotted",
+    "Fixable",
+    "fixable",
     "WORKFLOWS",
 ]
 
@@ -176,12 +181,48 @@ async def slotted(job: Slot) -> str:
     return await durably.step("work", work)
 
 
+@attrs.frozen
+class Fixable:
+    """What ``fixable`` runs: its side file, how many steps, and the file of its bug."""
+
+    side: str
+    steps: int
+    bug: str
+    """While this file exists, step ``s2`` fails (no retry): the workflow fails there."""
+
+
+def _bug_present(job: Fixable) -> bool:
+    return os.path.exists(job.bug)  # a stat of a local file: too short to matter
+
+
+def _fixable_step(job: Fixable, k: int) -> Callable[[], Awaitable[int]]:
+    async def run() -> int:
+        me = durably.context().workflow_id
+        append_line(job.side, f"run {me} s{k} {os.getpid()} {time.time()}\n")
+        if k == 2 and _bug_present(job):
+            raise ValueError("the bug in s2")
+        await asyncio.sleep(0.02)
+        return k
+
+    return run
+
+
+@durably.workflow
+async def fixable(job: Fixable) -> int:
+    """``job.steps`` logged steps ``s<k>`` returning ``k``; ``s2`` fails while the bug is."""
+    total = 0
+    for k in range(job.steps):
+        total += await durably.step(f"s{k}", _fixable_step(job, k))
+    return total
+
+
 WORKFLOWS: list[durably.WorkflowDefinition[Any, Any]] = [
     paced,
     collector,
     fan_parent,
     fan_child,
     slotted,
+    fixable,
 ]
 
 
