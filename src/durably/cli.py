@@ -43,10 +43,9 @@ from durably.domain.errors import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
-from durably.domain.queues import DEFAULT_QUEUE
 from durably.domain.redaction import mask_passwords, url_secrets
 from durably.domain.status import Cancelled, Failed, WorkflowStatus
-from durably.engine import Engine
+from durably.engine import DEFAULT_QUEUE, Engine
 from durably.engine.config import SHIPPED_PROFILES
 from durably.engine.records import PublishedRow
 

@@ -14,9 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from durably.domain.errors import DurablyError
-from durably.domain.queues import QueueStats
 from durably.domain.serialization import encode
 from durably.domain.status import Cancelled, Completed, Failed, Paused, WorkflowStatus
+from durably.engine import QueueStats
 from durably.engine.records import TimelineHeader
 from durably.engine.timeline import error_line
 from durably.services.types import InstanceSummary, WorkflowStatusResult

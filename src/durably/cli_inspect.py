@@ -18,10 +18,9 @@ from rich.text import Text
 from durably import cli_format as fmt
 from durably.cli_app import CliError
 from durably.domain.errors import InstanceNotFoundError
-from durably.domain.queues import Queue, QueueStats
 from durably.domain.serialization import converter
 from durably.domain.status import Failed, is_terminal
-from durably.engine import Engine
+from durably.engine import Engine, Queue, QueueStats
 from durably.engine.records import (
     ChildRow,
     MessageRow,
