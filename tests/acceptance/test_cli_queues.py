@@ -272,6 +272,21 @@ def _json(name: str, waiting: int, running: int, *limits: int | str | None) -> d
     }
 
 
+def test_queues_shows_the_queues_the_app_declares_before_the_store_has_seen_them(
+    cli: Cli,
+) -> None:
+    plain = f"{cli.module}:workflows"  # the workflows alone declare only the default queue
+    ran = cli.bare("queue", "note", "--input", '"a"', "--app", plain, "--backend", cli.backend)
+    assert ran.code == 0, ran.err
+    assert list(cli.queues_json()) == ["default"]
+    declared = cli("queues", "--json")
+    assert declared.code == 0, declared.err
+    rows = {row["name"]: row for row in json.loads(declared.out)["queues"]}
+    assert rows["default"]["waiting"] == 1
+    assert rows["orders"] == _json("orders", 0, 0, None, None, None, 1)
+    assert rows["serial"] == _json("serial", 0, 0, 1, None, None, None)
+
+
 def test_queues_only_reads(cli: Cli) -> None:
     ran = cli.bare("queues", "--backend", cli.backend)
     assert ran.code == 1
