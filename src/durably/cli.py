@@ -31,8 +31,9 @@ from durably.cli_app import (
     redacted_logs,
     worker_concurrency,
 )
-from durably.cli_inspect import inspect_instance, list_instances, with_iso
+from durably.cli_inspect import inspect_instance, list_instances, list_queues, with_iso
 from durably.domain.errors import (
+    DuplicateWorkflowError,
     DurablyError,
     EventNotPublishedError,
     InstanceNotFoundError,
@@ -45,7 +46,7 @@ from durably.domain.errors import (
 )
 from durably.domain.redaction import mask_passwords, url_secrets
 from durably.domain.status import Cancelled, Failed, WorkflowStatus
-from durably.engine import Engine
+from durably.engine import DEFAULT_QUEUE, Engine
 from durably.engine.config import SHIPPED_PROFILES
 from durably.engine.records import PublishedRow
 
@@ -63,6 +64,13 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,11 +108,38 @@ def build_parser() -> argparse.ArgumentParser:
     worker = command("worker", "fire due alarms until SIGINT/SIGTERM")
     worker.add_argument("worker_app", nargs="?", metavar="APP", help="module:attribute")
     worker.add_argument("--concurrency", type=_positive, help="instances at once (default 100)")
+    worker.add_argument(
+        "--queue",
+        action="append",
+        dest="queues",
+        metavar="NAME",
+        help="claim only this queue's instances (repeatable; default: every queue of the app)",
+    )
     start = command("start", "start a workflow and run it here until it completes or pauses")
     start.add_argument("name", help="the workflow's name")
     start.add_argument("--input", metavar="JSON", help="its input, as JSON (default null)")
     start.add_argument("--id", help="the instance id (default: a new UUID)")
     start.add_argument("--wait", action="store_true", help="keep running it until it ends")
+    enqueue = command("queue", "queue a workflow for a worker to run (returns at once)")
+    enqueue.add_argument("name", help="the workflow's name")
+    enqueue.add_argument("--input", metavar="JSON", help="its input, as JSON (default null)")
+    enqueue.add_argument("--id", help="the instance id (default: a new UUID)")
+    enqueue.add_argument(
+        "--queue", default="default", metavar="NAME", help="the app's queue (default: default)"
+    )
+    enqueue.add_argument(
+        "--priority", type=_whole, default=0, help="lower starts first (default 0)"
+    )
+    enqueue.add_argument(
+        "--partition-key", metavar="KEY", help="the key of the queue's partition_concurrency"
+    )
+    enqueue.add_argument(
+        "--dedupe-id",
+        metavar="ID",
+        help="refused while an instance of the queue holding this id has not ended",
+    )
+    enqueue.add_argument("--delay", metavar="DURATION", help="not started before (10m)")
+    enqueue.add_argument("--json", action="store_true", help="print one JSON document")
     as_json = "print one JSON document (times as epoch ms and ISO 8601 UTC)"
     status = command("status", "an instance's status")
     status.add_argument("id")
@@ -165,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", metavar="DURATION", help="wait until one is published (at most DURATION)"
     )
     get_event.add_argument("--json", action="store_true", help=as_json)
+    queues = command("queues", "each queue's waiting and running instances, and its limits")
+    queues.add_argument("--json", action="store_true", help="print one JSON document")
     purge = command("purge", "delete the steps of finished instances (tombstones remain)")
     which = purge.add_mutually_exclusive_group(required=True)
     which.add_argument("--before", metavar="AGE", help="those finished at least AGE ago (7d)")
@@ -247,6 +284,39 @@ async def _start(engine: Engine, args: argparse.Namespace, err: Console) -> int:
     return 0
 
 
+async def _queue(engine: Engine, args: argparse.Namespace) -> int:
+    queued = await engine.queue(
+        args.name,
+        args.input_value,
+        id=args.id,
+        queue=args.queue,
+        priority=args.priority,
+        partition_key=args.partition_key,
+        dedupe_id=args.dedupe_id,
+        delay=args.delay,
+    )
+    if isinstance(queued, Failure):
+        error = queued.failure()
+        cause = error.cause
+        if isinstance(cause, DuplicateWorkflowError):
+            raise CliError(cause.message, 1)
+        bad_input = isinstance(cause, WorkflowNotFoundError | SerializationError | ValueError)
+        raise CliError(str(cause if isinstance(cause, Exception) else error), 2 if bad_input else 1)
+    result = queued.unwrap()
+    status = result.status
+    if args.json:
+        document = {"id": result.id, "workflow": args.name, "queue": args.queue}
+        document["status"] = status.tag if status is not None else None
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+    elif status is None or status.tag == "Queued":
+        where = "" if args.queue == DEFAULT_QUEUE else f" on queue {args.queue!r}"
+        print(f"{result.id}  Queued{where} (a `{PROG} worker` runs it)")
+    else:  # the id existed: nothing was queued
+        text = fmt.describe_status(status, engine.now())
+        print(f"{result.id}  {text} (it exists already: nothing was queued)")
+    return 0
+
+
 async def _worker(engine: Engine, args: argparse.Namespace, err: Console) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -268,13 +338,15 @@ async def _worker(engine: Engine, args: argparse.Namespace, err: Console) -> int
             pass
     concurrency = worker_concurrency(args, engine)
     names = ", ".join(engine.registry.list()) or "none"
+    served = list(dict.fromkeys(args.queues)) if args.queues else None
     err.print(
         f"{PROG} worker: workflows {names} on {mask_passwords(engine.backend_url)}, "
+        f"queues {', '.join(served if served is not None else engine.queues)}, "
         f"concurrency {concurrency}",
         highlight=False,
     )
     try:
-        await engine.run_worker(concurrency=concurrency, stop=stop)
+        await engine.run_worker(concurrency=concurrency, stop=stop, queues=served)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -287,6 +359,10 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
         return await _start(engine, args, err)
     if args.command == "worker":
         return await _worker(engine, args, err)
+    if args.command == "queue":
+        return await _queue(engine, args)
+    if args.command == "queues":
+        return await list_queues(engine, args, out)
     if args.command in ("status", "show"):
         return await inspect_instance(engine, args, out)
     if args.command == "list":
@@ -419,7 +495,7 @@ def _count(instances: int) -> str:
 
 def _reads_only(args: argparse.Namespace) -> bool:
     """Whether the command only reads the store (it must exist; nothing is created)."""
-    reading = ("status", "show", "list", "get-event", "replay", "export")
+    reading = ("status", "show", "list", "queues", "get-event", "replay", "export")
     dry_run = args.command in ("purge", "cancel") and args.dry_run
     return args.command in reading or dry_run
 

@@ -31,6 +31,7 @@ __all__ = [
     "make_engine",
     "worker_concurrency",
     "check_input",
+    "check_queue",
     "redacted_logs",
 ]
 
@@ -97,7 +98,7 @@ def make_engine(args: argparse.Namespace, *, read_only: bool = False) -> Engine:
     app_engine = None
     if spec is not None:
         workflows, app_engine = _import_app(spec)
-    elif args.command in ("start", "worker", "fork", "replay"):
+    elif args.command in ("start", "queue", "worker", "fork", "replay"):
         raise CliError(
             f"`{PROG} {args.command}` needs the workflows: pass --app module:attribute"
             " (or set DURABLY_APP)"
@@ -127,7 +128,12 @@ def worker_concurrency(args: argparse.Namespace, engine: Engine) -> int:
 
 def check_input(args: argparse.Namespace, engine: Engine) -> None:
     """Refuse bad input before the store is opened (and, for SQLite, created)."""
-    if args.command == "start":
+    if args.command == "worker" and args.queues is not None:
+        for name in args.queues:
+            check_queue(name, engine)
+    elif args.command in ("start", "queue"):
+        if args.command == "queue":
+            _check_placement(args, engine)
         try:
             args.input_value = json.loads(args.input if args.input is not None else "null")
         except json.JSONDecodeError as e:
@@ -173,6 +179,26 @@ def check_input(args: argparse.Namespace, engine: Engine) -> None:
         if args.status.lower() not in tags:
             raise CliError(f"unknown status {args.status!r} (one of {', '.join(STATUS_TAGS)})")
         args.status = tags[args.status.lower()]
+
+
+def check_queue(name: str, engine: Engine) -> None:
+    """Refuse a queue the app does not declare (``Engine(queues=...)``), naming those it does."""
+    if name not in engine.queues:
+        known = ", ".join(engine.queues)
+        raise CliError(f"unknown queue {name!r} (the app's queues: {known})")
+
+
+def _check_placement(args: argparse.Namespace, engine: Engine) -> None:
+    """``durably queue``'s ``--queue``, ``--partition-key``, ``--dedupe-id``, ``--delay``."""
+    check_queue(args.queue, engine)
+    for option, value in (("--partition-key", args.partition_key), ("--dedupe-id", args.dedupe_id)):
+        if value is not None and not value:
+            raise CliError(f"{option} must not be empty")
+    if args.delay is not None:
+        try:
+            parse_duration(args.delay, field="--delay")
+        except ValueError as e:
+            raise CliError(str(e)) from e
 
 
 def _input_name(definition: WorkflowDefinition[Any, Any]) -> str:

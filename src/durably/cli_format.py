@@ -16,6 +16,7 @@ from rich.text import Text
 from durably.domain.errors import DurablyError
 from durably.domain.serialization import encode
 from durably.domain.status import Cancelled, Completed, Failed, Paused, WorkflowStatus
+from durably.engine import QueueStats
 from durably.engine.records import TimelineHeader
 from durably.engine.timeline import error_line
 from durably.services.types import InstanceSummary, WorkflowStatusResult
@@ -33,6 +34,7 @@ __all__ = [
     "fitted_table",
     "print_table",
     "instances_table",
+    "queues_table",
 ]
 
 STYLES = {
@@ -348,3 +350,32 @@ def instances_table(rows: Iterable[InstanceSummary], width: int, now: int) -> Ta
         for row in rows
     ]
     return fitted_table("Workflow instances", columns, cells, width)
+
+
+def _limit(value: int | str | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def queues_table(rows: Iterable[QueueStats], width: int) -> Table:
+    """The table of ``durably queues``: counts, then limits (``-``: none)."""
+    columns = [
+        Column("queue", keep=True),
+        Column("waiting", keep=True, justify="right"),
+        Column("running", keep=True, justify="right"),
+        Column("concurrency", keep=True, justify="right"),
+        Column("worker_concurrency", keep=True, justify="right"),
+        Column("rate", keep=True, justify="right"),
+        Column("partition_concurrency", keep=True, justify="right"),
+    ]
+    cells: list[list[Text | str]] = []
+    for row in rows:
+        q = row.queue
+        limits = (
+            (q.concurrency, q.worker_concurrency, q.rate, q.partition_concurrency)
+            if q is not None
+            else (None, None, None, None)
+        )
+        cells.append(
+            [Text(row.name), str(row.waiting), str(row.running), *(_limit(v) for v in limits)]
+        )
+    return fitted_table("Queues", columns, cells, width)

@@ -20,7 +20,7 @@ from durably.cli_app import CliError
 from durably.domain.errors import InstanceNotFoundError
 from durably.domain.serialization import converter
 from durably.domain.status import Failed, is_terminal
-from durably.engine import Engine
+from durably.engine import Engine, Queue, QueueStats
 from durably.engine.records import (
     ChildRow,
     MessageRow,
@@ -39,6 +39,8 @@ from durably.services.types import InstanceSummary
 __all__ = [
     "inspect_instance",
     "list_instances",
+    "list_queues",
+    "queue_rows",
     "iso_time",
     "timeline_json",
     "header_json",
@@ -404,4 +406,47 @@ async def list_instances(engine: Engine, args: argparse.Namespace, out: Console)
         fmt.print_table(out, fmt.instances_table(found, out.width, engine.now()))
     else:
         out.print("no instances")
+    return 0
+
+
+def queue_rows(stats: Sequence[QueueStats], declared: Mapping[str, Queue]) -> list[QueueStats]:
+    """The rows of ``durably queues``: the store's counts, with the limits the app declares
+    (``declared``: its engine's queues) where it declares them, else the limits last stored
+    by an engine; a queue the app declares and the store has not seen yet counts 0 and 0.
+    """
+    rows = {row.name: row for row in stats}
+    for name, queue in declared.items():
+        known = rows.get(name)
+        rows[name] = QueueStats(
+            name,
+            known.waiting if known is not None else 0,
+            known.running if known is not None else 0,
+            queue,
+        )
+    return sorted(rows.values(), key=lambda row: row.name)
+
+
+def _queue_json(row: QueueStats) -> dict[str, Any]:
+    limits = row.queue
+    return {
+        "name": row.name,
+        "waiting": row.waiting,
+        "running": row.running,
+        "concurrency": limits.concurrency if limits is not None else None,
+        "worker_concurrency": limits.worker_concurrency if limits is not None else None,
+        "rate": limits.rate if limits is not None else None,
+        "partition_concurrency": limits.partition_concurrency if limits is not None else None,
+    }
+
+
+async def list_queues(engine: Engine, args: argparse.Namespace, out: Console) -> int:
+    """``durably queues``."""
+    stats = await engine.queue_stats()
+    if isinstance(stats, Failure):
+        raise CliError(str(stats.failure()), 1)
+    rows = queue_rows(stats.unwrap(), engine.queues)
+    if args.json:
+        _print_json({"queues": [_queue_json(row) for row in rows]})
+    else:
+        fmt.print_table(out, fmt.queues_table(rows, out.width))
     return 0

@@ -47,6 +47,7 @@ READING = {
     "show": ["show", "g-1"],
     "purge-dry-run": ["purge", "--all", "--dry-run"],
     "get-event": ["get-event", "g-1", "greeting"],
+    "queues": ["queues"],
 }
 WRITING = {
     "cancel": ["cancel", "g-1"],
@@ -171,7 +172,7 @@ def test_a_read_only_file_can_be_inspected(folder: Path) -> None:
     database.chmod(0o444)
     _cannot_write(database)
     before = snapshot(database)
-    listed, status, show, dry, got = _inspect_read_only(folder, database)
+    listed, status, show, dry, got, queues = _inspect_read_only(folder, database)
     assert listed.code == 0, listed.err
     assert "g-1" in listed.out
     assert status.code == 0, status.err
@@ -182,6 +183,8 @@ def test_a_read_only_file_can_be_inspected(folder: Path) -> None:
     assert dry.out.startswith("would purge 1 instance")
     assert got.code == 0, got.err
     assert got.out == '"hello Ada"\n'
+    assert queues.code == 0, queues.err
+    assert "default" in queues.out
     assert snapshot(database) == before
 
 

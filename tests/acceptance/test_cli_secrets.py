@@ -96,6 +96,8 @@ FAILING = {
     "purge-dry-run": ["purge", "--all", "--dry-run"],
     "start": ["start", "greet", "--input", '"Ada"', "--app", "secret_app:workflows"],
     "worker": ["worker", "secret_app:workflows"],
+    "queue": ["queue", "greet", "--input", '"Ada"', "--app", "secret_app:workflows"],
+    "queues": ["queues"],
 }
 
 

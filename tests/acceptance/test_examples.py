@@ -76,6 +76,24 @@ def test_fan_out_invoices_each_customer_in_a_child_and_overlaps_the_calls(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_queues_hold_their_limits_across_two_workers(tmp_path: Path) -> None:
+    output = _run(ROOT / "examples" / "queues.py", tmp_path)
+    assert "api: 12 calls, at most 3 at once (concurrency=3)" in output
+    assert (
+        "orders: one customer's orders overlapped: False; two customers' orders overlapped: True"
+    ) in output
+    sms = re.search(r"sms: 6 sent, 4 at once, the others (\d+\.\d) s later \(rate 4/1s\)", output)
+    assert sms is not None, output
+    assert float(sms.group(1)) >= 0.9  # the 5th start waited for the 1st to leave the window
+    delay = re.search(r"delay: the delayed sms started (\d+\.\d+) s after it was queued", output)
+    assert delay is not None, output
+    assert float(delay.group(1)) >= 0.3
+    assert "reports in the order they ran: ['incident', 'export', 'weekly', 'monthly']" in output
+    assert "dedupe id 'nightly' of queue 'reports' is held by instance 'export-1'" in output
+    assert "queue api: 12 waiting, 0 running" in output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_readme_names_no_path_outside_the_repository() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     quoted = re.findall(r"`([^`\s]+)`", text)

@@ -1,5 +1,6 @@
 """The engine host: ``Engine``, its settings, the worker loop and what its queries answer."""
 
+from durably.domain.queues import DEFAULT_QUEUE, Queue, QueueStats
 from durably.domain.records import AlarmFailure
 from durably.engine.config import EngineOptions, Lease, Purge, parse_backend_url
 from durably.engine.engine import Engine
@@ -35,4 +36,7 @@ __all__ = [
     "ChildRow",
     "StatusRow",
     "AlarmFailure",
+    "DEFAULT_QUEUE",
+    "Queue",
+    "QueueStats",
 ]
