@@ -13,7 +13,7 @@ from durably.adapters.clock import ManualClock
 from durably.testing.clock import DEFAULT_START, Instant, VirtualClock
 from durably.testing.crash import CrashPoint, crash_after
 from durably.testing.engines import EngineFactory
-from durably.testing.replay import Divergence, History, replay, replay_async
+from durably.testing.replay import Divergence, History, export, replay, replay_async
 from durably.testing.runtime import FailingStorage, TestRuntimeHandle, create_in_memory_runtime
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ManualClock",
     "replay",
     "replay_async",
+    "export",
     "Divergence",
     "History",
 ]

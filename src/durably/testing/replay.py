@@ -18,10 +18,27 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from durably.engine.replay import Divergence, History, histories_from, replay_histories
+from durably.engine import Engine
+from durably.engine.replay import (
+    Divergence,
+    History,
+    histories_document,
+    histories_from,
+    read_histories,
+    replay_histories,
+)
 from durably.services.definition import WorkflowDefinition
 
-__all__ = ["replay", "replay_async", "Divergence", "History"]
+__all__ = ["replay", "replay_async", "export", "Divergence", "History"]
+
+
+async def export(
+    engine: Engine, *ids: str, workflow: str | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """The histories of instances ``ids`` (or of ``workflow``'s, or all, latest first, at
+    most ``limit``) as ``durably export`` prints them: a JSON document for ``replay``."""
+    found = await read_histories(engine.host, ids, workflow=workflow, limit=limit)
+    return histories_document(found)
 
 
 async def replay_async(
