@@ -1,6 +1,7 @@
 """The engine host: ``Engine``, its settings, the worker loop and what its queries answer."""
 
 from durably.domain.records import AlarmFailure
+from durably.domain.schedules import ScheduleInfo
 from durably.engine.config import EngineOptions, Lease, Purge, parse_backend_url
 from durably.engine.engine import Engine
 from durably.engine.records import (
@@ -16,6 +17,7 @@ from durably.engine.records import (
     TimelineRow,
     WaitRow,
 )
+from durably.engine.schedules import Schedule
 
 __all__ = [
     "Engine",
@@ -23,6 +25,8 @@ __all__ = [
     "Lease",
     "Purge",
     "StepRecord",
+    "Schedule",
+    "ScheduleInfo",
     "parse_backend_url",
     "Timeline",
     "TimelineHeader",
