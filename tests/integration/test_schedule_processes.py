@@ -38,7 +38,8 @@ def tick_seconds(instance_ids: list[str]) -> list[int]:
         schedule, _, when = iid.partition("@")
         assert schedule == "sec", iid
         moment = datetime.datetime.fromisoformat(when)
-        assert moment.tzinfo is not None and moment.microsecond == 0, iid
+        assert moment.tzinfo is not None, iid
+        assert moment.microsecond == 0, iid
         found.append(int(moment.timestamp()))
     return sorted(found)
 

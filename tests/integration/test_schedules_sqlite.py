@@ -50,9 +50,12 @@ def ids(*times: str) -> list[str]:
     ("catch_up", "after_gap"),
     [
         ("latest", ids("01:30")),
-        ("all", ids(*(f"{h:02d}:{m:02d}" for h, m in [(0, 35), (0, 40), (0, 45), (0, 50)]))
-        + ids(*(f"{h:02d}:{m:02d}" for h, m in [(0, 55), (1, 0), (1, 5), (1, 10)]))
-        + ids("01:15", "01:20", "01:25", "01:30")),
+        (
+            "all",
+            ids(*(f"{h:02d}:{m:02d}" for h, m in [(0, 35), (0, 40), (0, 45), (0, 50)]))
+            + ids(*(f"{h:02d}:{m:02d}" for h, m in [(0, 55), (1, 0), (1, 5), (1, 10)]))
+            + ids("01:15", "01:20", "01:25", "01:30"),
+        ),
         ("none", []),
     ],
 )
@@ -100,7 +103,8 @@ async def test_catch_up_all_starts_at_most_1000_missed_ticks(tmp_path: Path) -> 
 async def test_a_new_schedule_fires_only_ticks_after_it_was_stored(tmp_path: Path) -> None:
     url = db_url(tmp_path / "s.db")
     clock = ManualClock(START + 7 * MINUTE)
-    async with Engine([tick_report], backend=url, clock=clock, schedules=[five_minutes("all")]) as e:
+    schedules = [five_minutes("all")]
+    async with Engine([tick_report], backend=url, clock=clock, schedules=schedules) as e:
         await e.run_until_idle()
         assert await started(e) == []
         clock.time_ms += 3 * MINUTE

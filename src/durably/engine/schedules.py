@@ -335,8 +335,10 @@ class ScheduleKeeper:
         return self.info(await self._change(schedule_id, resumed), now)
 
     async def trigger(self, schedule_id: str, now: int) -> str:
-        """One instance now (tick time ``now``); its id. This engine starts it at once
-        when it declares the schedule, else a worker that does within its poll."""
+        """One instance now (tick time ``now``, to the second: two triggers within one
+        second are one tick); its id. This engine starts it at once when it declares the
+        schedule, else a worker that does within its poll."""
+        now = now // 1000 * 1000
         row = await self._change(
             schedule_id, lambda r: attrs.evolve(r, pending=tuple(sorted({*r.pending, now})))
         )
