@@ -375,7 +375,10 @@ def schedule_document(row: ScheduleInfo) -> dict[str, Any]:
     """One schedule as JSON data (``--json``): times as ISO 8601 UTC."""
 
     def iso(moment: datetime.datetime | None) -> str | None:
-        return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+        if moment is None:
+            return None
+        spec = "milliseconds" if moment.microsecond else "seconds"
+        return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
     return {
         "id": row.id,
