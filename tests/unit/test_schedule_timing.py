@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import doctest
+from typing import Any
 
 import attrs
 import pytest
@@ -48,7 +49,7 @@ def test_ticks_within_a_long_window_keep_the_latest() -> None:
     assert found == [T0 + year - k * MIN for k in range(MAX_CATCH_UP - 1, -1, -1)]
 
 
-def row(**changes: object) -> StoredSchedule:
+def row(**changes: Any) -> StoredSchedule:
     base = StoredSchedule(
         id="five", workflow="w", timing=FIVE, catch_up="latest", queue="default",
         next_at=T0 + 35 * MIN, seen_at=T0 + 30 * MIN, version=7,
