@@ -70,3 +70,11 @@ async def test_the_heartbeat_moves_seen_at_forward_only(host: InstanceHost) -> N
     nightly = next(r for r in await host.read_schedules() if r.id == "nightly")
     assert nightly == attrs.evolve(ROW, seen_at=ROW.seen_at + 10)  # same version
     assert next(r for r in await host.read_schedules() if r.id == "a-second") == EVERY
+
+
+async def test_an_update_never_moves_the_heartbeat_back(host: InstanceHost) -> None:
+    assert await host.write_schedule(ROW, None)
+    await host.touch_schedules(["nightly"], ROW.seen_at + 10)
+    fired = attrs.evolve(ROW, last_at=ROW.next_at, version=4)  # read before the touch
+    assert await host.write_schedule(fired, 3)
+    assert await host.read_schedules() == [attrs.evolve(fired, seen_at=ROW.seen_at + 10)]

@@ -402,6 +402,8 @@ class MemoryBackend:
             or (seen_at is not None and stored.seen_at != seen_at)
         ):
             return False
+        if stored is not None and stored.seen_at > row.seen_at:
+            row = attrs.evolve(row, seen_at=stored.seen_at)  # the heartbeat never goes back
         self.schedules[row.id] = row
         return True
 

@@ -132,7 +132,8 @@ class InstanceHost(Protocol):
     ) -> bool:
         """Store ``row``: when ``expected`` is ``None``, only if no schedule has its id;
         else only if the stored one is at version ``expected`` (and, when given, was last
-        seen at ``seen_at``). Whether it was written (a compare-and-set)."""
+        seen at ``seen_at``). Whether it was written (a compare-and-set). An update never
+        moves the stored ``seen_at`` back."""
         ...
 
     async def touch_schedules(self, ids: Collection[str], now: int) -> None:

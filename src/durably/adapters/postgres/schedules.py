@@ -43,7 +43,11 @@ class ScheduleStatements:
                 values,
             )
         else:
-            sets = ", ".join(f"{c} = {m}" for c, m in zip(COLUMNS[1:], marks[1:], strict=True))
+            # The heartbeat never goes back (a writer's read may predate a touch).
+            sets = ", ".join(
+                f"{c} = greatest({c}, {m})" if c == "seen_at" else f"{c} = {m}"
+                for c, m in zip(COLUMNS[1:], marks[1:], strict=True)
+            )
             seen = "" if seen_at is None else " AND seen_at = %s"
             cur = await conn.execute(
                 f"UPDATE {self.table} SET {sets} WHERE id = %s AND version = %s{seen}",

@@ -35,7 +35,10 @@ def write_schedule(
                 values,
             )
         else:
-            sets = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+            # The heartbeat never goes back (a writer's read may predate a touch).
+            sets = ", ".join(
+                "seen_at = max(seen_at, ?)" if c == "seen_at" else f"{c} = ?" for c in COLUMNS[1:]
+            )
             seen = "" if seen_at is None else " AND seen_at = ?"
             cursor = conn.execute(
                 f"UPDATE schedules SET {sets} WHERE id = ? AND version = ?{seen}",
