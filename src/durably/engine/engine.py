@@ -273,9 +273,13 @@ class Engine(EngineQueries):
             self._heartbeat.cancel()
             with suppress(asyncio.CancelledError):
                 await self._heartbeat
+        if not self.read_only:
+            try:
+                await self._keeper.touch(self.now())  # its schedules were open until now
+            except StorageError:
+                log.exception("could not record the schedules' heartbeat at close")
         try:
             if not self.read_only:  # a read-only engine never took a lease
-                await self._keeper.touch(self.now())  # seen open until now (catch-up)
                 await self._host.release_all(self.owner, self.now())
         except StorageError:
             log.exception("could not give back the leases at close (they will expire)")
