@@ -180,8 +180,14 @@ async def slotted(job: Slot) -> str:
 
 @durably.workflow
 async def ticked(tick: durably.Tick) -> str:
-    """What the schedules of the multi-process tests start: one step, the tick's time."""
-    return await durably.step("at", lambda: tick.scheduled_at.isoformat())
+    """What the schedules of the multi-process tests start: one step of 0.4 s that
+    returns the tick's time."""
+
+    async def work() -> str:
+        await asyncio.sleep(0.4)
+        return tick.scheduled_at.isoformat()
+
+    return await durably.step("at", work)
 
 
 WORKFLOWS: list[durably.WorkflowDefinition[Any, Any]] = [
