@@ -24,6 +24,7 @@ from durably.domain.errors import (
     RecoveryError,
     ResultTimeoutError,
     RetryExhaustedError,
+    ScheduleNotFoundError,
     SchedulerError,
     SerializationError,
     StepCancelledError,
@@ -38,7 +39,8 @@ from durably.domain.errors import (
 )
 from durably.domain.queues import Queue
 from durably.domain.retry import Retry
-from durably.engine import Engine, Lease, Purge, StepRecord
+from durably.domain.schedules import Tick
+from durably.engine import Engine, Lease, Purge, Schedule, StepRecord
 from durably.primitives import (
     ChildHandle,
     StepInfo,
@@ -98,6 +100,8 @@ __all__ = [
     # running workflows
     "Engine",
     "Queue",
+    "Schedule",
+    "Tick",
     "Lease",
     "Purge",
     "StepRecord",
@@ -138,5 +142,6 @@ __all__ = [
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "ScheduleNotFoundError",
     "InstancePurgedError",
 ]

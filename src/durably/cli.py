@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from returns.result import Failure, Result, Success
 from rich.console import Console
@@ -37,7 +37,9 @@ from durably.domain.errors import (
     DurablyError,
     EventNotPublishedError,
     InstanceNotFoundError,
+    OrchestratorError,
     ResultTimeoutError,
+    ScheduleNotFoundError,
     SerializationError,
     StorageError,
     WorkflowCancelledError,
@@ -51,6 +53,8 @@ from durably.engine.config import SHIPPED_PROFILES
 from durably.engine.records import PublishedRow
 
 __all__ = ["main", "build_parser"]
+
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -209,7 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument(
         "--dry-run", action="store_true", help="list what would be purged; delete nothing"
     )
+    schedules = command(
+        "schedules", "list the schedules, or pause, resume or trigger one (ACTION ID)"
+    )
+    schedules.add_argument(
+        "action",
+        nargs="?",
+        choices=SCHEDULE_ACTIONS,
+        metavar="ACTION",
+        help="pause (its ticks are skipped), resume, or trigger (one instance now)",
+    )
+    schedules.add_argument("id", nargs="?", help="the schedule's id")
+    schedules.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
+
+
+SCHEDULE_ACTIONS = ("pause", "resume", "trigger")
 
 
 # -- the commands --------------------------------------------------------------------------
@@ -386,6 +405,8 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
             raise CliError(f"instance {args.id!r} already ended ({answer.previous_status})", 1)
         print(f"{args.id} cancelled (was {answer.previous_status})")
         return 0
+    if args.command == "schedules":
+        return await _schedules(engine, args, out)
     return await _purge(engine, args, out)
 
 
@@ -408,6 +429,43 @@ def _check_cancel(args: argparse.Namespace) -> None:
             " every unfinished instance that matches",
             2,
         )
+
+
+async def _schedules(engine: Engine, args: argparse.Namespace, out: Console) -> int:
+    if args.action is None:
+        listed = await engine.schedules()
+        if isinstance(listed, Failure):
+            raise CliError(str(listed.failure()), 1)
+        rows = listed.unwrap()
+        if args.json:
+            print(json.dumps([fmt.schedule_document(r) for r in rows], indent=2))
+        elif not rows:
+            print("no schedules (an engine stores its schedules when it opens)")
+        else:
+            fmt.print_table(out, fmt.schedules_table(rows, out.width))
+        return 0
+    if args.action == "trigger":
+        triggered = await engine.trigger_schedule(args.id)
+        instance = _schedule_answer(triggered)
+        document: dict[str, Any] = {"id": args.id, "instance": instance}
+        text = f"{args.id}: triggered, instance {instance}"
+    else:
+        act = engine.pause_schedule if args.action == "pause" else engine.resume_schedule
+        info = _schedule_answer(await act(args.id))
+        document = fmt.schedule_document(info)
+        text = f"{args.id}: {'paused' if info.paused else 'resumed'}"
+    print(json.dumps(document, indent=2) if args.json else text)
+    return 0
+
+
+def _schedule_answer(acted: Result[T, OrchestratorError]) -> T:
+    """What a schedule action answered, or the one-line error (2: no such schedule)."""
+    if isinstance(acted, Failure):
+        cause = acted.failure().cause
+        if isinstance(cause, ScheduleNotFoundError):
+            raise CliError(cause.message, 2)
+        raise CliError(str(acted.failure()), 1)
+    return acted.unwrap()
 
 
 async def _send(engine: Engine, args: argparse.Namespace) -> int:
@@ -496,8 +554,9 @@ def _count(instances: int) -> str:
 def _reads_only(args: argparse.Namespace) -> bool:
     """Whether the command only reads the store (it must exist; nothing is created)."""
     reading = ("status", "show", "list", "queues", "get-event", "replay", "export")
+    listing = args.command == "schedules" and args.action is None
     dry_run = args.command in ("purge", "cancel") and args.dry_run
-    return args.command in reading or dry_run
+    return args.command in reading or listing or dry_run
 
 
 async def _open(engine: Engine) -> None:
@@ -520,7 +579,8 @@ async def _run(args: argparse.Namespace, secrets: set[str]) -> int:
     if args.command == "cancel":
         _check_cancel(args)
     with redacted_logs(secrets):
-        if args.command in ("cancel", "send", "purge", "resume", "fork") and not read_only:
+        writing = ("cancel", "send", "purge", "resume", "fork", "schedules")
+        if args.command in writing and not read_only:
             # They write, but only into a durably store that exists: look first, read-only,
             # so that a mistyped path or another application's file is refused untouched.
             checked = make_engine(args, read_only=True)

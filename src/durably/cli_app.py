@@ -174,6 +174,11 @@ def check_input(args: argparse.Namespace, engine: Engine) -> None:
             parse_duration(args.before, field="--before")
         except ValueError as e:
             raise CliError(str(e)) from e
+    elif args.command == "schedules" and (args.action is None) != (args.id is None):
+        raise CliError(
+            "`durably schedules` lists them; `durably schedules pause|resume|trigger ID` "
+            "acts on one: give both ACTION and ID, or neither"
+        )
     elif args.command == "list" and args.status is not None:
         tags = {tag.lower(): tag for tag in STATUS_TAGS}
         if args.status.lower() not in tags:

@@ -16,7 +16,7 @@ from rich.text import Text
 from durably.domain.errors import DurablyError
 from durably.domain.serialization import encode
 from durably.domain.status import Cancelled, Completed, Failed, Paused, WorkflowStatus
-from durably.engine import QueueStats
+from durably.engine import QueueStats, ScheduleInfo
 from durably.engine.records import TimelineHeader
 from durably.engine.timeline import error_line
 from durably.services.types import InstanceSummary, WorkflowStatusResult
@@ -35,6 +35,8 @@ __all__ = [
     "print_table",
     "instances_table",
     "queues_table",
+    "schedules_table",
+    "schedule_document",
 ]
 
 STYLES = {
@@ -379,3 +381,60 @@ def queues_table(rows: Iterable[QueueStats], width: int) -> Table:
             [Text(row.name), str(row.waiting), str(row.running), *(_limit(v) for v in limits)]
         )
     return fitted_table("Queues", columns, cells, width)
+
+
+def _when(moment: datetime.datetime | None) -> str:
+    return "-" if moment is None else format_time(round(moment.timestamp() * 1000))
+
+
+def schedules_table(rows: Iterable[ScheduleInfo], width: int) -> Table:
+    """The table of ``durably schedules``."""
+    columns = [
+        Column("id", keep=True),
+        Column("workflow", keep=True),
+        Column("cron / every", keep=True),
+        Column("time zone", minimum=3),
+        Column("next run (UTC)", minimum=12),
+        Column("last run (UTC)", minimum=12, optional=True),
+        Column("paused"),
+        Column("orphaned"),
+    ]
+    cells: list[list[Text | str]] = [
+        [
+            Text(row.id),
+            Text(row.workflow),
+            Text(row.timing),
+            row.timezone,
+            _when(row.next_run),
+            _when(row.last_run),
+            Text("paused", style="yellow") if row.paused else "no",
+            Text("orphaned", style="bold red") if row.orphaned else "no",
+        ]
+        for row in rows
+    ]
+    return fitted_table("Schedules", columns, cells, width)
+
+
+def schedule_document(row: ScheduleInfo) -> dict[str, Any]:
+    """One schedule as JSON data (``--json``): times as ISO 8601 UTC."""
+
+    def iso(moment: datetime.datetime | None) -> str | None:
+        if moment is None:
+            return None
+        spec = "milliseconds" if moment.microsecond else "seconds"
+        return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+    return {
+        "id": row.id,
+        "workflow": row.workflow,
+        "cron": row.cron,
+        "every_ms": row.every_ms,
+        "timezone": row.timezone,
+        "catch_up": row.catch_up,
+        "queue": row.queue,
+        "next_run": iso(row.next_run),
+        "last_run": iso(row.last_run),
+        "paused": row.paused,
+        "orphaned": row.orphaned,
+        "pending": row.pending,
+    }

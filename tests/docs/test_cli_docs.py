@@ -73,7 +73,7 @@ def test_the_cli_page_session(tmp_path: Path) -> None:
     documented = {c.argv[1] for c in console_commands(page) if c.argv[0] == "durably"}
     assert documented >= {
         "start", "status", "show", "list", "cancel", "purge", "worker", "send", "get-event",
-        "queue", "queues",
+        "queue", "queues", "schedules",
     }  # fmt: skip
     assert ran >= 25
     assert not (DOCS / "shop.db").exists()  # the session wrote in its own directory

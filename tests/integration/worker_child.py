@@ -1,7 +1,8 @@
 """Child process of the multi-process tests: a worker over a shared backend.
 
-Usage: ``python worker_child.py URL [QUEUES]`` (``QUEUES``: a JSON list of the keyword
-arguments of ``durably.Queue``, the engine's queues)
+Usage: ``python worker_child.py URL [QUEUES [SCHEDULES]]`` (``QUEUES``: a JSON list of the
+keyword arguments of ``durably.Queue``, the engine's queues; ``SCHEDULES``: a JSON list of
+the keyword arguments of ``durably.Schedule`` but the workflow, which is ``ticked``)
 
 Opens an engine on ``URL`` (a short lease, a 100 ms poll interval), says ``ready``, and
 runs a worker until killed or told ``stop`` on stdin. The workflow ``paced`` takes
@@ -55,6 +56,7 @@ __all__ = [
     "slotted",
     "Fixable",
     "fixable",
+    "ticked",
     "WORKFLOWS",
 ]
 
@@ -216,6 +218,18 @@ async def fixable(job: Fixable) -> int:
     return total
 
 
+@durably.workflow
+async def ticked(tick: durably.Tick) -> str:
+    """What the schedules of the multi-process tests start: one step of 0.4 s that
+    returns the tick's time."""
+
+    async def work() -> str:
+        await asyncio.sleep(0.4)
+        return tick.scheduled_at.isoformat()
+
+    return await durably.step("at", work)
+
+
 WORKFLOWS: list[durably.WorkflowDefinition[Any, Any]] = [
     paced,
     collector,
@@ -223,12 +237,20 @@ WORKFLOWS: list[durably.WorkflowDefinition[Any, Any]] = [
     fan_child,
     slotted,
     fixable,
+    ticked,
 ]
 
 
-async def main(url: str, queues: list[Queue]) -> int:
+async def main(
+    url: str, queues: list[Queue], schedules: list[durably.Schedule] | None = None
+) -> int:
     async with Engine(
-        WORKFLOWS, backend=url, lease=LEASE, poll_interval=POLL, queues=queues
+        WORKFLOWS,
+        backend=url,
+        lease=LEASE,
+        poll_interval=POLL,
+        queues=queues,
+        schedules=schedules or [],
     ) as engine:
         stop = asyncio.Event()
         worker = asyncio.get_running_loop().create_task(engine.run_worker(stop=stop))
@@ -242,4 +264,13 @@ async def main(url: str, queues: list[Queue]) -> int:
 
 if __name__ == "__main__":
     declared = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
-    sys.exit(asyncio.run(main(sys.argv[1], [Queue(**q) for q in declared])))
+    scheduled = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
+    sys.exit(
+        asyncio.run(
+            main(
+                sys.argv[1],
+                [Queue(**q) for q in declared],
+                [durably.Schedule(workflow=ticked, **s) for s in scheduled],
+            )
+        )
+    )

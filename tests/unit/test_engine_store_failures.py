@@ -32,6 +32,11 @@ async def double(x: int) -> int:
     return await durably.step("double", lambda: x * 2)
 
 
+@durably.workflow
+async def tick(at: durably.Tick) -> None:
+    return None
+
+
 @contextmanager
 def failing(
     engine: Engine, *operations: str, when: Callable[..., bool] = lambda *_: True
@@ -180,6 +185,26 @@ async def _cancel_candidates(engine: Engine) -> Result[Any, Any]:
         return await engine.cancel_candidates(status="Queued")
 
 
+async def _schedules(engine: Engine) -> Result[Any, Any]:
+    with failing(engine, "read_schedules"):
+        return await engine.schedules()
+
+
+async def _pause_schedule(engine: Engine) -> Result[Any, Any]:
+    with failing(engine, "read_schedules"):
+        return await engine.pause_schedule("nightly")
+
+
+async def _resume_schedule(engine: Engine) -> Result[Any, Any]:
+    with failing(engine, "write_schedule"):
+        return await engine.resume_schedule("nightly")
+
+
+async def _trigger_schedule(engine: Engine) -> Result[Any, Any]:
+    with failing(engine, "write_schedule"):
+        return await engine.trigger_schedule("nightly")
+
+
 CASES: dict[str, Case] = {
     "start": _start,
     "queue": _queue,
@@ -199,12 +224,17 @@ CASES: dict[str, Case] = {
     "fork": _fork,
     "cancel_many": _cancel_many,
     "cancel_candidates": _cancel_candidates,
+    "schedules": _schedules,
+    "pause_schedule": _pause_schedule,
+    "resume_schedule": _resume_schedule,
+    "trigger_schedule": _trigger_schedule,
 }
 
 
 @pytest.fixture
 async def engine() -> AsyncIterator[Engine]:
-    async with Engine([double], backend="memory://") as opened:
+    nightly = durably.Schedule("nightly", tick, cron="0 3 * * *")
+    async with Engine([double, tick], backend="memory://", schedules=[nightly]) as opened:
         yield opened
 
 

@@ -152,6 +152,8 @@ ENGINE_ERRORS = {
     "InstanceNotFoundError",
     "InstancePurgedError",
     "EventNotPublishedError",
+    # schedules: pause/resume/trigger of an id no engine stored
+    "ScheduleNotFoundError",
     # the storage core: refused commits, and an execution that stopped before a step
     "LeaseLost",
     "InstanceExists",
@@ -386,6 +388,7 @@ TREE = {
     "UsageError": {
         "WorkflowNotFoundError",
         "InstanceNotFoundError",
+        "ScheduleNotFoundError",
         "InvalidDurationError",
         "ProfileError",
         "SerializationError",

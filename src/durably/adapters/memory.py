@@ -23,6 +23,7 @@ from durably.domain.errors import DuplicateWorkflowError, InstanceExists, LeaseL
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.lease import LeaseHold
 from durably.domain.queues import DEFAULT_QUEUE, ClaimScope, Queue, QueueStats, admit
+from durably.domain.schedules import StoredSchedule
 from durably.domain.serialization import loads
 from durably.domain.status import TERMINAL_TAGS
 from durably.ports import Claimed, InstanceRow, InstanceRuntime
@@ -71,6 +72,7 @@ class MemoryBackend:
     commits: int = 0
     commits_renew_lease: bool = False
     queues: dict[str, Queue] = attrs.field(factory=dict)
+    schedules: dict[str, StoredSchedule] = attrs.field(factory=dict)
     commit_observers: list[Callable[[CommitPlan], None]] = attrs.field(factory=list)
     """Called with each plan once it is applied, before its committer goes on: what may
     happen right after a commit (``durably.testing.crash_after`` crashes there)."""
@@ -381,6 +383,36 @@ class MemoryBackend:
             QueueStats(name, waiting, running, self.queues.get(name))
             for name, (waiting, running) in sorted(counts.items())
         ]
+
+    async def read_schedules(self) -> list[StoredSchedule]:
+        """Every stored schedule, by id."""
+        return [self.schedules[iid] for iid in sorted(self.schedules)]
+
+    async def write_schedule(
+        self, row: StoredSchedule, expected: int | None, seen_at: int | None = None
+    ) -> bool:
+        """Store a schedule (a compare-and-set on its version)."""
+        stored = self.schedules.get(row.id)
+        if expected is None:
+            if stored is not None:
+                return False
+        elif (
+            stored is None
+            or stored.version != expected
+            or (seen_at is not None and stored.seen_at != seen_at)
+        ):
+            return False
+        if stored is not None and stored.seen_at > row.seen_at:
+            row = attrs.evolve(row, seen_at=stored.seen_at)  # the heartbeat never goes back
+        self.schedules[row.id] = row
+        return True
+
+    async def touch_schedules(self, ids: Collection[str], now: int) -> None:
+        """Mark ``ids`` seen at ``now`` (never back)."""
+        for iid in ids:
+            stored = self.schedules.get(iid)
+            if stored is not None and stored.seen_at < now:
+                self.schedules[iid] = attrs.evolve(stored, seen_at=now)
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance if it is free, expired or already ours."""

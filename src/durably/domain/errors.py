@@ -6,6 +6,7 @@ The tree::
     ├── UsageError              the call or the code is wrong: fix it (retrying will not help)
     │   ├── WorkflowNotFoundError   no workflow is registered under a name
     │   ├── InstanceNotFoundError   no instance has this id
+    │   ├── ScheduleNotFoundError   no schedule is stored under this id
     │   ├── InvalidDurationError    a duration (a delay, a timeout) is malformed (a ValueError)
     │   ├── ProfileError            a profile (YAML) cannot be used: names its file and key
     │   ├── SerializationError      a value cannot be stored, or read back as its type
@@ -79,6 +80,7 @@ __all__ = [
     "WorkflowCancelledError",
     "ResultTimeoutError",
     "InstanceNotFoundError",
+    "ScheduleNotFoundError",
     "InstancePurgedError",
     "LeaseLost",
     "InstanceExists",
@@ -510,6 +512,17 @@ class InstanceNotFoundError(UsageError):
     @property
     def message(self) -> str:
         return f"no workflow instance with id {self.workflow_id!r}"
+
+
+@attrs.frozen(eq=False)
+class ScheduleNotFoundError(UsageError):
+    """No schedule is stored under this id (no engine that declares it ever opened)."""
+
+    schedule_id: str
+
+    @property
+    def message(self) -> str:
+        return f"no schedule with id {self.schedule_id!r}"
 
 
 @attrs.frozen(eq=False)

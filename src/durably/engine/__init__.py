@@ -2,6 +2,7 @@
 
 from durably.domain.queues import DEFAULT_QUEUE, Queue, QueueStats
 from durably.domain.records import AlarmFailure
+from durably.domain.schedules import ScheduleInfo
 from durably.engine.config import EngineOptions, Lease, Purge, parse_backend_url
 from durably.engine.engine import Engine
 from durably.engine.records import (
@@ -17,6 +18,7 @@ from durably.engine.records import (
     TimelineRow,
     WaitRow,
 )
+from durably.engine.schedules import Schedule
 
 __all__ = [
     "Engine",
@@ -24,6 +26,8 @@ __all__ = [
     "Lease",
     "Purge",
     "StepRecord",
+    "Schedule",
+    "ScheduleInfo",
     "parse_backend_url",
     "Timeline",
     "TimelineHeader",

@@ -12,6 +12,7 @@ from durably.domain.backend_url import BackendUrl, parse_backend_url
 from durably.domain.durations import Duration, parse_duration
 from durably.domain.lease import Lease
 from durably.domain.queues import Queue
+from durably.engine.schedules import Schedule
 from durably.services.purge import PurgeConfig
 from durably.services.recovery import RecoveryConfig
 
@@ -75,6 +76,8 @@ class EngineOptions:
     read_only: bool = False
     queues: tuple[Queue, ...] = ()
     """The queues of ``engine.queue`` besides the default one, with their limits."""
+    schedules: tuple[Schedule, ...] = ()
+    """The schedules whose ticks this engine's worker starts (``Schedule``)."""
 
     def settings(self) -> dict[str, dict[str, Any]]:
         """The options given, as settings of the root container's ``config`` (the shape of

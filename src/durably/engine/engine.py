@@ -8,7 +8,7 @@ import datetime
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -29,6 +29,7 @@ from durably.domain.inbox import CANCEL, Outgoing
 from durably.domain.owner import owner_token
 from durably.domain.queues import DEFAULT_QUEUE, ClaimScope, Placement, Queue
 from durably.domain.results import ok
+from durably.domain.schedules import ScheduleInfo, Tick
 from durably.domain.serialization import dumps
 from durably.domain.status import Running, is_terminal
 from durably.engine.children import ChildLauncher
@@ -36,6 +37,13 @@ from durably.engine.config import EngineOptions, Lease, Purge
 from durably.engine.operator import cancel_candidates, cancel_matching, fork_instance
 from durably.engine.purge import purge_candidates, purge_finished
 from durably.engine.queries import EngineQueries
+from durably.engine.schedules import (
+    Schedule,
+    ScheduleKeeper,
+    check_schedules,
+    start_failed,
+    tick_typed,
+)
 from durably.engine.server import InstanceServer
 from durably.engine.worker import AlarmWorker
 from durably.ports import InstanceHost
@@ -114,6 +122,7 @@ class Engine(EngineQueries):
         read_only: bool = False,
         profile: str | Path | None = None,
         queues: Iterable[Queue] | None = None,
+        schedules: Iterable[Schedule] | None = None,
     ) -> None:
         """An engine over ``backend`` (``sqlite:///durably.db`` when neither it nor a
         profile names one). An option left ``None`` comes from ``profile`` when one is
@@ -131,6 +140,7 @@ class Engine(EngineQueries):
             clock=clock,
             read_only=read_only,
             queues=tuple(queues) if queues is not None else (),
+            schedules=tuple(schedules) if schedules is not None else (),
         )
         self._build(workflows, options, read_profile(profile) if profile is not None else {})
 
@@ -143,8 +153,15 @@ class Engine(EngineQueries):
             dict(workflows) if isinstance(workflows, Mapping) else list(workflows)
         )
         self._profile = profile  # as read: a sibling (with_options) does not read it again
+        hosted: Workflows = self._workflows
+        if options.schedules:  # a scheduled workflow reads its input back as a Tick
+            if isinstance(hosted, Mapping):
+                typed = tick_typed(hosted.values(), options.schedules)
+                hosted = dict(zip(hosted, typed, strict=True))
+            else:
+                hosted = tick_typed(hosted, options.schedules)
         self._container = build_root(
-            self._workflows,
+            hosted,
             options.settings(),
             profile=profile,
             tracker=options.tracker,
@@ -174,6 +191,14 @@ class Engine(EngineQueries):
         self._worker = AlarmWorker(
             self._server, self.poll_interval_ms, self.queues, self.registry.list()
         )
+        definitions = {name: self.registry.definition(name) for name in self.registry.list()}
+        self._keeper = ScheduleKeeper(
+            self._host,
+            check_schedules(options.schedules, definitions, self.queues),
+            self._start_tick,
+            self.lease.duration_ms,
+        )
+        self._worker.keeper = self._keeper
         self._opened = False
 
     # -- construction from a profile, and from another engine ------------------------------
@@ -227,6 +252,7 @@ class Engine(EngineQueries):
         await self._container.init_resources()  # opens (and migrates) the backend
         if not self.read_only:
             await self._host.save_queues(list(self.queues.values()), self.now())
+            await self._keeper.open(self.now())
             await self._host.expire_dead_local_owners(self.now())
             self._heartbeat = asyncio.get_running_loop().create_task(self._renew_leases())
         self._opened = True
@@ -247,6 +273,11 @@ class Engine(EngineQueries):
             self._heartbeat.cancel()
             with suppress(asyncio.CancelledError):
                 await self._heartbeat
+        if not self.read_only:
+            try:
+                await self._keeper.touch(self.now())  # its schedules were open until now
+            except StorageError:
+                log.exception("could not record the schedules' heartbeat at close")
         try:
             if not self.read_only:  # a read-only engine never took a lease
                 await self._host.release_all(self.owner, self.now())
@@ -301,6 +332,10 @@ class Engine(EngineQueries):
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(self.lease.renew_every_ms / 1000)
+            try:
+                await self._keeper.touch(self.now())  # this engine has its schedules open
+            except StorageError:
+                log.exception("schedule heartbeat failed; it is retried at the next beat")
             if self._server.active:
                 try:
                     await self._server.renew()
@@ -626,6 +661,69 @@ class Engine(EngineQueries):
         self._require_open()
         cutoff = self.now() - parse_duration(before, field="before")
         return await purge_candidates(self.host, cutoff)
+
+    # -- schedules (the ticks are fired by the worker: engine/schedules.py) ----------------
+
+    @property
+    def schedule_keeper(self) -> ScheduleKeeper:
+        """What stores this engine's schedules and fires their ticks."""
+        return self._keeper
+
+    async def _start_tick(self, instance_id: str, workflow: str, tick: Tick, queue: str) -> None:
+        """Queue one tick's instance (a no-op when it exists: the id is the lock)."""
+        placement = None if queue == DEFAULT_QUEUE else Placement(queue)
+        call = WorkflowCall(workflow, tick, None, placement=placement)
+        async with self._server.serve(instance_id) as orchestrator:
+            result = await orchestrator.queue(call)
+        if isinstance(result, Failure):
+            await start_failed(instance_id, result.failure())
+
+    async def schedules(self) -> Result[builtins.list[ScheduleInfo], StorageError]:
+        """Every stored schedule (by id): its timing, next and last run, whether it is
+        paused, and whether it is orphaned (no open engine declares it)."""
+        self._require_open()
+        try:
+            return Success(await self._keeper.list(self.now()))
+        except StorageError as e:
+            return Failure(e)
+
+    async def _on_schedule(
+        self, operation: str, action: Callable[[int], Awaitable[Any]]
+    ) -> Result[Any, OrchestratorError]:
+        self._require_writable(operation)
+        try:
+            return Success(await action(self.now()))
+        except OrchestratorError as e:
+            return Failure(e)
+        except DurablyError as e:  # unknown id, storage
+            return Failure(OrchestratorError(operation, e))
+
+    async def pause_schedule(self, id: str) -> Result[ScheduleInfo, OrchestratorError]:
+        """Pause schedule ``id`` (from any process): its ticks are skipped until resumed.
+        An unknown id is a ``Failure`` whose cause is ``ScheduleNotFoundError``."""
+        info: Result[ScheduleInfo, OrchestratorError] = await self._on_schedule(
+            "pause_schedule", lambda now: self._keeper.pause(id, now)
+        )
+        return info
+
+    async def resume_schedule(self, id: str) -> Result[ScheduleInfo, OrchestratorError]:
+        """Resume schedule ``id``: it fires again from its first tick after now (the
+        ticks that fell while it was paused are not caught up)."""
+        info: Result[ScheduleInfo, OrchestratorError] = await self._on_schedule(
+            "resume_schedule", lambda now: self._keeper.resume(id, now)
+        )
+        return info
+
+    async def trigger_schedule(self, id: str) -> Result[str, OrchestratorError]:
+        """Start one instance of schedule ``id`` now (tick time = now, paused or not); the
+        instance's id. It is queued here when this engine declares the schedule, else by
+        a worker that does, within its poll interval."""
+        started: Result[str, OrchestratorError] = await self._on_schedule(
+            "trigger_schedule", lambda now: self._keeper.trigger(id, now)
+        )
+        if isinstance(started, Success):
+            self._server.changed.fire()
+        return started
 
     # -- firing alarms (the loop lives in worker.py) --------------------------------------
 

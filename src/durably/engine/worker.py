@@ -13,6 +13,7 @@ from returns.result import Failure
 from durably.domain.errors import ExecutionStopped, OrchestratorError, StorageError
 from durably.domain.lease import LeaseHold
 from durably.domain.queues import ClaimScope, Queue
+from durably.engine.schedules import ScheduleKeeper
 from durably.engine.server import InstanceServer
 
 __all__ = ["AlarmWorker"]
@@ -41,6 +42,15 @@ class AlarmWorker:
         self._looked_elsewhere = float("-inf")
         self.closing = asyncio.Event()
         """Set when the engine closes: every worker loop stops."""
+        self.keeper: ScheduleKeeper | None = None
+        """The engine's schedules: their due ticks are started before each claim."""
+
+    async def fire_ticks(self) -> tuple[int, int | None]:
+        """Start the due ticks of the engine's schedules (queued instances, claimed like
+        any other); how many, and when the next tick comes due."""
+        if self.keeper is None:
+            return 0, None
+        return await self.keeper.fire_due(self.server.host.now())
 
     def scope(self, served: Collection[str] | None, running: Counter[str]) -> ClaimScope:
         """What a claim of this worker may take: the queues it serves (every queue of the
@@ -118,8 +128,9 @@ class AlarmWorker:
         fired = 0
         scope = self.scope(queues, Counter())
         while True:
+            ticks, _ = await self.fire_ticks()
             claimed = await self.claim(concurrency, scope)
-            if not claimed:
+            if not claimed and not ticks:
                 return fired
             await asyncio.gather(*(self.fire(i, hold) for i, hold, _ in claimed))
             fired += len(claimed)
@@ -145,8 +156,12 @@ class AlarmWorker:
                 due: int | None = None
                 claimed: list[tuple[str, LeaseHold, str]] = []
                 try:
+                    # Due ticks first: their instances are then due like any other.
+                    _, tick_at = await self.fire_ticks()
                     # One statement when there is nothing to do: an idle worker is cheap.
                     due = await host.next_due(scope.served, scope.workflows)
+                    if tick_at is not None:
+                        due = tick_at if due is None else min(due, tick_at)
                     now = host.now()
                     await self._note_unknown(scope, now)
                     if free > 0 and due is not None and due <= now:

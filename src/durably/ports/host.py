@@ -14,6 +14,7 @@ import attrs
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
 from durably.domain.queues import DEFAULT_QUEUE, ClaimScope, Queue, QueueStats
+from durably.domain.schedules import StoredSchedule
 from durably.ports.runtime import InstanceRuntime
 
 __all__ = ["InstanceRow", "Claimed", "InstanceHost"]
@@ -122,6 +123,24 @@ class InstanceHost(Protocol):
 
     async def queue_stats(self) -> list[QueueStats]:
         """Per queue with instances or stored limits: waiting, running, limits."""
+        ...
+
+    async def read_schedules(self) -> list[StoredSchedule]:
+        """Every stored schedule (``domain/schedules.py``), by id."""
+        ...
+
+    async def write_schedule(
+        self, row: StoredSchedule, expected: int | None, seen_at: int | None = None
+    ) -> bool:
+        """Store ``row``: when ``expected`` is ``None``, only if no schedule has its id;
+        else only if the stored one is at version ``expected`` (and, when given, was last
+        seen at ``seen_at``). Whether it was written (a compare-and-set). An update never
+        moves the stored ``seen_at`` back."""
+        ...
+
+    async def touch_schedules(self, ids: Collection[str], now: int) -> None:
+        """The heartbeat of an open engine: its schedules were seen at ``now`` (their
+        version is not bumped: it never fails another writer's compare-and-set)."""
         ...
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:

@@ -9,7 +9,8 @@ it looks for the next due time. So each alarm fires at its own time, in order, a
 alarms that handling one creates (a retry in the window) are fired too.
 
 The engines are ``memory://`` ones: the clock reads their alarms and leases directly
-(``MemoryBackend``) to know what will come due, and when.
+(``MemoryBackend``) to know what will come due, and when; the next tick of an engine's
+schedules comes due like an alarm, so each tick fires at its own time.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class VirtualClock:
                     # A lease nobody renews (its process crashed) must expire first.
                     times.append(max(at, row.lease_expires_at or at))
                 # else: running here, and its lease is renewed as the clock moves
+            times += _tick_times(engine, backend)
         return times
 
     def _due_now(self) -> bool:
@@ -274,6 +276,20 @@ class VirtualClock:
         for deadline in list(self._deadlines):
             if not deadline.fired:
                 deadline.fire()
+
+
+def _tick_times(engine: Engine, backend: MemoryBackend) -> list[int]:
+    """When the schedules of ``engine`` next tick: a tick comes due as an alarm does."""
+    times: list[int] = []
+    for schedule_id in engine.schedule_keeper.ids:
+        row = backend.schedules.get(schedule_id)
+        if row is None:
+            continue
+        if row.pending:
+            times.append(min(row.pending))
+        if not row.paused:
+            times.append(row.next_at)
+    return times
 
 
 def _claimable(scope: ClaimScope, backend: MemoryBackend, row: Any) -> bool:

@@ -25,6 +25,7 @@ from durably.adapters.plan import CommitOutcome, CommitPlan, Create, Fenced
 from durably.adapters.postgres.dsn import connect_failure, safe_dsn, target
 from durably.adapters.postgres.leases import LeaseStatements
 from durably.adapters.postgres.plans import PlanStatements, message_of
+from durably.adapters.postgres.schedules import ScheduleStatements
 from durably.adapters.postgres.schema import check_schema, migrate
 from durably.adapters.runtime import instance_runtime
 from durably.adapters.store import GroupCommit
@@ -33,6 +34,7 @@ from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.lease import LeaseHold
 from durably.domain.owner import local_owner_is_dead
 from durably.domain.queues import ClaimScope, Queue, QueueStats
+from durably.domain.schedules import StoredSchedule
 from durably.domain.status import TERMINAL_TAGS
 from durably.ports import Claimed, InstanceRow, InstanceRuntime
 
@@ -96,6 +98,7 @@ class PostgresHost:
         self._group = GroupCommit(self._write_batch)
         self._plans = PlanStatements(schema, CHANNEL)
         self._leases = LeaseStatements(schema)
+        self._schedules = ScheduleStatements(schema)
         self.commits = 0
         """Transactions committed (grouped commits count once)."""
 
@@ -440,6 +443,27 @@ class PostgresHost:
         """Waiting and running instances per queue, with the stored limits."""
         stats: list[QueueStats] = await self._lease_call("queue_stats", self._leases.queue_stats)
         return stats
+
+    async def read_schedules(self) -> list[StoredSchedule]:
+        """Every stored schedule."""
+        rows: list[StoredSchedule] = await self._lease_call("read_schedules", self._schedules.read)
+        return rows
+
+    async def write_schedule(
+        self, row: StoredSchedule, expected: int | None, seen_at: int | None = None
+    ) -> bool:
+        """Store a schedule (a compare-and-set on its version)."""
+        written: bool = await self._lease_call(
+            "write_schedule",
+            lambda conn: self._schedules.write(conn, row, expected, seen_at),
+        )
+        return written
+
+    async def touch_schedules(self, ids: Collection[str], now: int) -> None:
+        """The heartbeat of an open engine's schedules."""
+        await self._lease_call(
+            "touch_schedules", lambda conn: self._schedules.touch(conn, ids, now)
+        )
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance if it is free, expired or already ours."""

@@ -78,6 +78,25 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at bigint NOT NULL
         )""",
     ),
+    (
+        # Schedules (domain/schedules.py), as SQLite's migration 4.
+        """CREATE TABLE {schema}.schedules (
+            id text PRIMARY KEY,
+            workflow text NOT NULL,
+            cron text,
+            every_ms bigint,
+            timezone text NOT NULL,
+            catch_up text NOT NULL,
+            queue text NOT NULL,
+            next_at bigint NOT NULL,
+            pending jsonb NOT NULL DEFAULT '[]',
+            last_at bigint,
+            seen_at bigint NOT NULL,
+            paused boolean NOT NULL DEFAULT false,
+            version bigint NOT NULL DEFAULT 0,
+            created_at bigint NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -27,11 +27,13 @@ from durably.adapters.sqlite.leases import (
     save_queues,
 )
 from durably.adapters.sqlite.plans import append, pending_inbox, read_inbox, write_batch
+from durably.adapters.sqlite.schedules import read_schedules, touch_schedules, write_schedule
 from durably.adapters.store import GroupCommit
 from durably.domain.errors import StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing
 from durably.domain.lease import LeaseHold
 from durably.domain.queues import ClaimScope, Queue, QueueStats
+from durably.domain.schedules import StoredSchedule
 from durably.ports import Claimed, InstanceRow, InstanceRuntime
 
 __all__ = ["SqliteHost"]
@@ -288,6 +290,22 @@ class SqliteHost:
     async def queue_stats(self) -> list[QueueStats]:
         """Waiting and running instances per queue, with the stored limits."""
         return await self.db.run(queue_stats, "queue_stats")
+
+    async def read_schedules(self) -> list[StoredSchedule]:
+        """Every stored schedule."""
+        return await self.db.run(read_schedules, "read_schedules")
+
+    async def write_schedule(
+        self, row: StoredSchedule, expected: int | None, seen_at: int | None = None
+    ) -> bool:
+        """Store a schedule (a compare-and-set on its version)."""
+        return await self.db.run(
+            lambda conn: write_schedule(conn, row, expected, seen_at), "write_schedule"
+        )
+
+    async def touch_schedules(self, ids: Collection[str], now: int) -> None:
+        """The heartbeat of an open engine's schedules."""
+        await self.db.run(lambda conn: touch_schedules(conn, ids, now), "touch_schedules")
 
     async def acquire(self, instance_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease one instance."""

@@ -76,10 +76,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 4: schedules (domain/schedules.py): each schedule as its engines last declared it,
+    # its cursor (the first regular tick not fired), the explicit ticks still to fire
+    # (a JSON list of epoch ms), the heartbeat of the engines that declare it, and a
+    # version that every writer compares and sets.
+    (
+        """CREATE TABLE schedules (
+            id TEXT PRIMARY KEY,
+            workflow TEXT NOT NULL,
+            cron TEXT,
+            every_ms INTEGER,
+            timezone TEXT NOT NULL,
+            catch_up TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            next_at INTEGER NOT NULL,
+            pending TEXT NOT NULL DEFAULT '[]',
+            last_at INTEGER,
+            seen_at INTEGER NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            version INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
-TABLES = frozenset({"kv", "alarms", "instances", "inbox", "queues"})
+TABLES = frozenset({"kv", "alarms", "instances", "inbox", "queues", "schedules"})
 """The tables of ``SCHEMA_VERSION``."""
 
 
