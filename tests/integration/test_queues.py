@@ -86,8 +86,12 @@ async def engine(url: str, clock: ManualClock) -> AsyncIterator[Engine]:
 
 
 async def test_lower_priority_first_then_first_in_first_out(engine: Engine) -> None:
-    for tag, priority in [("a", 5), ("b", 1), ("c", 3), ("d", 1), ("e", 5), ("f", 0)]:
-        (await engine.queue(note, tag, id=tag, queue="serial", priority=priority)).unwrap()
+    # One millisecond for all (a manual clock), and ids in the reverse order of creation:
+    # first in first out is the order of creation, not of time or id.
+    tags = [("a", 5), ("b", 1), ("c", 3), ("d", 1), ("e", 5), ("f", 0)]
+    for n, (tag, priority) in enumerate(tags):
+        instance_id = f"{len(tags) - n}-{tag}"
+        (await engine.queue(note, tag, id=instance_id, queue="serial", priority=priority)).unwrap()
     while await engine.run_until_idle(concurrency=1):
         pass
     assert order == ["f", "b", "d", "c", "a", "e"]
@@ -157,11 +161,14 @@ async def test_worker_concurrency_caps_what_one_worker_runs(engine: Engine) -> N
         (await engine.queue(holds, f"l{i}", id=f"l{i}", queue="local")).unwrap()
     stop = asyncio.Event()
     worker = asyncio.get_running_loop().create_task(engine.run_worker(stop=stop))
-    await asyncio.sleep(0.3)
+    # The sleeps end their executions at once: the cap is on executions at once, so
+    # every instance runs, two at a time (a bound far above what it takes: no stall).
+    for _ in range(1000):
+        if len(order) == 5:
+            break
+        await asyncio.sleep(0.01)
     stop.set()
     await worker
-    # The sleeps end their executions at once: the cap is on executions at once, so
-    # every instance ran; what matters is that each claim took at most two.
     assert sorted(order) == [f"start l{i}" for i in range(5)]
 
 

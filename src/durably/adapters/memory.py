@@ -47,6 +47,8 @@ class _Row:
     slot: bool = False
     """It holds a slot of its queue (taken by the claim that started it)."""
     slot_at: int | None = None
+    seq: int = 0
+    """Its place in the order of creation (first in first out within a priority)."""
 
     def frozen(self, instance_id: str) -> InstanceRow:
         return InstanceRow(
@@ -70,6 +72,8 @@ class MemoryBackend:
     rows: dict[str, _Row] = attrs.field(factory=dict)
     inboxes: dict[str, list[InboxMessage]] = attrs.field(factory=dict)
     commits: int = 0
+    created: int = 0
+    """How many instances were created (the ``seq`` of the last)."""
     commits_renew_lease: bool = False
     queues: dict[str, Queue] = attrs.field(factory=dict)
     schedules: dict[str, StoredSchedule] = attrs.field(factory=dict)
@@ -91,6 +95,7 @@ class MemoryBackend:
                 holder = self._dedupe_holder(write.queue, write.dedupe_id)
                 if holder is not None:
                     raise DuplicateWorkflowError(write.queue, write.dedupe_id, holder)
+            self.created += 1
             row = self.rows[iid] = _Row(
                 write.workflow,
                 plan.status or "Pending",
@@ -102,6 +107,7 @@ class MemoryBackend:
                 priority=write.priority,
                 partition_key=write.partition_key,
                 dedupe_id=write.dedupe_id,
+                seq=self.created,
             )
         elif isinstance(write, Fenced):
             if row is None or row.lease_owner != write.owner:
@@ -350,7 +356,7 @@ class MemoryBackend:
             by_partition: dict[str | None, int] = {}
             for r in holders:
                 by_partition[r.partition_key] = by_partition.get(r.partition_key, 0) + 1
-            waiting.sort(key=lambda c: (c[1].priority, c[1].created_at, c[0]))
+            waiting.sort(key=lambda c: (c[1].priority, c[1].seq))
             budget = min(limit - len(claimed), room.get(name, limit))
             chosen = admit(
                 queue,

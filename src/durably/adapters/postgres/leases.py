@@ -95,7 +95,7 @@ class LeaseStatements:
                         conn,
                         "i.id = ANY(%(ids)s)",
                         {"ids": chosen},
-                        "i.priority, i.created_at, i.id",
+                        "i.priority, i.seq, i.id",
                         len(chosen),
                         owner,
                         now,
@@ -180,7 +180,7 @@ class LeaseStatements:
             " WHERE a.due_at <= %s AND (i.lease_owner IS NULL OR i.lease_expires_at <= %s)"
             " AND i.queue = %s AND i.status = 'Queued' AND NOT i.slot"
             " AND (%s::text[] IS NULL OR i.workflow = ANY(%s::text[]))"
-            " ORDER BY i.priority, i.created_at, i.id LIMIT %s",
+            " ORDER BY i.priority, i.seq, i.id LIMIT %s",
             (
                 now,
                 now,

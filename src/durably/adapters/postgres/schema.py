@@ -97,6 +97,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at bigint NOT NULL
         )""",
     ),
+    (
+        # The order of creation, as SQLite's migration 5 (numbered by a sequence here).
+        "ALTER TABLE {schema}.instances ADD COLUMN seq bigserial",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -101,7 +101,7 @@ def claim_due(
                     conn,
                     f"i.id IN ({_marks(len(chosen))})",
                     chosen,
-                    "i.priority, i.created_at, i.id",
+                    "i.priority, i.seq, i.created_at, i.id",
                     len(chosen),
                     owner,
                     now,
@@ -187,7 +187,7 @@ def _admitted(
     candidates = conn.execute(
         "SELECT i.id, i.partition_key FROM alarms a JOIN instances i ON i.id = a.instance_id"
         f" WHERE a.due_at <= ? AND {_FREE} AND i.queue = ? AND i.status = 'Queued'"
-        f" AND i.slot = 0{known} ORDER BY i.priority, i.created_at, i.id LIMIT ?",
+        f" AND i.slot = 0{known} ORDER BY i.priority, i.seq, i.created_at, i.id LIMIT ?",
         (now, now, name, *known_params, fetch),
     ).fetchall()
     waiting = [(str(r[0]), None if r[1] is None else str(r[1])) for r in candidates]

@@ -56,8 +56,9 @@ def _instance_row(conn: sqlite3.Connection, plan: CommitPlan) -> tuple[int, str]
         try:
             conn.execute(
                 "INSERT INTO instances (id, workflow, status, created_at, updated_at,"
-                " lease_owner, lease_expires_at, queue, priority, partition_key, dedupe_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " lease_owner, lease_expires_at, queue, priority, partition_key, dedupe_id, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " (SELECT ifnull(max(seq), 0) + 1 FROM instances))",
                 (
                     iid,
                     write.workflow,

@@ -98,6 +98,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 5: the order of creation, for first in first out among instances created in the
+    # same millisecond (0 for the instances created before: their times order them).
+    (
+        "ALTER TABLE instances ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX instances_seq ON instances (seq)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
