@@ -86,6 +86,7 @@ class EngineQueries:
         deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
         pause = 0.005
         while True:
+            seen = self._changed.fired
             status = (await self._report(id)).status
             if status is None:
                 raise InstanceNotFoundError(id)
@@ -94,7 +95,7 @@ class EngineQueries:
             if deadline is not None and time.monotonic() >= deadline:
                 raise ResultTimeoutError(id, limit_ms or 0, status.tag)
             wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
-            await self._changed.wait(wait)
+            await self._changed.wait(wait, seen)
             pause = min(pause * 2, 0.25)
 
     async def queue_stats(self) -> Result[builtins.list[QueueStats], StorageError]:
@@ -127,6 +128,7 @@ class EngineQueries:
         deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
         pause = 0.005
         while True:
+            seen = self._changed.fired
             text = await self._host.read(id, record_key)
             if text is not None:
                 return decode(loads(text), PublishedEvent, key=record_key).value
@@ -135,7 +137,7 @@ class EngineQueries:
             left = None if deadline is None else deadline - time.monotonic()
             if left is None or left <= 0:
                 raise EventNotPublishedError(id, key, limit_ms)
-            await self._changed.wait(min(pause, left))
+            await self._changed.wait(min(pause, left), seen)
             pause = min(pause * 2, 0.25)
 
     async def _output(self, id: str, status: Any) -> Any:
