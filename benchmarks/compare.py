@@ -1,7 +1,9 @@
 """durably against DBOS Transact, on SQLite and on PostgreSQL, in one run.
 
 Scenarios (one module each under ``scenarios/``): ``sequential``, ``long``,
-``concurrent``, ``recovery``, ``event_latency``, ``event_fanout`` and ``floor``. Every
+``concurrent``, ``recovery``, ``event_latency``, ``event_fanout``, ``child_fanout``,
+``parallel_steps``, ``queue_throughput``, ``idle_worker`` and ``floor``. The last four
+but one (issues 17 and 18) run ``durably`` and ``dbos`` only, each as shipped. Every
 repetition of every engine runs in a fresh child process (three for ``recovery``, two for
 ``event_latency``) over a fresh database (a new SQLite folder, a new PostgreSQL database
 that is dropped after it), and the order of the engines is reversed at every repetition,
@@ -55,6 +57,10 @@ SCENARIOS = (
     "recovery",
     "event_latency",
     "event_fanout",
+    "child_fanout",
+    "parallel_steps",
+    "queue_throughput",
+    "idle_worker",
     "floor",
 )
 BACKENDS = ("sqlite", "postgres")
@@ -64,6 +70,9 @@ ENGINES = ("durably", "dbos", "durably_normal", "dbos_wal")
 # often as durably's worker.
 EVENT_SCENARIOS = ("event_latency", "event_fanout")
 EVENT_ENGINES = ("durably", "dbos", "dbos_poll")
+# The scenarios of children, parallel steps and queues compare the engines as shipped.
+PLAIN_SCENARIOS = ("child_fanout", "parallel_steps", "queue_throughput", "idle_worker")
+PLAIN_ENGINES = ("durably", "dbos")
 METRICS = {
     "sequential": ("s_per_step", "s"),
     "long": ("s_per_step", "s"),
@@ -71,10 +80,22 @@ METRICS = {
     "recovery": ("s_to_all_done", "s"),
     "event_latency": ("s_latency_median", "s"),
     "event_fanout": ("s_total", "s"),
+    "child_fanout": ("s_total", "s"),
+    "parallel_steps": ("s_total", "s"),
+    "queue_throughput": ("s_total", "s"),
+    "idle_worker": ("stmts_per_s", "per_s"),
     "floor": ("s_per_commit", "s"),
 }
 # Figures that get rows of their own (and ratios) beside the scenario's metric.
-EXTRA_METRICS = {"event_latency": (("s_latency_p99", "s"),)}
+EXTRA_METRICS = {
+    "event_latency": (("s_latency_p99", "s"),),
+    "idle_worker": (
+        ("stmts_per_poll_interval", "count_f"),
+        ("client_stmts_per_s", "per_s"),
+        ("stmts_per_step", "count_f"),
+        ("client_stmts_per_step", "count_f"),
+    ),
+}
 SERVER = os.environ.get("DURABLY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
@@ -139,7 +160,13 @@ def _engines(
     (the disk's fsync latency moves from minute to minute)."""
     if scenario == "floor":
         return ["floor"]
-    every = EVENT_ENGINES if scenario in EVENT_SCENARIOS else ENGINES
+    every = (
+        EVENT_ENGINES
+        if scenario in EVENT_SCENARIOS
+        else PLAIN_ENGINES
+        if scenario in PLAIN_SCENARIOS
+        else ENGINES
+    )
     engines = [e for e in every if backend == "sqlite" or e not in SQLITE_ONLY]
     engines = [e for e in engines if wanted is None or e in wanted]
     if floor_beside and METRICS[scenario][0] == "s_per_step":
@@ -369,6 +396,11 @@ def _targets(
             ("event_fanout", backend, "dbos", 1 / 10, "durably s_total <= DBOS / 10"),
             ("event_fanout", backend, "dbos_poll", 1 / 10, "durably s_total <= DBOS_poll / 10"),
         ]
+    for backend in BACKENDS:
+        goals += [
+            ("child_fanout", backend, "dbos", 1 / 10, "durably s_total <= DBOS / 10"),
+            ("queue_throughput", backend, "dbos", 1 / 10, "durably s_total <= DBOS / 10"),
+        ]
     out: list[dict[str, Any]] = []
     for scenario, backend, versus, limit, text in goals:
         ratio = _ratio(ratios, scenario, backend, versus)
@@ -392,6 +424,28 @@ def _targets(
             "met": None if median is None else median < 0.020,
         }
     )
+    # Absolute goals of issues 17 and 18, per backend: 100 parallel steps of 100 ms in
+    # about 0.1-0.2 s, and an idle worker at or below one statement per poll interval.
+    for backend in BACKENDS:
+        for scenario, metric, limit, text in (
+            ("parallel_steps", "s_total", 0.2, "durably s_total <= 0.2 s (seconds, not a ratio)"),
+            (
+                "idle_worker",
+                "stmts_per_poll_interval",
+                1.0,
+                "durably idle statements per poll interval <= 1 (a count, not a ratio)",
+            ),
+        ):
+            found = _find(rows, scenario, backend, "durably", metric)
+            value = None if found is None else found["median"]
+            out.append(
+                {
+                    "goal": f"{scenario} {backend}: {text}",
+                    "ratio": value,
+                    "limit": limit,
+                    "met": None if value is None else value <= limit,
+                }
+            )
     for backend in BACKENDS:
         for r in rows:
             if (r["scenario"], r["backend"], r["metric"]) != (
@@ -423,6 +477,10 @@ def _targets(
 def _fmt(value: float, unit: str, metric: str) -> str:
     if unit == "count":
         return f"{value:.0f}"
+    if unit == "count_f":
+        return f"{value:.2f}"
+    if unit == "per_s":
+        return f"{value:.2f} /s"
     if metric.startswith(("s_per_step", "s_per_commit", "s_latency")):
         return f"{value * 1e3:.3f} ms"
     return f"{value:.2f} s"
@@ -617,6 +675,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "each send; event_fanout: one process runs the workflows and sends the events "
             "(durably: asyncio.gather of send_event; DBOS: one send_bulk)",
             "floor": "one tiny INSERT per transaction, serially (SQLite: WAL + FULL)",
+            "children_queues": "child_fanout, parallel_steps, queue_throughput and "
+            "idle_worker compare durably and DBOS as shipped (durably's poll interval 1 s; "
+            "DBOS's queue in queue_throughput polls every "
+            f"{os.environ.get('BENCH_DBOS_QUEUE_POLL_S', '0.05')} s, its default 1 s in "
+            "idle_worker). child_fanout and parallel_steps wait for the output with each "
+            "engine's own result call (engine.result, handle.get_result); idle_worker "
+            "counts statements on PostgreSQL as the server's transactions "
+            "(pg_stat_database xact_commit + xact_rollback: pg_stat_statements is not "
+            "preloaded) and on SQLite as traced statements (set_trace_callback); client_* "
+            "figures count the statements sent by the process (scenarios/counting.py)",
             "timing": "every repetition in a fresh child process and database; engine order "
             "reversed at every repetition; completion checked every 50 ms through each "
             "engine's own listing",
