@@ -47,7 +47,7 @@ from typing import Any
 
 from scenarios import event_latency, recovery
 from scenarios.common import EVENT_POLL_S, SQLITE_ONLY, Sizes, Target
-from scenarios.process import run_child
+from scenarios.process import TREES, run_child
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = (
@@ -169,6 +169,10 @@ def _engines(
     )
     engines = [e for e in every if backend == "sqlite" or e not in SQLITE_ONLY]
     engines = [e for e in engines if wanted is None or e in wanted]
+    if "durably" in engines:
+        engines[engines.index("durably") + 1 : engines.index("durably") + 1] = [
+            f"durably@{label}" for label in TREES
+        ]
     if floor_beside and METRICS[scenario][0] == "s_per_step":
         engines.append("floor")
     return engines
@@ -329,7 +333,7 @@ def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[di
     ]
     for scenario, metric in pairs:
         for backend in BACKENDS:
-            for ours in ("durably", "durably_normal"):
+            for ours in ("durably", "durably_normal", *(f"durably@{label}" for label in TREES)):
                 mine = _find(rows, scenario, backend, ours, metric)
                 if mine is None:
                     continue
@@ -337,6 +341,8 @@ def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[di
                     (other, _find(rows, scenario, backend, other, metric))
                     for other in ("dbos", "dbos_wal", "dbos_poll")
                 ]
+                if "@" in ours:  # another tree: against this one's durably too
+                    versus.append(("durably", _find(rows, scenario, backend, "durably", metric)))
                 if METRICS[scenario][0] == "s_per_step":
                     # The floor measured in the same repetitions, else the floor scenario's.
                     beside = _find(rows, scenario, backend, "floor")
@@ -490,7 +496,7 @@ def _print_table(
     rows: list[dict[str, Any]], ratios: list[dict[str, Any]], targets: list[dict[str, Any]]
 ) -> None:
     header = (
-        f"{'scenario':<13} {'backend':<9} {'engine':<15} {'metric':<23} "
+        f"{'scenario':<13} {'backend':<9} {'engine':<22} {'metric':<23} "
         f"{'median':>11} {'min':>11} {'max':>11} {'n':>2}"
     )
     print(header)
@@ -498,7 +504,7 @@ def _print_table(
     for r in rows:
         unit, metric = r["unit"], r["metric"]
         print(
-            f"{r['scenario']:<13} {r['backend']:<9} {r['engine']:<15} {metric:<23} "
+            f"{r['scenario']:<13} {r['backend']:<9} {r['engine']:<22} {metric:<23} "
             f"{_fmt(r['median'], unit, metric):>11} {_fmt(r['min'], unit, metric):>11} "
             f"{_fmt(r['max'], unit, metric):>11} {r['repeats']:>2}"
         )
@@ -564,6 +570,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--engines", default=None, help="only these engines (floor always runs)")
     parser.add_argument("--out", default=None, help="default: results/latest.json")
     parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also run durably from another source tree (PATH/src) as engine durably@LABEL",
+    )
+    parser.add_argument(
         "--markdown", metavar="REPORT", help="only print the tables of REPORT as Markdown"
     )
     args = parser.parse_args(argv)
@@ -579,7 +592,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = set(scenarios) - set(SCENARIOS) | set(backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown scenario or backend: {sorted(unknown)}")
+    for tree in args.tree:
+        label, _, path = tree.partition("=")
+        if not label or not os.path.isdir(os.path.join(path, "src", "durably")):
+            parser.error(f"--tree wants LABEL=PATH with PATH/src/durably: {tree!r}")
+        TREES[label] = os.path.abspath(path)
     wanted = set(args.engines.split(",")) if args.engines else None
+    if wanted is not None:
+        wanted |= {f"durably@{label}" for label in TREES}
     default_out = "quick.json" if args.quick else "latest.json"
     out = Path(args.out) if args.out else HERE / "results" / default_out
 
@@ -657,6 +677,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "versions": _versions(postgres_version),
         "sizes": sizes.to_json(),
         "repeats": args.repeats,
+        "trees": dict(TREES),
         "settings": settings,
         "notes": {
             "durably": "SQLite WAL + synchronous=FULL (durably_normal: NORMAL); PostgreSQL "
