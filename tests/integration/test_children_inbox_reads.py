@@ -1,5 +1,6 @@
 """A parent gathering many children reads its inbox a few times, not once per branch: the
-branches that ask at the same time share one read (``ExecutionScope.read_inbox``).
+branches that ask at the same time share one read (``ExecutionScope.read_inbox``); and
+``engine.result`` of such a parent reads its status, not its list of children.
 
 Every branch's ``result()`` takes its child's message from the inbox; before the reads
 were shared, each of the N branches read the whole inbox (N reads of up to N messages:
@@ -76,3 +77,30 @@ async def test_a_gather_of_many_children_shares_its_inbox_reads(url: str) -> Non
         # One read per execution of the parent (here 2), a few more at most; one per
         # branch (51 before the reads were shared) fails.
         assert 1 <= reads.count("parent") <= 5, reads.count("parent")
+
+
+async def test_result_of_a_fan_out_waits_on_the_status_alone(url: str) -> None:
+    """``engine.result`` wakes at every commit of its process; each wake-up reads the
+    parent's status, not its whole report (which lists every child record)."""
+    async with Engine([one_step, fans_out], backend=url) as engine:
+        host: Any = engine.host
+        listed: list[str] = []
+        read_prefix = host.read_prefix
+
+        async def counted(instance_id: str, prefix: str) -> Any:
+            if prefix.startswith("child:"):
+                listed.append(instance_id)
+            return await read_prefix(instance_id, prefix)
+
+        host.read_prefix = counted
+        stop = asyncio.Event()
+        worker = asyncio.create_task(engine.run_worker(stop=stop))
+        (await engine.queue(fans_out, CHILDREN, id="parent")).unwrap()
+        output = (await asyncio.wait_for(engine.result("parent"), 60)).unwrap()
+        stop.set()
+        await worker
+        assert output == sum(2 * i for i in range(CHILDREN))
+        assert listed == []
+        # The report still names the children (it is what lists them).
+        assert len((await engine.status("parent")).unwrap().children) == CHILDREN
+        assert listed == ["parent"]

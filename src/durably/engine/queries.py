@@ -24,7 +24,7 @@ from durably.domain.errors import (
 from durably.domain.queues import QueueStats
 from durably.domain.records import PublishedEvent
 from durably.domain.serialization import decode, decode_value, loads
-from durably.domain.status import Cancelled, Completed, Failed, is_terminal
+from durably.domain.status import Cancelled, Completed, Failed, WorkflowStatus, is_terminal
 from durably.engine.records import StepRecord, Timeline
 from durably.engine.server import InstanceServer, Signal
 from durably.engine.skipping import output_skipping_time
@@ -79,6 +79,18 @@ class EngineQueries:
         except DurablyError as e:  # the outcome, or the store's failure: converted here only
             return Failure(e)
 
+    async def _status(self, id: str) -> WorkflowStatus | None:
+        """Only the status of instance ``id`` (one key): what ``result`` waits on. The
+        whole report would read every child record at each wake-up, and a parent of
+        1 000 children is woken by each commit of this process while they run."""
+        try:
+            raw = await self._host.read(id, keys.STATUS)
+            return None if raw is None else decode(loads(raw), WorkflowStatus, key=keys.STATUS)
+        except StorageError:
+            raise
+        except DurablyError as e:
+            raise StorageError("status", None, e) from e
+
     async def _wait_for_output(self, id: str, limit_ms: int | None) -> Any:
         """``result``, raising why the instance did not complete (or why it is unknown)."""
         if isinstance(self._clock, TimeSkippingClock):
@@ -87,7 +99,7 @@ class EngineQueries:
         pause = 0.005
         while True:
             seen = self._changed.fired
-            status = (await self._report(id)).status
+            status = await self._status(id)
             if status is None:
                 raise InstanceNotFoundError(id)
             if is_terminal(status):
