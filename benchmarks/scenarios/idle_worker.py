@@ -31,15 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from scenarios import counting
 from scenarios.common import (
     DBOS_ENGINES,
-    DEADLINE_S,
     Sizes,
     Target,
     dbos_config,
@@ -47,6 +44,7 @@ from scenarios.common import (
     durably_settings,
     durably_url,
 )
+from scenarios.watch import Watcher
 
 METRIC = ("stmts_per_s", "per_s")
 QUEUE = "q"
@@ -78,55 +76,6 @@ class Counts:
         self.at = time.monotonic()
         self.client = counting.statements()
         self.server = counting.server_transactions(target.dsn) if target.dsn else None
-
-
-class Watcher:
-    """A thread that counts completed workflows every ``CHECK_S`` over a connection of
-    its own (not counted on the client side) until ``expected`` have completed."""
-
-    def __init__(self, target: Target, count_sql: str, sqlite_file: str, expected: int) -> None:
-        self.target, self.sql, self.file, self.expected = target, count_sql, sqlite_file, expected
-        self.queries = 0
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def _watch(self) -> None:
-        counting.quiet()
-        try:
-            if self.target.dsn is not None:
-                import psycopg
-
-                with psycopg.connect(self.target.dsn, autocommit=True) as conn:
-                    self._loop(lambda: conn.execute(self.sql).fetchone())
-            else:
-                conn = counting.ORIGINAL_SQLITE_CONNECT(self.file, timeout=30)
-                try:
-                    self._loop(lambda: conn.execute(self.sql).fetchone())
-                finally:
-                    conn.close()
-        except BaseException as e:  # reported by wait()
-            self.error = e
-            self.done.set()
-
-    def _loop(self, count: Callable[[], Any]) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
-            self.queries += 1
-            row = count()
-            if row is not None and int(row[0]) >= self.expected:
-                self.done.set()
-                return
-            time.sleep(CHECK_S)
-        raise RuntimeError(f"not all {self.expected} workflows completed in {DEADLINE_S}s")
-
-    def wait(self) -> None:
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
 
 
 def _figures(
@@ -190,6 +139,7 @@ async def _durably(engine: str, target: Target, sizes: Sizes) -> dict[str, Any]:
             f"SELECT count(*) FROM {table} WHERE status = 'Completed'",
             os.path.join(target.folder or "", "durably.db"),
             n,
+            CHECK_S,
         )
         r0 = Counts(target)
         queued = await asyncio.gather(
@@ -234,6 +184,7 @@ def _dbos(engine: str, target: Target, sizes: Sizes) -> dict[str, Any]:
         f"SELECT count(*) FROM {table} WHERE status = 'SUCCESS' AND name = 'trivial_steps'",
         os.path.join(target.folder or "", "dbos.sqlite"),
         n,
+        CHECK_S,
     )
     r0 = Counts(target)
     for i in range(n):
