@@ -21,10 +21,13 @@ PostgreSQL runs with the server's ``synchronous_commit`` (``on``, read back and 
 The table shows, per scenario, backend and engine, the median, min and max of the
 repetitions, then the durably/DBOS and durably/floor ratios (times: below 1 means
 durably is faster) and the issue's targets. Everything is written to
-``benchmarks/results/latest.json``.
+``benchmarks/results/latest.json``: a run of some scenarios or backends replaces
+their rows there and keeps the others' (``runs`` says which run measured what;
+``--replace`` overwrites the file instead).
 
 Run: ``make bench`` or ``.venv/bin/python benchmarks/compare.py [--quick] [--repeats N]
-[--scenarios a,b] [--backends sqlite,postgres] [--engines a,b] [--out PATH]``.
+[--scenarios a,b] [--backends sqlite,postgres] [--engines a,b] [--out PATH]
+[--replace] [--tree LABEL=PATH]``.
 """
 
 from __future__ import annotations
@@ -492,6 +495,14 @@ def _fmt(value: float, unit: str, metric: str) -> str:
     return f"{value:.2f} s"
 
 
+def _said(ratio: float, metric: str) -> str:
+    """A ratio of medians in words: of times (faster, slower) or of counts (fewer, more)."""
+    counts = "stmts" in metric
+    if ratio <= 1:
+        return f"{1 / ratio:.1f}x {'fewer' if counts else 'faster'}"
+    return f"{ratio:.2f}x {'more' if counts else 'slower'}"
+
+
 def _print_table(
     rows: list[dict[str, Any]], ratios: list[dict[str, Any]], targets: list[dict[str, Any]]
 ) -> None:
@@ -512,7 +523,7 @@ def _print_table(
     print("ratios of medians (time of the first / time of the second; < 1: the first is faster)")
     for q in ratios:
         ratio = q["ratio"]
-        faster = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.2f}x slower"
+        faster = _said(ratio, q["metric"])
         print(
             f"  {q['scenario']:<13} {q['backend']:<9} {q['engine']:>14} / {q['versus']:<16}"
             f" {q['metric']:<17} {ratio:8.3f}  ({faster})"
@@ -545,7 +556,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for q in report["ratios"]:
         ratio = q["ratio"]
-        said = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.2f}x slower"
+        said = _said(ratio, q["metric"])
         lines.append(
             f"| {q['scenario']} | {q['backend']} | {q['engine']} | {q['versus']} "
             f"| {q['metric']} | {ratio:.3f} ({said}) |"
@@ -556,6 +567,62 @@ def markdown(report: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
         lines.append(f"| {t['goal']} | {value} | {t['limit']:.3g} | {met} |")
     return "\n".join(lines)
+
+
+# -- merging into an earlier results file ---------------------------------------------------------
+
+RUN_KEYS = ("generated_at", "command", "duration_s", "machine", "versions", "sizes", "repeats")
+
+
+def merged(
+    old: dict[str, Any], new: dict[str, Any], scenarios: list[str], backends: list[str]
+) -> dict[str, Any]:
+    """``new`` with the rows of ``old`` that this run did not measure: the scenario and
+    backend pairs of this run replace theirs, the others are kept, and the ratios and
+    targets are computed again over all of them. ``runs`` lists where the rows come
+    from: each contributing run's metadata and the pairs it measured (an older file
+    without ``runs`` counts as one run of all its rows)."""
+    done = {(s, b) for s in scenarios for b in backends}
+
+    def kept(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in rows if (r["scenario"], r["backend"]) not in done]
+
+    rows = kept(old.get("results", [])) + new["results"]
+    floors = new["reference_floors"] if "floor" in scenarios else old.get("reference_floors", [])
+    errors = [
+        e
+        for e in old.get("errors", [])
+        if (e["scenario"], e["backend"]) not in done and e["scenario"] != "*"
+    ] + new["errors"]
+    ratios = _ratios(rows, floors)
+    earlier = old.get("runs") or [
+        {
+            **{k: old.get(k) for k in RUN_KEYS},
+            "measured": sorted({f"{r['scenario']}/{r['backend']}" for r in old["results"]}),
+        }
+    ]
+    runs = [
+        {**run, "measured": [m for m in run["measured"] if tuple(m.split("/")) not in done]}
+        for run in earlier
+    ]
+    runs = [run for run in runs if run["measured"]]
+    runs.append(
+        {
+            **{k: new.get(k) for k in RUN_KEYS},
+            "measured": sorted({f"{r['scenario']}/{r['backend']}" for r in new["results"]}),
+        }
+    )
+    return {
+        **new,
+        "settings": {**old.get("settings", {}), **new["settings"]},
+        "notes": {**old.get("notes", {}), **new["notes"]},
+        "results": rows,
+        "reference_floors": floors,
+        "ratios": ratios,
+        "targets": _targets(rows, ratios, errors),
+        "errors": errors,
+        "runs": runs,
+    }
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -569,6 +636,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--engines", default=None, help="only these engines (floor always runs)")
     parser.add_argument("--out", default=None, help="default: results/latest.json")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite the results file; by default the scenarios and backends of this "
+        "run replace theirs in it and the others' are kept",
+    )
     parser.add_argument(
         "--tree",
         action="append",
@@ -720,6 +793,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _print_table(rows + reference_floors, ratios, goals)
     if errors:
         print(f"\n{len(errors)} failure(s); see 'errors' in {out}")
+    if out.exists() and not args.replace:
+        report = merged(json.loads(out.read_text()), report, scenarios, backends)
+        print(f"\nmerged into the results of other scenarios in {out} (--replace: do not)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {out} ({report['duration_s']:.0f}s)")
