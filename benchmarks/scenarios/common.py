@@ -59,6 +59,10 @@ class Sizes:
     queue_concurrency: int = 50
     idle_s: float = 30.0
     idle_steps: int = 200
+    # PostgreSQL's statistics lag (idle_worker): the warm-up before the idle window and
+    # the wait before the server's count of the run is read; shorter and less exact
+    # with --quick.
+    idle_settle_s: float = 12.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -74,6 +78,7 @@ class Sizes:
             queued=100,
             idle_s=5.0,
             idle_steps=50,
+            idle_settle_s=2.0,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ One process per repetition, with a queue ``q`` (``concurrency=50``) registered:
   interval (1 s), and everything else DBOS runs by itself (its internal queue, its
   notification listener: on SQLite a poll every 1 s, on PostgreSQL ``LISTEN``).
 
-1. After ``WARMUP_S`` (3 s; 12 s on PostgreSQL, see there), the idle window:
+1. After a warm-up (3 s; 12 s on PostgreSQL, ``idle_settle_s``), the idle window:
    ``idle_s`` seconds (30; 5 with ``--quick``) with nothing to do. ``stmts_per_s``: on
    PostgreSQL the transactions the server counted for the bench database
    (``pg_stat_database``), on SQLite the statements SQLite executed
@@ -23,7 +23,7 @@ One process per repetition, with a queue ``q`` (``concurrency=50``) registered:
    are the statements from the first submission until the last completed, divided by
    the steps completed. Completion is watched by a thread of the harness over a
    connection of its own, every 20 ms, not counted on the client side and subtracted
-   from the server's count; so is the idle rate of step 1 over the 11 s the server's
+   from the server's count; so is the idle rate of step 1 over the 12 s the server's
    count is given to catch up after the run.
 """
 
@@ -52,11 +52,15 @@ CONCURRENCY = 50
 # A PostgreSQL backend publishes its counts at most once a second, and one that went
 # idle right after a flush keeps them for up to 10 s (PGSTAT_IDLE_INTERVAL): the
 # connections that opened the engine publish theirs ~10 s later. So on PostgreSQL the
-# idle window starts after 12 s, and the server's count is read 11 s after a run.
-WARMUP_S = {"sqlite": 3.0, "postgres": 12.0}
-SERVER_LAG_S = 11.0
+# idle window starts ``idle_settle_s`` (12 s; 2 s with --quick, less exact) after the
+# engine opened, and the server's count of the run is read as long after it ended.
+SQLITE_WARMUP_S = 3.0
 CHECK_S = 0.02
 POLL_INTERVAL_S = 1.0  # durably's default poll interval; DBOS's default queue polling
+
+
+def _warmup(target: Target, sizes: Sizes) -> float:
+    return sizes.idle_settle_s if target.dsn else SQLITE_WARMUP_S
 
 
 def run(engine: str, target: Target, sizes: Sizes) -> dict[str, Any]:
@@ -127,7 +131,7 @@ async def _durably(engine: str, target: Target, sizes: Sizes) -> dict[str, Any]:
         settings = durably_settings(eng, target)
         stop = asyncio.Event()
         worker = asyncio.create_task(eng.run_worker(stop=stop))
-        await asyncio.sleep(WARMUP_S[target.backend])
+        await asyncio.sleep(_warmup(target, sizes))
         i0 = Counts(target)
         await asyncio.sleep(sizes.idle_s)
         i1 = Counts(target)
@@ -150,7 +154,7 @@ async def _durably(engine: str, target: Target, sizes: Sizes) -> dict[str, Any]:
         watcher.start()
         await asyncio.to_thread(watcher.wait)
         r1 = Counts(target)
-        await asyncio.sleep(SERVER_LAG_S if target.dsn else 0)
+        await asyncio.sleep(sizes.idle_settle_s if target.dsn else 0)
         caught_up = Counts(target)
         stop.set()
         await worker
@@ -172,7 +176,7 @@ def _dbos(engine: str, target: Target, sizes: Sizes) -> dict[str, Any]:
     dbos_app.launch(dbos_config(engine, target))
     queue = DBOS.register_queue(QUEUE, concurrency=CONCURRENCY)  # default polling: 1 s
     settings = dbos_settings(target)
-    time.sleep(WARMUP_S[target.backend])
+    time.sleep(_warmup(target, sizes))
     i0 = Counts(target)
     time.sleep(sizes.idle_s)
     i1 = Counts(target)
@@ -193,7 +197,7 @@ def _dbos(engine: str, target: Target, sizes: Sizes) -> dict[str, Any]:
     watcher.start()
     watcher.wait()
     r1 = Counts(target)
-    time.sleep(SERVER_LAG_S if target.dsn else 0)
+    time.sleep(sizes.idle_settle_s if target.dsn else 0)
     caught_up = Counts(target)
     figures = _figures((i0, i1), (r0, r1, caught_up), watcher.queries, n)
     return {"figures": figures, "settings": {**settings, "queue_poll_s": POLL_INTERVAL_S}}
