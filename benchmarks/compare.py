@@ -1,7 +1,9 @@
 """durably against DBOS Transact, on SQLite and on PostgreSQL, in one run.
 
 Scenarios (one module each under ``scenarios/``): ``sequential``, ``long``,
-``concurrent``, ``recovery``, ``event_latency``, ``event_fanout`` and ``floor``. Every
+``concurrent``, ``recovery``, ``event_latency``, ``event_fanout``, ``child_fanout``,
+``parallel_steps``, ``queue_throughput``, ``idle_worker`` and ``floor``. The last four
+but one (issues 17 and 18) run ``durably`` and ``dbos`` only, each as shipped. Every
 repetition of every engine runs in a fresh child process (three for ``recovery``, two for
 ``event_latency``) over a fresh database (a new SQLite folder, a new PostgreSQL database
 that is dropped after it), and the order of the engines is reversed at every repetition,
@@ -19,10 +21,13 @@ PostgreSQL runs with the server's ``synchronous_commit`` (``on``, read back and 
 The table shows, per scenario, backend and engine, the median, min and max of the
 repetitions, then the durably/DBOS and durably/floor ratios (times: below 1 means
 durably is faster) and the issue's targets. Everything is written to
-``benchmarks/results/latest.json``.
+``benchmarks/results/latest.json``: a run of some scenarios or backends replaces
+their rows there and keeps the others' (``runs`` says which run measured what;
+``--replace`` overwrites the file instead).
 
 Run: ``make bench`` or ``.venv/bin/python benchmarks/compare.py [--quick] [--repeats N]
-[--scenarios a,b] [--backends sqlite,postgres] [--engines a,b] [--out PATH]``.
+[--scenarios a,b] [--backends sqlite,postgres] [--engines a,b] [--out PATH]
+[--replace] [--tree LABEL=PATH]``.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from typing import Any
 
 from scenarios import event_latency, recovery
 from scenarios.common import EVENT_POLL_S, SQLITE_ONLY, Sizes, Target
-from scenarios.process import run_child
+from scenarios.process import TREES, run_child
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = (
@@ -55,6 +60,10 @@ SCENARIOS = (
     "recovery",
     "event_latency",
     "event_fanout",
+    "child_fanout",
+    "parallel_steps",
+    "queue_throughput",
+    "idle_worker",
     "floor",
 )
 BACKENDS = ("sqlite", "postgres")
@@ -64,6 +73,9 @@ ENGINES = ("durably", "dbos", "durably_normal", "dbos_wal")
 # often as durably's worker.
 EVENT_SCENARIOS = ("event_latency", "event_fanout")
 EVENT_ENGINES = ("durably", "dbos", "dbos_poll")
+# The scenarios of children, parallel steps and queues compare the engines as shipped.
+PLAIN_SCENARIOS = ("child_fanout", "parallel_steps", "queue_throughput", "idle_worker")
+PLAIN_ENGINES = ("durably", "dbos")
 METRICS = {
     "sequential": ("s_per_step", "s"),
     "long": ("s_per_step", "s"),
@@ -71,10 +83,22 @@ METRICS = {
     "recovery": ("s_to_all_done", "s"),
     "event_latency": ("s_latency_median", "s"),
     "event_fanout": ("s_total", "s"),
+    "child_fanout": ("s_total", "s"),
+    "parallel_steps": ("s_total", "s"),
+    "queue_throughput": ("s_total", "s"),
+    "idle_worker": ("stmts_per_s", "per_s"),
     "floor": ("s_per_commit", "s"),
 }
 # Figures that get rows of their own (and ratios) beside the scenario's metric.
-EXTRA_METRICS = {"event_latency": (("s_latency_p99", "s"),)}
+EXTRA_METRICS = {
+    "event_latency": (("s_latency_p99", "s"),),
+    "idle_worker": (
+        ("stmts_per_poll_interval", "count_f"),
+        ("client_stmts_per_s", "per_s"),
+        ("stmts_per_step", "count_f"),
+        ("client_stmts_per_step", "count_f"),
+    ),
+}
 SERVER = os.environ.get("DURABLY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
@@ -139,9 +163,19 @@ def _engines(
     (the disk's fsync latency moves from minute to minute)."""
     if scenario == "floor":
         return ["floor"]
-    every = EVENT_ENGINES if scenario in EVENT_SCENARIOS else ENGINES
+    every = (
+        EVENT_ENGINES
+        if scenario in EVENT_SCENARIOS
+        else PLAIN_ENGINES
+        if scenario in PLAIN_SCENARIOS
+        else ENGINES
+    )
     engines = [e for e in every if backend == "sqlite" or e not in SQLITE_ONLY]
     engines = [e for e in engines if wanted is None or e in wanted]
+    if "durably" in engines:
+        engines[engines.index("durably") + 1 : engines.index("durably") + 1] = [
+            f"durably@{label}" for label in TREES
+        ]
     if floor_beside and METRICS[scenario][0] == "s_per_step":
         engines.append("floor")
     return engines
@@ -302,7 +336,7 @@ def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[di
     ]
     for scenario, metric in pairs:
         for backend in BACKENDS:
-            for ours in ("durably", "durably_normal"):
+            for ours in ("durably", "durably_normal", *(f"durably@{label}" for label in TREES)):
                 mine = _find(rows, scenario, backend, ours, metric)
                 if mine is None:
                     continue
@@ -310,6 +344,8 @@ def _ratios(rows: list[dict[str, Any]], floors: list[dict[str, Any]]) -> list[di
                     (other, _find(rows, scenario, backend, other, metric))
                     for other in ("dbos", "dbos_wal", "dbos_poll")
                 ]
+                if "@" in ours:  # another tree: against this one's durably too
+                    versus.append(("durably", _find(rows, scenario, backend, "durably", metric)))
                 if METRICS[scenario][0] == "s_per_step":
                     # The floor measured in the same repetitions, else the floor scenario's.
                     beside = _find(rows, scenario, backend, "floor")
@@ -369,6 +405,11 @@ def _targets(
             ("event_fanout", backend, "dbos", 1 / 10, "durably s_total <= DBOS / 10"),
             ("event_fanout", backend, "dbos_poll", 1 / 10, "durably s_total <= DBOS_poll / 10"),
         ]
+    for backend in BACKENDS:
+        goals += [
+            ("child_fanout", backend, "dbos", 1 / 10, "durably s_total <= DBOS / 10"),
+            ("queue_throughput", backend, "dbos", 1 / 10, "durably s_total <= DBOS / 10"),
+        ]
     out: list[dict[str, Any]] = []
     for scenario, backend, versus, limit, text in goals:
         ratio = _ratio(ratios, scenario, backend, versus)
@@ -392,6 +433,28 @@ def _targets(
             "met": None if median is None else median < 0.020,
         }
     )
+    # Absolute goals of issues 17 and 18, per backend: 100 parallel steps of 100 ms in
+    # about 0.1-0.2 s, and an idle worker at or below one statement per poll interval.
+    for backend in BACKENDS:
+        for scenario, metric, limit, text in (
+            ("parallel_steps", "s_total", 0.2, "durably s_total <= 0.2 s (seconds, not a ratio)"),
+            (
+                "idle_worker",
+                "stmts_per_poll_interval",
+                1.0,
+                "durably idle statements per poll interval <= 1 (a count, not a ratio)",
+            ),
+        ):
+            found = _find(rows, scenario, backend, "durably", metric)
+            value = None if found is None else found["median"]
+            out.append(
+                {
+                    "goal": f"{scenario} {backend}: {text}",
+                    "ratio": value,
+                    "limit": limit,
+                    "met": None if value is None else value <= limit,
+                }
+            )
     for backend in BACKENDS:
         for r in rows:
             if (r["scenario"], r["backend"], r["metric"]) != (
@@ -423,16 +486,28 @@ def _targets(
 def _fmt(value: float, unit: str, metric: str) -> str:
     if unit == "count":
         return f"{value:.0f}"
+    if unit == "count_f":
+        return f"{value:.2f}"
+    if unit == "per_s":
+        return f"{value:.2f} /s"
     if metric.startswith(("s_per_step", "s_per_commit", "s_latency")):
         return f"{value * 1e3:.3f} ms"
     return f"{value:.2f} s"
+
+
+def _said(ratio: float, metric: str) -> str:
+    """A ratio of medians in words: of times (faster, slower) or of counts (fewer, more)."""
+    counts = "stmts" in metric
+    if ratio <= 1:
+        return f"{1 / ratio:.1f}x {'fewer' if counts else 'faster'}"
+    return f"{ratio:.2f}x {'more' if counts else 'slower'}"
 
 
 def _print_table(
     rows: list[dict[str, Any]], ratios: list[dict[str, Any]], targets: list[dict[str, Any]]
 ) -> None:
     header = (
-        f"{'scenario':<13} {'backend':<9} {'engine':<15} {'metric':<23} "
+        f"{'scenario':<13} {'backend':<9} {'engine':<22} {'metric':<23} "
         f"{'median':>11} {'min':>11} {'max':>11} {'n':>2}"
     )
     print(header)
@@ -440,7 +515,7 @@ def _print_table(
     for r in rows:
         unit, metric = r["unit"], r["metric"]
         print(
-            f"{r['scenario']:<13} {r['backend']:<9} {r['engine']:<15} {metric:<23} "
+            f"{r['scenario']:<13} {r['backend']:<9} {r['engine']:<22} {metric:<23} "
             f"{_fmt(r['median'], unit, metric):>11} {_fmt(r['min'], unit, metric):>11} "
             f"{_fmt(r['max'], unit, metric):>11} {r['repeats']:>2}"
         )
@@ -448,7 +523,7 @@ def _print_table(
     print("ratios of medians (time of the first / time of the second; < 1: the first is faster)")
     for q in ratios:
         ratio = q["ratio"]
-        faster = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.2f}x slower"
+        faster = _said(ratio, q["metric"])
         print(
             f"  {q['scenario']:<13} {q['backend']:<9} {q['engine']:>14} / {q['versus']:<16}"
             f" {q['metric']:<17} {ratio:8.3f}  ({faster})"
@@ -481,7 +556,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for q in report["ratios"]:
         ratio = q["ratio"]
-        said = f"{1 / ratio:.1f}x faster" if ratio <= 1 else f"{ratio:.2f}x slower"
+        said = _said(ratio, q["metric"])
         lines.append(
             f"| {q['scenario']} | {q['backend']} | {q['engine']} | {q['versus']} "
             f"| {q['metric']} | {ratio:.3f} ({said}) |"
@@ -492,6 +567,62 @@ def markdown(report: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
         lines.append(f"| {t['goal']} | {value} | {t['limit']:.3g} | {met} |")
     return "\n".join(lines)
+
+
+# -- merging into an earlier results file ---------------------------------------------------------
+
+RUN_KEYS = ("generated_at", "command", "duration_s", "machine", "versions", "sizes", "repeats")
+
+
+def merged(
+    old: dict[str, Any], new: dict[str, Any], scenarios: list[str], backends: list[str]
+) -> dict[str, Any]:
+    """``new`` with the rows of ``old`` that this run did not measure: the scenario and
+    backend pairs of this run replace theirs, the others are kept, and the ratios and
+    targets are computed again over all of them. ``runs`` lists where the rows come
+    from: each contributing run's metadata and the pairs it measured (an older file
+    without ``runs`` counts as one run of all its rows)."""
+    done = {(s, b) for s in scenarios for b in backends}
+
+    def kept(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in rows if (r["scenario"], r["backend"]) not in done]
+
+    rows = kept(old.get("results", [])) + new["results"]
+    floors = new["reference_floors"] if "floor" in scenarios else old.get("reference_floors", [])
+    errors = [
+        e
+        for e in old.get("errors", [])
+        if (e["scenario"], e["backend"]) not in done and e["scenario"] != "*"
+    ] + new["errors"]
+    ratios = _ratios(rows, floors)
+    earlier = old.get("runs") or [
+        {
+            **{k: old.get(k) for k in RUN_KEYS},
+            "measured": sorted({f"{r['scenario']}/{r['backend']}" for r in old["results"]}),
+        }
+    ]
+    runs = [
+        {**run, "measured": [m for m in run["measured"] if tuple(m.split("/")) not in done]}
+        for run in earlier
+    ]
+    runs = [run for run in runs if run["measured"]]
+    runs.append(
+        {
+            **{k: new.get(k) for k in RUN_KEYS},
+            "measured": sorted({f"{r['scenario']}/{r['backend']}" for r in new["results"]}),
+        }
+    )
+    return {
+        **new,
+        "settings": {**old.get("settings", {}), **new["settings"]},
+        "notes": {**old.get("notes", {}), **new["notes"]},
+        "results": rows,
+        "reference_floors": floors,
+        "ratios": ratios,
+        "targets": _targets(rows, ratios, errors),
+        "errors": errors,
+        "runs": runs,
+    }
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -505,6 +636,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--engines", default=None, help="only these engines (floor always runs)")
     parser.add_argument("--out", default=None, help="default: results/latest.json")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite the results file; by default the scenarios and backends of this "
+        "run replace theirs in it and the others' are kept",
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also run durably from another source tree (PATH/src) as engine durably@LABEL",
+    )
     parser.add_argument(
         "--markdown", metavar="REPORT", help="only print the tables of REPORT as Markdown"
     )
@@ -521,7 +665,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = set(scenarios) - set(SCENARIOS) | set(backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown scenario or backend: {sorted(unknown)}")
+    for tree in args.tree:
+        label, _, path = tree.partition("=")
+        if not label or not os.path.isdir(os.path.join(path, "src", "durably")):
+            parser.error(f"--tree wants LABEL=PATH with PATH/src/durably: {tree!r}")
+        TREES[label] = os.path.abspath(path)
     wanted = set(args.engines.split(",")) if args.engines else None
+    if wanted is not None:
+        wanted |= {f"durably@{label}" for label in TREES}
     default_out = "quick.json" if args.quick else "latest.json"
     out = Path(args.out) if args.out else HERE / "results" / default_out
 
@@ -599,6 +750,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "versions": _versions(postgres_version),
         "sizes": sizes.to_json(),
         "repeats": args.repeats,
+        "trees": dict(TREES),
         "settings": settings,
         "notes": {
             "durably": "SQLite WAL + synchronous=FULL (durably_normal: NORMAL); PostgreSQL "
@@ -617,6 +769,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "each send; event_fanout: one process runs the workflows and sends the events "
             "(durably: asyncio.gather of send_event; DBOS: one send_bulk)",
             "floor": "one tiny INSERT per transaction, serially (SQLite: WAL + FULL)",
+            "children_queues": "child_fanout, parallel_steps, queue_throughput and "
+            "idle_worker compare durably and DBOS as shipped (durably's poll interval 1 s; "
+            "DBOS's queue in queue_throughput polls every "
+            f"{os.environ.get('BENCH_DBOS_QUEUE_POLL_S', '0.05')} s, its default 1 s in "
+            "idle_worker). child_fanout and parallel_steps wait for the output with each "
+            "engine's own result call (engine.result, handle.get_result); idle_worker "
+            "counts statements on PostgreSQL as the server's transactions "
+            "(pg_stat_database xact_commit + xact_rollback: pg_stat_statements is not "
+            "preloaded) and on SQLite as traced statements (set_trace_callback); client_* "
+            "figures count the statements sent by the process (scenarios/counting.py)",
             "timing": "every repetition in a fresh child process and database; engine order "
             "reversed at every repetition; completion checked every 50 ms through each "
             "engine's own listing",
@@ -631,6 +793,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _print_table(rows + reference_floors, ratios, goals)
     if errors:
         print(f"\n{len(errors)} failure(s); see 'errors' in {out}")
+    if out.exists() and not args.replace:
+        report = merged(json.loads(out.read_text()), report, scenarios, backends)
+        print(f"\nmerged into the results of other scenarios in {out} (--replace: do not)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {out} ({report['duration_s']:.0f}s)")

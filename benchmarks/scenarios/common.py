@@ -52,6 +52,17 @@ class Sizes:
     kill_after_fraction: float = 0.3
     event_sends: int = 200
     event_waiters: int = 1_000
+    children: int = 1_000
+    parallel_steps: int = 100
+    parallel_step_s: float = 0.1
+    queued: int = 1_000
+    queue_concurrency: int = 50
+    idle_s: float = 30.0
+    idle_steps: int = 200
+    # PostgreSQL's statistics lag (idle_worker): the warm-up before the idle window and
+    # the wait before the server's count of the run is read; shorter and less exact
+    # with --quick.
+    idle_settle_s: float = 12.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -63,6 +74,11 @@ class Sizes:
             floor_commits=300,
             event_sends=20,
             event_waiters=100,
+            children=100,
+            queued=100,
+            idle_s=5.0,
+            idle_steps=50,
+            idle_settle_s=2.0,
         )
 
     def to_json(self) -> dict[str, Any]:

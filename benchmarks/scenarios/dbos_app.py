@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -59,6 +60,40 @@ def awaits_event(key: str) -> list[int]:
     if payload is None:
         raise RuntimeError(f"{key}: no message within {DEADLINE_S}s")
     return [payload, stepped(key)]
+
+
+@DBOS.step()
+def one(i: int) -> int:
+    return i
+
+
+@DBOS.workflow()
+def one_step(i: int) -> int:
+    """One step that returns ``i`` (a child of ``fan_out``)."""
+    return one(i)
+
+
+@DBOS.workflow()
+def fan_out(n: int) -> int:
+    """``n`` child workflows started with ``DBOS.start_workflow`` (each runs in a thread
+    of DBOS's executor), then awaited through their handles; the sum of their outputs."""
+    handles = [DBOS.start_workflow(one_step, i) for i in range(n)]
+    return sum(h.get_result() for h in handles)
+
+
+@DBOS.step()
+async def nap(i: int, seconds: float) -> int:
+    await asyncio.sleep(seconds)
+    return i
+
+
+@DBOS.workflow()
+async def parallel_naps(args: list[float]) -> int:
+    """``args = [n, seconds]``: ``n`` async steps at once (``asyncio.gather`` in an async
+    workflow, which DBOS supports), each awaiting ``seconds``; the sum of their indexes."""
+    n, seconds = int(args[0]), args[1]
+    outputs = await asyncio.gather(*(nap(i, seconds) for i in range(n)))
+    return sum(outputs)
 
 
 def is_waiting(workflow_id: str) -> bool:

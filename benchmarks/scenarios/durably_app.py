@@ -3,8 +3,10 @@ wait for an event followed by a step for the event scenarios."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
+from typing import Any
 
 import durably
 from durably.domain.status import Completed, Paused, is_terminal
@@ -54,7 +56,37 @@ async def awaits_event(key: str) -> list[int]:
     return [payload, stepped]
 
 
-WORKFLOWS = [trivial_steps, logged_steps, awaits_event]
+@durably.workflow
+async def one_step(i: int) -> int:
+    """One step that returns ``i`` (a child of ``fan_out``)."""
+    return await durably.step("s", _constant(i))
+
+
+@durably.workflow
+async def fan_out(n: int) -> int:
+    """``n`` children of one step each, run at once; the sum of their outputs."""
+    outputs = await durably.gather(*(durably.child(one_step, i) for i in range(n)))
+    return sum(outputs)
+
+
+def _nap(i: int, seconds: float) -> Callable[[], Any]:
+    async def body() -> int:
+        await asyncio.sleep(seconds)
+        return i
+
+    return body
+
+
+@durably.workflow
+async def parallel_naps(args: list[float]) -> int:
+    """``args = [n, seconds]``: ``n`` steps at once, each awaiting ``seconds``; the sum of
+    their indexes."""
+    n, seconds = int(args[0]), args[1]
+    outputs = await durably.gather(*(durably.step("nap", _nap(i, seconds)) for i in range(n)))
+    return sum(outputs)
+
+
+WORKFLOWS = [trivial_steps, logged_steps, awaits_event, one_step, fan_out, parallel_naps]
 
 
 async def is_completed(engine: Engine, instance_id: str) -> bool:

@@ -14,6 +14,10 @@ from scenarios.common import Sizes, Target
 
 CHILD = Path(__file__).resolve().parent.parent / "child.py"
 RESULT = "RESULT "
+TREES: dict[str, str] = {}
+"""Other source trees of durably by label (``compare.py --tree LABEL=PATH``): engine
+``durably@LABEL`` is ``durably`` run with ``PYTHONPATH=PATH/src``, so that the same
+scenario measures two versions side by side."""
 
 
 class ChildFailed(RuntimeError):
@@ -29,6 +33,10 @@ def spawn(
 ) -> subprocess.Popen[str]:
     """Start one child: ``child.py scenario engine phase target sizes``."""
     env = dict(os.environ, BENCH_SIDE_LOG=target.side_log, PYTHONUNBUFFERED="1")
+    engine, _, label = engine.partition("@")
+    if label:
+        source = os.path.join(TREES[label], "src")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
     # Lives as long as the child; read back only when the child fails.
     stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
     proc = subprocess.Popen(

@@ -24,7 +24,7 @@ from durably.domain.errors import (
 from durably.domain.queues import QueueStats
 from durably.domain.records import PublishedEvent
 from durably.domain.serialization import decode, decode_value, loads
-from durably.domain.status import Cancelled, Completed, Failed, is_terminal
+from durably.domain.status import Cancelled, Completed, Failed, WorkflowStatus, is_terminal
 from durably.engine.records import StepRecord, Timeline
 from durably.engine.server import InstanceServer, Signal
 from durably.engine.skipping import output_skipping_time
@@ -79,6 +79,18 @@ class EngineQueries:
         except DurablyError as e:  # the outcome, or the store's failure: converted here only
             return Failure(e)
 
+    async def _status(self, id: str) -> WorkflowStatus | None:
+        """Only the status of instance ``id`` (one key): what ``result`` waits on. The
+        whole report would read every child record at each wake-up, and a parent of
+        1 000 children is woken by each commit of this process while they run."""
+        try:
+            raw = await self._host.read(id, keys.STATUS)
+            return None if raw is None else decode(loads(raw), WorkflowStatus, key=keys.STATUS)
+        except StorageError:
+            raise
+        except DurablyError as e:
+            raise StorageError("status", None, e) from e
+
     async def _wait_for_output(self, id: str, limit_ms: int | None) -> Any:
         """``result``, raising why the instance did not complete (or why it is unknown)."""
         if isinstance(self._clock, TimeSkippingClock):
@@ -86,7 +98,8 @@ class EngineQueries:
         deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
         pause = 0.005
         while True:
-            status = (await self._report(id)).status
+            seen = self._changed.fired
+            status = await self._status(id)
             if status is None:
                 raise InstanceNotFoundError(id)
             if is_terminal(status):
@@ -94,7 +107,7 @@ class EngineQueries:
             if deadline is not None and time.monotonic() >= deadline:
                 raise ResultTimeoutError(id, limit_ms or 0, status.tag)
             wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
-            await self._changed.wait(wait)
+            await self._changed.wait(wait, seen)
             pause = min(pause * 2, 0.25)
 
     async def queue_stats(self) -> Result[builtins.list[QueueStats], StorageError]:
@@ -127,6 +140,7 @@ class EngineQueries:
         deadline = None if limit_ms is None else time.monotonic() + limit_ms / 1000
         pause = 0.005
         while True:
+            seen = self._changed.fired
             text = await self._host.read(id, record_key)
             if text is not None:
                 return decode(loads(text), PublishedEvent, key=record_key).value
@@ -135,7 +149,7 @@ class EngineQueries:
             left = None if deadline is None else deadline - time.monotonic()
             if left is None or left <= 0:
                 raise EventNotPublishedError(id, key, limit_ms)
-            await self._changed.wait(min(pause, left))
+            await self._changed.wait(min(pause, left), seen)
             pause = min(pause * 2, 0.25)
 
     async def _output(self, id: str, status: Any) -> Any:

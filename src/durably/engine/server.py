@@ -27,20 +27,30 @@ log = logging.getLogger("durably.engine")
 
 
 class Signal:
-    """Wakes every coroutine waiting at the moment it fires (each waiter has its own future)."""
+    """Wakes every coroutine waiting at the moment it fires (each waiter has its own future).
+
+    ``fired`` counts the fires: a coroutine that looks at the store and then waits takes
+    ``fired`` before it looks and passes it to ``wait``, so that a fire in between (a
+    commit that landed while it was reading) is not lost to a whole timeout.
+    """
 
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
+        self.fired = 0
 
     def fire(self) -> None:
         """Wake every current waiter."""
+        self.fired += 1
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters.clear()
 
-    async def wait(self, timeout_s: float) -> None:
-        """Return at the next ``fire`` or after ``timeout_s``."""
+    async def wait(self, timeout_s: float, seen: int | None = None) -> None:
+        """Return at the next ``fire`` or after ``timeout_s``; at once when it fired since
+        ``fired`` was ``seen``."""
+        if seen is not None and self.fired != seen:
+            return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
         try:

@@ -148,6 +148,9 @@ class AlarmWorker:
         closing = loop.create_task(self.closing.wait())
         try:
             while not stop.is_set() and not self.closing.is_set():
+                # A change in this process from now on wakes the wait below, even one
+                # that lands while the store is being read.
+                seen = self.server.changed.fired
                 # A backend that can no longer be trusted stops the worker, loudly.
                 host = self.server.host
                 await host.check()
@@ -185,7 +188,7 @@ class AlarmWorker:
                     await asyncio.sleep(0)  # more may be due: look again at once
                     continue
                 wait_s = self.wait_ms(due, host.now()) / 1000
-                changed = loop.create_task(self.server.changed.wait(wait_s))
+                changed = loop.create_task(self.server.changed.wait(wait_s, seen))
                 # Another process's new alarm wakes us where the backend can tell (NOTIFY).
                 elsewhere = loop.create_task(self.server.host.wait_for_alarm(wait_s))
                 await asyncio.wait(

@@ -187,6 +187,8 @@ class ExecutionScope:
     recorded: dict[int, str] | None = None
     """The history: which durable point each recorded position holds (read at the first
     durable point of the segment; ``point_of`` names them)."""
+    inbox_read: asyncio.Future[None] | None = None
+    """The inbox read in flight, which the branches of a ``gather`` share (``read_inbox``)."""
 
     def first_progress_after_recovery(self) -> bool:
         """Whether the commit about to be made is this recovered segment's first
@@ -252,7 +254,34 @@ class ExecutionScope:
             await self.check_point(position, key if point is None else point)
 
     async def read_inbox(self) -> None:
-        """Read the messages not consumed yet and keep the cancels among them."""
+        """Read the messages not consumed yet and keep the cancels among them.
+
+        Branches of a ``gather`` that ask at the same time share one read: a caller that
+        finds a read in flight awaits it instead of starting another (1 000 children
+        ending while their parent replays would otherwise be 1 000 reads of up to 1 000
+        messages each). A read that started before the news this caller saw may have
+        missed it: when news remains after it, the caller reads again.
+        """
+        joined = self.inbox_read
+        if joined is not None:
+            await asyncio.shield(joined)
+            if not self.keys.has_news():
+                return
+            if self.inbox_read is not None and self.inbox_read is not joined:
+                await asyncio.shield(self.inbox_read)  # another joiner started a newer one
+                return
+        reading = asyncio.ensure_future(self._read_inbox())
+        self.inbox_read = reading
+        reading.add_done_callback(self._inbox_read_done)
+        await asyncio.shield(reading)
+
+    def _inbox_read_done(self, reading: asyncio.Future[None]) -> None:
+        if self.inbox_read is reading:
+            self.inbox_read = None
+        if not reading.cancelled():
+            reading.exception()  # retrieved: a read whose callers all left raises nowhere
+
+    async def _read_inbox(self) -> None:
         try:
             messages = await self.keys.pending()
         except DurablyError as e:
