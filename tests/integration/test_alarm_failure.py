@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -133,7 +134,9 @@ async def test_a_worker_without_the_workflow_leaves_its_instance_alone(url: str)
         assert (await full.result("n2")).unwrap() == 2
 
 
-async def test_an_hour_of_virtual_time_on_a_worker_without_the_workflow() -> None:
+async def test_an_hour_of_virtual_time_on_a_worker_without_the_workflow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The testing kit's worker runs all along while an hour passes alarm by alarm: the
     instance of a workflow it lacks is never claimed, failed nor counted as a recovery."""
     async with EngineFactory() as engines:
@@ -147,8 +150,16 @@ async def test_an_hour_of_virtual_time_on_a_worker_without_the_workflow() -> Non
         imported = bare.host.runtime("n3", None)
         ok(await imported.storage.put_batch(history.entries))
         ok(await imported.scheduler.schedule(paused.resume_at))  # due in 1 min
-        await clock.advance("1h")
+        with caplog.at_level(logging.WARNING, logger="durably.engine"):
+            await clock.advance("1h")
         assert clock.now() - paused.resume_at == HOUR - 60_000  # due for 59 minutes
+        said = [
+            r.getMessage() for r in caplog.records if "does not have workflow" in r.getMessage()
+        ]
+        assert said == [
+            "instance n3 is due but this process does not have workflow 'napper': "
+            "left for a worker that has it"
+        ]  # logged once
         header = (await timeline_of(bare, "n3")).header
         assert header.status == paused
         assert header.recovery_attempts == 0

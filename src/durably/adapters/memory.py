@@ -269,18 +269,20 @@ class MemoryBackend:
 
     async def next_due(
         self, queues: Collection[str] | None = None, workflows: Collection[str] | None = None
-    ) -> int | None:
-        """The earliest alarm (of ``queues`` and ``workflows``, if given)."""
-        return min(
-            (
-                at
-                for iid, at in self.alarms.items()
-                if (row := self.rows.get(iid)) is not None
-                and (queues is None or row.queue in queues)
-                and (workflows is None or row.workflow in workflows)
-            ),
-            default=None,
-        )
+    ) -> tuple[int | None, int | None]:
+        """The earliest alarm of ``queues``' instances of ``workflows``, and of the others'
+        (``InstanceHost.next_due``)."""
+        mine: int | None = None
+        other: int | None = None
+        for iid, at in self.alarms.items():
+            row = self.rows.get(iid)
+            if row is None or (queues is not None and row.queue not in queues):
+                continue
+            if workflows is None or row.workflow in workflows:
+                mine = at if mine is None else min(mine, at)
+            else:
+                other = at if other is None else min(other, at)
+        return mine, other
 
     async def due_elsewhere(
         self, now: int, queues: Collection[str], workflows: Collection[str], limit: int

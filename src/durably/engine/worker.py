@@ -162,11 +162,12 @@ class AlarmWorker:
                     # Due ticks first: their instances are then due like any other.
                     _, tick_at = await self.fire_ticks()
                     # One statement when there is nothing to do: an idle worker is cheap.
-                    due = await host.next_due(scope.served, scope.workflows)
+                    due, unknown = await host.next_due(scope.served, scope.workflows)
                     if tick_at is not None:
                         due = tick_at if due is None else min(due, tick_at)
                     now = host.now()
-                    await self._note_unknown(scope, now)
+                    if unknown is not None and unknown <= now:
+                        await self._note_unknown(scope, now)
                     if free > 0 and due is not None and due <= now:
                         claimed = await self.claim(free, scope)
                 except StorageError:
@@ -209,8 +210,8 @@ class AlarmWorker:
                 await asyncio.gather(*running, return_exceptions=True)
 
     async def _note_unknown(self, scope: ClaimScope, now: int) -> None:
-        """Once a minute at most: log (once each) the due instances of a workflow this
-        process does not have. Claims leave them alone: not leased, not failed, not
+        """Once a minute at most, when some are due: log (once each) the due instances of
+        a workflow this process does not have. Claims leave them alone: not leased, not failed, not
         counted as recoveries, for a worker that has their workflow."""
         if time.monotonic() - self._looked_elsewhere < 60:
             return

@@ -96,8 +96,11 @@ class InstanceHost(Protocol):
 
     async def next_due(
         self, queues: Collection[str] | None = None, workflows: Collection[str] | None = None
-    ) -> int | None:
-        """The earliest alarm of any instance (of ``queues`` and ``workflows``, if given)."""
+    ) -> tuple[int | None, int | None]:
+        """In one statement: the earliest alarm of the instances of ``queues`` (all, when
+        ``None``) whose workflow is one of ``workflows`` (any, when ``None``), and the
+        earliest of the other workflows' (``None`` when ``workflows`` is): what a worker
+        without their workflow leaves alone."""
         ...
 
     async def due_elsewhere(

@@ -380,22 +380,26 @@ class PostgresHost:
 
     async def next_due(
         self, queues: Collection[str] | None = None, workflows: Collection[str] | None = None
-    ) -> int | None:
-        """The earliest alarm of any instance (of ``queues`` and ``workflows``)."""
+    ) -> tuple[int | None, int | None]:
+        """The earliest alarm of ``queues``' instances of ``workflows``, and of the others'
+        (``InstanceHost.next_due``)."""
         if queues is None and workflows is None:
-            rows = await self._fetch(f"SELECT min(due_at) FROM {self.schema}.alarms")
+            rows = await self._fetch(f"SELECT min(due_at), NULL FROM {self.schema}.alarms")
         else:
             rows = await self._fetch(
-                f"SELECT min(a.due_at) FROM {self.schema}.alarms a"
+                "SELECT min(a.due_at) FILTER (WHERE %(w)s::text[] IS NULL"
+                " OR i.workflow = ANY(%(w)s::text[])),"
+                " min(a.due_at) FILTER (WHERE i.workflow <> ALL(%(w)s::text[]))"
+                f" FROM {self.schema}.alarms a"
                 f" JOIN {self.schema}.instances i ON i.id = a.instance_id"
-                " WHERE (%(q)s::text[] IS NULL OR i.queue = ANY(%(q)s::text[]))"
-                " AND (%(w)s::text[] IS NULL OR i.workflow = ANY(%(w)s::text[]))",
+                " WHERE (%(q)s::text[] IS NULL OR i.queue = ANY(%(q)s::text[]))",
                 {
                     "q": None if queues is None else sorted(queues),
                     "w": None if workflows is None else sorted(workflows),
                 },
             )
-        return None if not rows or rows[0][0] is None else int(rows[0][0])
+        mine, other = rows[0] if rows else (None, None)
+        return (None if mine is None else int(mine), None if other is None else int(other))
 
     async def due_elsewhere(
         self, now: int, queues: Collection[str], workflows: Collection[str], limit: int

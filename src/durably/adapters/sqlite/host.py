@@ -242,18 +242,33 @@ class SqliteHost:
 
     async def next_due(
         self, queues: Collection[str] | None = None, workflows: Collection[str] | None = None
-    ) -> int | None:
-        """The earliest alarm time of any instance (of ``queues`` and ``workflows``)."""
+    ) -> tuple[int | None, int | None]:
+        """The earliest alarm of ``queues``' instances of ``workflows``, and of the others'
+        (``InstanceHost.next_due``)."""
         if queues is None and workflows is None:
-            rows = await self._query("SELECT MIN(due_at) FROM alarms")
-        else:
-            where, params = _within(queues, workflows)
+            rows = await self._query("SELECT MIN(due_at), NULL FROM alarms")
+        elif workflows is None:
+            where, params = _within(queues, None)
             rows = await self._query(
-                "SELECT MIN(a.due_at) FROM alarms a JOIN instances i ON i.id = a.instance_id"
-                f" WHERE {where}",
+                "SELECT MIN(a.due_at), NULL FROM alarms a JOIN instances i"
+                f" ON i.id = a.instance_id WHERE {where}",
                 params,
             )
-        return None if not rows or rows[0][0] is None else int(rows[0][0])  # type: ignore[call-overload]
+        else:
+            where, params = _within(queues, None)
+            flows = sorted(workflows)
+            known = f"i.workflow IN ({', '.join('?' * len(flows))})"
+            rows = await self._query(
+                f"SELECT MIN(CASE WHEN {known} THEN a.due_at END),"
+                f" MIN(CASE WHEN {known} THEN NULL ELSE a.due_at END)"
+                f" FROM alarms a JOIN instances i ON i.id = a.instance_id WHERE {where}",
+                [*flows, *flows, *params],
+            )
+        mine, other = rows[0] if rows else (None, None)
+        return (
+            None if mine is None else int(mine),  # type: ignore[call-overload]
+            None if other is None else int(other),  # type: ignore[call-overload]
+        )
 
     async def due_elsewhere(
         self, now: int, queues: Collection[str], workflows: Collection[str], limit: int
