@@ -6,13 +6,12 @@ SQLite file."""
 
 from __future__ import annotations
 
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.acceptance.apps import app_module
 from tests.acceptance.test_cli_events import Cli, rows, timeline
 
 APP = """
@@ -57,14 +56,8 @@ workflows = [invoice, billing, fan_out]
 def cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Cli]:
-    name = f"cli_children_app_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(APP, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv("DURABLY_APP", raising=False)
-    monkeypatch.delenv("DURABLY_BACKEND", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    yield Cli(name, tmp_path / "children.db", capsys)
-    sys.modules.pop(name, None)
+    with app_module(tmp_path, monkeypatch, APP, "cli_children_app") as name:
+        yield Cli(name, tmp_path / "children.db", capsys)
 
 
 def header(text: str) -> dict[str, str]:

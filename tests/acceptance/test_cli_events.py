@@ -12,7 +12,6 @@ import json
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 
 from durably.cli import main
 from durably.engine import Engine
+from tests.acceptance.apps import app_module
 
 APP = """
 import durably
@@ -119,14 +119,8 @@ class Cli:
 def cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Cli]:
-    name = f"cli_events_app_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(APP, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv("DURABLY_APP", raising=False)
-    monkeypatch.delenv("DURABLY_BACKEND", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    yield Cli(name, tmp_path / "events.db", capsys)
-    sys.modules.pop(name, None)
+    with app_module(tmp_path, monkeypatch, APP, "cli_events_app") as name:
+        yield Cli(name, tmp_path / "events.db", capsys)
 
 
 def rows(text: str) -> list[list[str]]:

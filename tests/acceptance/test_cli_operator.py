@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +14,7 @@ from types import ModuleType
 import pytest
 
 from durably.engine import Engine
+from tests.acceptance.apps import app_module
 from tests.acceptance.test_cli_events import Cli
 
 APP = """
@@ -60,14 +60,8 @@ workflows = [billing, notify]
 def cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Cli]:
-    name = f"cli_operator_app_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(APP, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv("DURABLY_APP", raising=False)
-    monkeypatch.delenv("DURABLY_BACKEND", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    yield Cli(name, tmp_path / "operator.db", capsys)
-    sys.modules.pop(name, None)
+    with app_module(tmp_path, monkeypatch, APP, "cli_operator_app") as name:
+        yield Cli(name, tmp_path / "operator.db", capsys)
 
 
 def app(cli: Cli) -> ModuleType:

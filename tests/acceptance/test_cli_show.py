@@ -9,7 +9,6 @@ import asyncio
 import datetime
 import json
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from durably.cli import main
 from durably.engine import Engine, Lease
+from tests.acceptance.apps import app_module
 
 APP = """
 import asyncio
@@ -127,14 +127,8 @@ class Cli:
 def cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Cli]:
-    name = f"cli_show_app_{uuid.uuid4().hex[:8]}"  # a fresh module (and counters) per test
-    (tmp_path / f"{name}.py").write_text(APP, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv("DURABLY_APP", raising=False)
-    monkeypatch.delenv("DURABLY_BACKEND", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    yield Cli(name, tmp_path / "show.db", capsys)
-    sys.modules.pop(name, None)
+    with app_module(tmp_path, monkeypatch, APP, "cli_show_app") as name:
+        yield Cli(name, tmp_path / "show.db", capsys)
 
 
 def rows(text: str) -> list[list[str]]:
