@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 
 import attrs
@@ -22,7 +23,14 @@ from durably.adapters.unit_of_work import ClearAlarm, SetAlarm
 from durably.domain.errors import DuplicateWorkflowError, InstanceExists, LeaseLost, StorageError
 from durably.domain.inbox import AppendOutcome, InboxMessage, Outgoing, wakes
 from durably.domain.lease import LeaseHold
-from durably.domain.queues import DEFAULT_QUEUE, ClaimScope, Queue, QueueStats, admit
+from durably.domain.queues import (
+    DEFAULT_QUEUE,
+    ClaimScope,
+    Queue,
+    QueueStats,
+    admit,
+    stats_of_queues,
+)
 from durably.domain.schedules import StoredSchedule
 from durably.domain.serialization import loads
 from durably.domain.status import TERMINAL_TAGS
@@ -380,17 +388,12 @@ class MemoryBackend:
 
     async def queue_stats(self) -> list[QueueStats]:
         """Waiting and running instances per queue, with the stored limits."""
-        counts: dict[str, list[int]] = {name: [0, 0] for name in self.queues}
-        for row in self.rows.values():
-            entry = counts.setdefault(row.queue, [0, 0])
-            if row.status == "Queued":
-                entry[0] += 1
-            elif row.status in ("Running", "Paused"):
-                entry[1] += 1
-        return [
-            QueueStats(name, waiting, running, self.queues.get(name))
-            for name, (waiting, running) in sorted(counts.items())
+        counts = Counter((row.queue, row.status) for row in self.rows.values())
+        limits = [
+            (q.name, q.concurrency, q.worker_concurrency, q.rate, q.partition_concurrency)
+            for q in self.queues.values()
         ]
+        return stats_of_queues(((q, s, n) for (q, s), n in counts.items()), limits)
 
     async def read_schedules(self) -> list[StoredSchedule]:
         """Every stored schedule, by id."""

@@ -10,7 +10,7 @@ makes it final. ``rate`` counts starts (slots taken) in a sliding window.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import attrs
@@ -127,6 +127,40 @@ class QueueStats:
     """Started and not final: holding a slot (running, sleeping or waiting)."""
     queue: Queue | None = None
     """Its limits as last stored by an engine (``None``: no engine declared it)."""
+
+
+def stats_of_queues(
+    counts: Iterable[tuple[str, str, int]],
+    limits: Iterable[tuple[str, int | None, int | None, str | None, int | None]],
+) -> list[QueueStats]:
+    """The stats of every queue, by name, from the instance counts per ``(queue, status)``
+    and the stored limits ``(name, concurrency, worker_concurrency, rate,
+    partition_concurrency)`` (what the backends read in two statements).
+
+    >>> [s.waiting for s in stats_of_queues([("q", "Queued", 2), ("q", "Paused", 1)], [])]
+    [2]
+    """
+    tally: dict[str, list[int]] = {}
+    for name, status, count in counts:
+        entry = tally.setdefault(str(name), [0, 0])
+        if status == "Queued":
+            entry[0] += int(count)
+        elif status in ("Running", "Paused"):
+            entry[1] += int(count)
+    stored: dict[str, Queue] = {}
+    for name, concurrency, worker, rate, partition in limits:
+        stored[str(name)] = Queue(
+            str(name),
+            concurrency=concurrency,
+            worker_concurrency=worker,
+            rate=rate,
+            partition_concurrency=partition,
+        )
+        tally.setdefault(str(name), [0, 0])
+    return [
+        QueueStats(name, waiting, running, stored.get(name))
+        for name, (waiting, running) in sorted(tally.items())
+    ]
 
 
 @attrs.frozen

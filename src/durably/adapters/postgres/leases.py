@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from durably.domain.queues import ClaimScope, Queue, QueueStats, admit
+from durably.domain.queues import ClaimScope, Queue, QueueStats, admit, stats_of_queues
 from durably.ports import Claimed
 
 __all__ = ["LeaseStatements"]
@@ -219,32 +219,16 @@ class LeaseStatements:
 
     async def queue_stats(self, conn: Connection) -> list[QueueStats]:
         """Waiting and running instances per queue, with the stored limits."""
-        counts: dict[str, list[int]] = {}
         cur = await conn.execute(
             f"SELECT queue, status, count(*) FROM {self.instances}"
             " WHERE status IN ('Queued', 'Running', 'Paused') GROUP BY queue, status"
         )
-        for name, status, count in await cur.fetchall():
-            entry = counts.setdefault(str(name), [0, 0])
-            entry[0 if status == "Queued" else 1] += int(count)
-        stored: dict[str, Queue] = {}
+        counts = await cur.fetchall()
         cur = await conn.execute(
             "SELECT name, concurrency, worker_concurrency, rate, partition_concurrency"
             f" FROM {self.schema}.queues"
         )
-        for name, concurrency, worker, rate, partition in await cur.fetchall():
-            stored[str(name)] = Queue(
-                str(name),
-                concurrency=concurrency,
-                worker_concurrency=worker,
-                rate=rate,
-                partition_concurrency=partition,
-            )
-            counts.setdefault(str(name), [0, 0])
-        return [
-            QueueStats(name, waiting, running, stored.get(name))
-            for name, (waiting, running) in sorted(counts.items())
-        ]
+        return stats_of_queues(counts, await cur.fetchall())
 
     async def acquire(
         self, conn: Connection, instance_id: str, owner: str, now: int, lease_ms: int

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from durably.adapters.sqlite.database import transaction
 from durably.domain.owner import local_owner_is_dead
-from durably.domain.queues import ClaimScope, Queue, QueueStats, admit
+from durably.domain.queues import ClaimScope, Queue, QueueStats, admit, stats_of_queues
 from durably.ports import Claimed
 
 __all__ = [
@@ -220,29 +220,14 @@ def save_queues(conn: sqlite3.Connection, queues: list[Queue], now: int) -> None
 
 def queue_stats(conn: sqlite3.Connection) -> list[QueueStats]:
     """Waiting and running instances per queue, with the stored limits."""
-    counts: dict[str, list[int]] = {}
-    for name, status, count in conn.execute(
+    counts = conn.execute(
         "SELECT queue, status, count(*) FROM instances"
         " WHERE status IN ('Queued', 'Running', 'Paused') GROUP BY queue, status"
-    ).fetchall():
-        entry = counts.setdefault(str(name), [0, 0])
-        entry[0 if status == "Queued" else 1] += int(count)
-    stored: dict[str, Queue] = {}
-    for name, concurrency, worker, rate, partition in conn.execute(
+    ).fetchall()
+    limits = conn.execute(
         "SELECT name, concurrency, worker_concurrency, rate, partition_concurrency FROM queues"
-    ).fetchall():
-        stored[str(name)] = Queue(
-            str(name),
-            concurrency=concurrency,
-            worker_concurrency=worker,
-            rate=rate,
-            partition_concurrency=partition,
-        )
-        counts.setdefault(str(name), [0, 0])
-    return [
-        QueueStats(name, waiting, running, stored.get(name))
-        for name, (waiting, running) in sorted(counts.items())
-    ]
+    ).fetchall()
+    return stats_of_queues(counts, limits)
 
 
 def acquire(
