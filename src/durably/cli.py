@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from returns.result import Failure, Result, Success
 from rich.console import Console
@@ -37,9 +37,7 @@ from durably.domain.errors import (
     DurablyError,
     EventNotPublishedError,
     InstanceNotFoundError,
-    OrchestratorError,
     ResultTimeoutError,
-    ScheduleNotFoundError,
     SerializationError,
     StorageError,
     WorkflowCancelledError,
@@ -53,8 +51,6 @@ from durably.engine.config import SHIPPED_PROFILES
 from durably.engine.records import PublishedRow
 
 __all__ = ["main", "build_parser"]
-
-T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -392,21 +388,10 @@ async def _command(engine: Engine, args: argparse.Namespace, out: Console, err: 
         return await _get_event(engine, args)
     if args.command in _OPERATOR:
         return await _OPERATOR[args.command](engine, args)
-    if args.command == "cancel" and args.id is None:
-        return await operator.cancel_by_filter(engine, args, out)
     if args.command == "cancel":
-        cancelled = await engine.cancel(args.id, reason=args.reason)
-        if isinstance(cancelled, Failure):
-            raise CliError(str(cancelled.failure()), 1)
-        answer = cancelled.unwrap()
-        if answer.reason == "not_found":
-            raise _not_found(args.id)
-        if not answer.cancelled:
-            raise CliError(f"instance {args.id!r} already ended ({answer.previous_status})", 1)
-        print(f"{args.id} cancelled (was {answer.previous_status})")
-        return 0
+        return await operator.cancel(engine, args, out)
     if args.command == "schedules":
-        return await _schedules(engine, args, out)
+        return await operator.schedules(engine, args, out)
     return await _purge(engine, args, out)
 
 
@@ -416,56 +401,6 @@ _OPERATOR = {
     "replay": operator.replay,
     "export": operator.export,
 }
-
-
-def _check_cancel(args: argparse.Namespace) -> None:
-    filtered = [f"--{name}" for name in ("workflow", "status", "before") if getattr(args, name)]
-    if args.id is not None and (filtered or args.dry_run):
-        given = ", ".join([*filtered, *(["--dry-run"] if args.dry_run else [])])
-        raise CliError(f"`{PROG} cancel ID` takes no filter ({given}): give an id or filters", 2)
-    if args.id is None and not (args.workflow or args.status):
-        raise CliError(
-            f"`{PROG} cancel` needs an instance id, or --workflow and/or --status to cancel"
-            " every unfinished instance that matches",
-            2,
-        )
-
-
-async def _schedules(engine: Engine, args: argparse.Namespace, out: Console) -> int:
-    if args.action is None:
-        listed = await engine.schedules()
-        if isinstance(listed, Failure):
-            raise CliError(str(listed.failure()), 1)
-        rows = listed.unwrap()
-        if args.json:
-            print(json.dumps([fmt.schedule_document(r) for r in rows], indent=2))
-        elif not rows:
-            print("no schedules (an engine stores its schedules when it opens)")
-        else:
-            fmt.print_table(out, fmt.schedules_table(rows, out.width))
-        return 0
-    if args.action == "trigger":
-        triggered = await engine.trigger_schedule(args.id)
-        instance = _schedule_answer(triggered)
-        document: dict[str, Any] = {"id": args.id, "instance": instance}
-        text = f"{args.id}: triggered, instance {instance}"
-    else:
-        act = engine.pause_schedule if args.action == "pause" else engine.resume_schedule
-        info = _schedule_answer(await act(args.id))
-        document = fmt.schedule_document(info)
-        text = f"{args.id}: {'paused' if info.paused else 'resumed'}"
-    print(json.dumps(document, indent=2) if args.json else text)
-    return 0
-
-
-def _schedule_answer(acted: Result[T, OrchestratorError]) -> T:
-    """What a schedule action answered, or the one-line error (2: no such schedule)."""
-    if isinstance(acted, Failure):
-        cause = acted.failure().cause
-        if isinstance(cause, ScheduleNotFoundError):
-            raise CliError(cause.message, 2)
-        raise CliError(str(acted.failure()), 1)
-    return acted.unwrap()
 
 
 async def _send(engine: Engine, args: argparse.Namespace) -> int:
@@ -577,7 +512,7 @@ async def _run(args: argparse.Namespace, secrets: set[str]) -> int:
     secrets |= url_secrets(engine.backend_url)
     check_input(args, engine)
     if args.command == "cancel":
-        _check_cancel(args)
+        operator.check_cancel(args)
     with redacted_logs(secrets):
         writing = ("cancel", "send", "purge", "resume", "fork", "schedules")
         if args.command in writing and not read_only:

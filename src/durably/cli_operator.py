@@ -1,12 +1,14 @@
-"""The operator's verbs of ``durably``: ``resume``, ``fork``, ``cancel`` by filter, and the
-replay check (``replay``, ``export``) that tells whether new code fits stored histories."""
+"""The operator's verbs of ``durably``: ``cancel`` (by id or by filter), ``resume``,
+``fork``, ``schedules`` (list, pause, resume, trigger), and the replay check
+(``replay``, ``export``) that tells whether new code fits stored histories."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, TypeVar
 
-from returns.result import Failure
+from returns.result import Failure, Result
 from rich.console import Console
 
 from durably import cli_format as fmt
@@ -16,6 +18,7 @@ from durably.domain.errors import (
     InstancePurgedError,
     InvalidTransitionError,
     OrchestratorError,
+    ScheduleNotFoundError,
 )
 from durably.engine import Engine
 from durably.engine.replay import (
@@ -25,7 +28,9 @@ from durably.engine.replay import (
     replay_histories,
 )
 
-__all__ = ["resume", "fork", "cancel_by_filter", "replay", "export"]
+__all__ = ["resume", "fork", "cancel", "check_cancel", "schedules", "replay", "export"]
+
+T = TypeVar("T")
 
 
 def _refused(error: OrchestratorError) -> CliError:
@@ -57,6 +62,74 @@ async def fork(engine: Engine, args: argparse.Namespace) -> int:
         raise _refused(forked.failure())
     new = forked.unwrap().id
     print(f"{new}: forked from {args.id} at step {args.from_step!r}; a `{PROG} worker` runs it")
+    return 0
+
+
+def check_cancel(args: argparse.Namespace) -> None:
+    """``durably cancel`` takes an id, or filters: not both, not neither."""
+    filtered = [f"--{name}" for name in ("workflow", "status", "before") if getattr(args, name)]
+    if args.id is not None and (filtered or args.dry_run):
+        given = ", ".join([*filtered, *(["--dry-run"] if args.dry_run else [])])
+        raise CliError(f"`{PROG} cancel ID` takes no filter ({given}): give an id or filters", 2)
+    if args.id is None and not (args.workflow or args.status):
+        raise CliError(
+            f"`{PROG} cancel` needs an instance id, or --workflow and/or --status to cancel"
+            " every unfinished instance that matches",
+            2,
+        )
+
+
+async def schedules(engine: Engine, args: argparse.Namespace, out: Console) -> int:
+    """``durably schedules`` (a listing) and ``durably schedules pause|resume|trigger ID``."""
+    if args.action is None:
+        listed = await engine.schedules()
+        if isinstance(listed, Failure):
+            raise CliError(str(listed.failure()), 1)
+        rows = listed.unwrap()
+        if args.json:
+            print(json.dumps([fmt.schedule_document(r) for r in rows], indent=2))
+        elif not rows:
+            print("no schedules (an engine stores its schedules when it opens)")
+        else:
+            fmt.print_table(out, fmt.schedules_table(rows, out.width))
+        return 0
+    if args.action == "trigger":
+        triggered = await engine.trigger_schedule(args.id)
+        instance = _schedule_answer(triggered)
+        document: dict[str, Any] = {"id": args.id, "instance": instance}
+        text = f"{args.id}: triggered, instance {instance}"
+    else:
+        act = engine.pause_schedule if args.action == "pause" else engine.resume_schedule
+        info = _schedule_answer(await act(args.id))
+        document = fmt.schedule_document(info)
+        text = f"{args.id}: {'paused' if info.paused else 'resumed'}"
+    print(json.dumps(document, indent=2) if args.json else text)
+    return 0
+
+
+def _schedule_answer(acted: Result[T, OrchestratorError]) -> T:
+    """What a schedule action answered, or the one-line error (2: no such schedule)."""
+    if isinstance(acted, Failure):
+        cause = acted.failure().cause
+        if isinstance(cause, ScheduleNotFoundError):
+            raise CliError(cause.message, 2)
+        raise CliError(str(acted.failure()), 1)
+    return acted.unwrap()
+
+
+async def cancel(engine: Engine, args: argparse.Namespace, out: Console) -> int:
+    """``durably cancel ID``, or every unfinished instance matching the filters."""
+    if args.id is None:
+        return await cancel_by_filter(engine, args, out)
+    cancelled = await engine.cancel(args.id, reason=args.reason)
+    if isinstance(cancelled, Failure):
+        raise CliError(str(cancelled.failure()), 1)
+    answer = cancelled.unwrap()
+    if answer.reason == "not_found":
+        raise CliError(InstanceNotFoundError(args.id).message, 2)
+    if not answer.cancelled:
+        raise CliError(f"instance {args.id!r} already ended ({answer.previous_status})", 1)
+    print(f"{args.id} cancelled (was {answer.previous_status})")
     return 0
 
 
